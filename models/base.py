@@ -1,0 +1,272 @@
+"""The one interface every 2D generative model of the playground implements.
+
+A model is a ``torch.nn.Module`` subclass of :class:`Model2D`, registered under a short key
+(``mog``, ``realnvp``, ``wgan_gp`` ...). Its hyperparameters live in a ``Config`` dataclass whose
+fields carry their range, step and help text (see :func:`hp`), so the command line validates
+them and the UI generates its controls from them, from one source.
+
+This module is PyTorch only: it never imports gradio or plotly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+DENSITY_KINDS = ("exact", "unnormalized", "bound", "none")
+
+
+def hp(default: Any, lo: float | None = None, hi: float | None = None, *, step: float | None = None,
+       choices: tuple | None = None, log: bool = False, help: str = "", label: str | None = None,
+       live: bool = False):
+    """A hyperparameter field: its default, its safe range and how a control should show it.
+
+    Args:
+        default: the default value (its type is the field's type: bool, int, float or str).
+        lo, hi: the inclusive safe range of a number.
+        step: the slider step (ints default to 1).
+        choices: the allowed values of a string (a dropdown).
+        log: show the number on a log10 slider (learning rates, step sizes).
+        help: one line shown under the control.
+        label: the control's label (defaults to the field name with spaces).
+        live: may change while training runs (the model's :meth:`Model2D.live_update` applies it).
+    """
+    meta = dict(lo=lo, hi=hi, step=step, choices=choices, log=log, help=help, label=label, live=live)
+    return field(default=default, metadata=meta)
+
+
+class ConfigError(ValueError):
+    """A hyperparameter value outside its field's range or choices (the message says which)."""
+
+
+@dataclass
+class BaseConfig:
+    """Base of every model's Config: validation from the field metadata of :func:`hp`."""
+
+    @classmethod
+    def fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    @classmethod
+    def spec(cls) -> list[dict]:
+        """Each field as a plain dict (name, type, default, range...) for `list --json` and the UI."""
+        out = []
+        for f in cls.fields():
+            m = dict(f.metadata)
+            out.append(dict(name=f.name, type=type(f.default).__name__, default=f.default,
+                            min=m.get("lo"), max=m.get("hi"), step=m.get("step"),
+                            choices=list(m["choices"]) if m.get("choices") else None,
+                            log=m.get("log", False), help=m.get("help", ""),
+                            label=m.get("label") or f.name.replace("_", " "),
+                            live=m.get("live", False)))
+        return out
+
+    @classmethod
+    def coerce(cls, name: str, value: Any) -> Any:
+        """Turn ``value`` (possibly a string from the command line) into field ``name``'s type and
+        check it against the field's range or choices. Raises ConfigError with a one-line reason."""
+        by_name = {f.name: f for f in cls.fields()}
+        if name not in by_name:
+            raise ConfigError(f"unknown setting '{name}' (known: {', '.join(by_name)})")
+        f = by_name[name]
+        kind = type(f.default)
+        m = f.metadata
+        try:
+            if kind is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError
+                    value = low in ("1", "true", "yes", "on")
+                else:
+                    value = bool(value)
+            elif kind is int:
+                fv = float(value)
+                if not math.isfinite(fv) or fv != int(fv):
+                    raise ValueError
+                value = int(fv)
+            elif kind is float:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: '{value}' is not a valid {kind.__name__}") from None
+        if m.get("choices") and value not in m["choices"]:
+            raise ConfigError(f"{name}: '{value}' is not one of {', '.join(map(str, m['choices']))}")
+        lo, hi = m.get("lo"), m.get("hi")
+        if kind in (int, float) and lo is not None and hi is not None and not lo <= value <= hi:
+            raise ConfigError(f"{name}: {value} is outside the safe range [{lo}, {hi}]")
+        return value
+
+    @classmethod
+    def make(cls, **values: Any):
+        """A validated Config from keyword values (unknown names and bad values raise ConfigError)."""
+        return cls(**{k: cls.coerce(k, v) for k, v in values.items()})
+
+    def replace(self, **values: Any):
+        return dataclasses.replace(self, **{k: self.coerce(k, v) for k, v in values.items()})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainSettings(BaseConfig):
+    """Settings every model shares: the optimiser's learning rate, the batch size and the seed."""
+
+    lr: float = hp(3e-3, 1e-5, 1.0, log=True, live=True, label="learning rate",
+                   help="Adam's step size; can be changed while training runs")
+    batch: int = hp(256, 8, 4096, step=8, label="batch size",
+                    help="points per gradient step (EM: a batch ≥ the training set is full-batch EM)")
+    seed: int = hp(0, 0, 2**31 - 1, label="seed", help="same seed, same data split and same run")
+
+
+REGISTRY: dict[str, type[Model2D]] = {}
+
+
+def register(cls: type[Model2D]) -> type[Model2D]:
+    """Class decorator: adds a model class to REGISTRY under its ``key``."""
+    if not getattr(cls, "key", None):
+        raise TypeError(f"{cls.__name__} has no key")
+    if cls.key in REGISTRY and REGISTRY[cls.key] is not cls:
+        raise KeyError(f"model key '{cls.key}' registered twice")
+    if cls.density not in DENSITY_KINDS:
+        raise ValueError(f"{cls.__name__}.density must be one of {DENSITY_KINDS}")
+    REGISTRY[cls.key] = cls
+    return cls
+
+
+class Standardizer(nn.Module):
+    """An affine map z = (x - shift) / scale fitted to the training data, kept as buffers.
+
+    A model that works in standardised coordinates adds :meth:`log_det` to its log-density so the
+    likelihood stays in the data's own coordinates (change of variables, notes 5.1):
+    log p_x(x) = log p_z(z) + log|det dz/dx| = log p_z(z) - sum(log scale).
+    """
+
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.scale + self.shift
+
+    def log_det(self) -> torch.Tensor:
+        """log|det dz/dx|, the same for every point."""
+        return -torch.log(self.scale).sum()
+
+
+class Model2D(nn.Module):
+    """Base class of every playground model (see ../shared/ARCHITECTURE.md, "The model interface").
+
+    Class attributes:
+        key: registry key, used by the CLI (`python -m playground train KEY`).
+        family: the tab it belongs to ("latent", "flow", "gan", "ebm", "autoregressive").
+        title: a human name for menus.
+        density: "exact" (log_prob is a normalised log-density), "unnormalized" (log_prob is
+            f(x); the session normalises it on a grid), "bound" (log_prob is estimated, e.g. by
+            latent integration, and the loss is a bound) or "none" (no density: GANs).
+        Config: the model's hyperparameters (a BaseConfig dataclass).
+    """
+
+    key: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    density: ClassVar[str] = "exact"
+    Config: ClassVar[type[BaseConfig]] = BaseConfig
+
+    def __init__(self, cfg: BaseConfig | None = None):
+        super().__init__()
+        self.cfg = cfg if cfg is not None else self.Config()
+
+    # --- training -----------------------------------------------------------------------------
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Data-dependent initialisation (k-means++ seeding, standardisation). Default: nothing."""
+
+    def configure_optimizers(self, settings: TrainSettings) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers :meth:`step` uses. Default: one Adam over all parameters."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return {}
+        return {"main": make_adam(params, settings.lr)}
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The objective on a batch x of shape (n, 2): key "loss" is minimised, others are logged."""
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One update on batch x. Default: zero_grad, backward of loss()["loss"], optimiser step."""
+        opt = optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        terms = self.loss(x)
+        terms["loss"].backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def live_update(self, name: str, value: Any, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """Apply a setting changed while training runs. Default: "lr" sets every optimiser's lr."""
+        if name == "lr":
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = float(value)
+        elif hasattr(self.cfg, name):
+            setattr(self.cfg, name, self.cfg.coerce(name, value))
+
+    # --- what the views and metrics need ------------------------------------------------------
+    def sample(self, n: int) -> torch.Tensor:
+        """n samples of shape (n, 2)."""
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of shape (n,) (unnormalised f(x) when density == "unnormalized")."""
+        raise NotImplementedError(f"{type(self).__name__} has no density")
+
+    def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
+        """What this family can show: values on the (m, 2) grid and on the shown data points."""
+        return {}
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path) -> None:
+        torch.save({"key": self.key, "config": self.cfg.as_dict(), "state": self.state_dict()}, path)
+
+
+def make_adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam, fused where the parameters' device supports it (1.3x faster steps on this CPU,
+    ../shared/PERFORMANCE.md)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def build(key: str, **config: Any) -> Model2D:
+    """A model from its registry key and (validated) hyperparameters."""
+    if key not in REGISTRY:
+        raise KeyError(f"unknown model '{key}' (known: {', '.join(sorted(REGISTRY))})")
+    cls = REGISTRY[key]
+    return cls(cls.Config.make(**config))
+
+
+def load(path, map_location="cpu") -> Model2D:
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = build(blob["key"], **blob["config"])
+    model.load_state_dict(blob["state"])
+    return model

@@ -1,0 +1,421 @@
+"""2D datasets: the standard toy sets, drawn points and uploaded CSV files.
+
+Every built-in set is a pure function ``(n, rng, noise) -> float32 array (n, 2)`` of a
+``numpy.random.Generator``: the same seed gives the same points. Sets whose density is known in
+closed form carry a ``log_prob`` so the gap between a model's NLL and the data's own entropy can
+be shown. Everything here is numpy only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class DataError(ValueError):
+    """Data that cannot be used; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A built-in 2D dataset.
+
+    Attributes:
+        name: key used by the CLI and the UI.
+        title: human name.
+        fn: (n, rng, noise) -> float32 (n, 2).
+        noise: default noise level; noise_range: the slider's safe range.
+        box: half-width of the square plotting box [-box, box]^2 that holds the data.
+        log_prob: closed-form log-density (numpy, (n, 2) -> (n,)) given noise, when one exists.
+        modes: centres of the mixture components (for mode-coverage metrics), with their std.
+        noise_help: what the noise level means for this set.
+    """
+
+    name: str
+    title: str
+    fn: Callable[[int, np.random.Generator, float], np.ndarray]
+    noise: float
+    noise_range: tuple[float, float]
+    box: float = 4.0
+    log_prob: Callable[[np.ndarray, float], np.ndarray] | None = None
+    modes: Callable[[float], np.ndarray] | None = None
+    noise_help: str = "standard deviation of the Gaussian noise added to each point"
+    description: str = ""
+
+    def sample(self, n: int, rng: np.random.Generator, noise: float | None = None) -> np.ndarray:
+        noise = self.noise if noise is None else float(noise)
+        lo, hi = self.noise_range
+        if not lo <= noise <= hi:
+            raise DataError(f"{self.name}: noise {noise} outside [{lo}, {hi}]")
+        x = self.fn(int(n), rng, noise)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def has_density(self, noise: float | None = None) -> bool:
+        if self.log_prob is None:
+            return False
+        try:
+            self.log_prob(np.zeros((1, 2), np.float32), self.noise if noise is None else noise)
+        except NotImplementedError:
+            return False
+        return True
+
+
+def _normal_logpdf(x: np.ndarray, mean: np.ndarray | float, std: float | np.ndarray) -> np.ndarray:
+    z = (x - mean) / std
+    return -0.5 * z * z - np.log(std) - 0.5 * LOG_2PI
+
+
+def _mixture_logpdf(x: np.ndarray, centres: np.ndarray, std: float) -> np.ndarray:
+    """log of the equal-weight mixture of isotropic Gaussians N(c_k, std^2 I)."""
+    x = np.asarray(x, np.float64)
+    d2 = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    comp = -0.5 * d2 / std**2 - 2 * np.log(std) - LOG_2PI - np.log(len(centres))
+    m = comp.max(1, keepdims=True)
+    return (m + np.log(np.exp(comp - m).sum(1, keepdims=True)))[:, 0]
+
+
+def _mixture(centres: np.ndarray, n: int, rng: np.random.Generator, std: float) -> np.ndarray:
+    k = rng.integers(0, len(centres), n)
+    return centres[k] + std * rng.standard_normal((n, 2))
+
+
+# --- the sets ------------------------------------------------------------------------------------
+
+def _eight_centres(noise: float = 0.0) -> np.ndarray:
+    a = np.arange(8) * (2 * np.pi / 8)
+    return 2.8 * np.stack([np.cos(a), np.sin(a)], 1)
+
+
+def _grid_centres(noise: float = 0.0) -> np.ndarray:
+    g = np.linspace(-3.0, 3.0, 5)
+    return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+
+
+def eight_gaussians(n, rng, noise):
+    return _mixture(_eight_centres(), n, rng, noise)
+
+
+def twentyfive_gaussians(n, rng, noise):
+    return _mixture(_grid_centres(), n, rng, noise)
+
+
+def moons(n, rng, noise):
+    """Two interleaved half circles (the sklearn construction), centred and scaled by 2."""
+    n1 = n // 2
+    t1 = np.pi * rng.random(n1)
+    t2 = np.pi * rng.random(n - n1)
+    upper = np.stack([np.cos(t1), np.sin(t1)], 1)
+    lower = np.stack([1 - np.cos(t2), 0.5 - np.sin(t2)], 1)
+    x = (np.concatenate([upper, lower]) - [0.5, 0.25]) * 2.0
+    return rng.permutation(x + noise * rng.standard_normal(x.shape))
+
+
+def _rings(radii, n, rng, noise):
+    r = np.asarray(radii)[rng.integers(0, len(radii), n)]
+    t = 2 * np.pi * rng.random(n)
+    x = np.stack([r * np.cos(t), r * np.sin(t)], 1)
+    return x + noise * rng.standard_normal(x.shape)
+
+
+def circles(n, rng, noise):
+    return _rings([1.5, 3.0], n, rng, noise)
+
+
+def rings(n, rng, noise):
+    return _rings([0.75, 1.5, 2.25, 3.0], n, rng, noise)
+
+
+def swiss_roll(n, rng, noise):
+    t = 1.5 * np.pi * (1 + 2 * rng.random(n))
+    x = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 4.0
+    return x + noise * rng.standard_normal(x.shape)
+
+
+def pinwheel(n, rng, noise, arms: int = 5, rate: float = 0.25):
+    """Arms of stretched Gaussians twisted by an angle that grows with the radius."""
+    k = rng.integers(0, arms, n)
+    feats = rng.standard_normal((n, 2)) * [0.3, noise] + [1.0, 0.0]
+    angle = 2 * np.pi * k / arms + rate * np.exp(feats[:, 0])
+    c, s = np.cos(angle), np.sin(angle)
+    x = np.stack([c * feats[:, 0] - s * feats[:, 1], s * feats[:, 0] + c * feats[:, 1]], 1)
+    return 2.0 * x
+
+
+def two_spirals(n, rng, noise):
+    t = np.sqrt(rng.random(n)) * 3 * np.pi
+    sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    x = sign[:, None] * np.stack([-np.cos(t) * t, np.sin(t) * t], 1) / 3.0
+    return x + noise * rng.standard_normal(x.shape)
+
+
+def checkerboard(n, rng, noise):
+    """Uniform on the 8 dark cells of a 4x4 board covering [-4, 4]^2 (cells of side 2)."""
+    cells = np.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], float)
+    c = cells[rng.integers(0, len(cells), n)]
+    x = (c + rng.random((n, 2))) * 2.0 - 4.0
+    return x + noise * rng.standard_normal(x.shape)
+
+
+def checkerboard_log_prob(x, noise):
+    if noise > 0:
+        raise NotImplementedError("closed form only without noise")
+    x = np.asarray(x, np.float64)
+    i, j = np.floor((x[:, 0] + 4) / 2), np.floor((x[:, 1] + 4) / 2)
+    inside = (np.abs(x) < 4).all(1) & ((i + j) % 2 == 0)
+    return np.where(inside, -math.log(8 * 4.0), -np.inf)
+
+
+BANANA_A, BANANA_B, BANANA_S1 = 0.5, -2.0, 1.0
+
+
+def banana(n, rng, noise):
+    """x1 ~ N(0, 1), x2 | x1 ~ N(0.5 x1^2 - 2, noise^2): a density known in closed form."""
+    x1 = BANANA_S1 * rng.standard_normal(n)
+    x2 = BANANA_A * x1**2 + BANANA_B + noise * rng.standard_normal(n)
+    return np.stack([x1, x2], 1)
+
+
+def banana_log_prob(x, noise):
+    x = np.asarray(x, np.float64)
+    return (_normal_logpdf(x[:, 0], 0.0, BANANA_S1)
+            + _normal_logpdf(x[:, 1], BANANA_A * x[:, 0] ** 2 + BANANA_B, noise))
+
+
+GAUSS_COV = np.array([[2.0, 1.2], [1.2, 1.0]])
+
+
+def gaussian(n, rng, noise):
+    """A correlated Gaussian N(0, noise^2 * [[2, 1.2], [1.2, 1]])."""
+    return rng.standard_normal((n, 2)) @ np.linalg.cholesky(GAUSS_COV).T * noise
+
+
+def gaussian_log_prob(x, noise):
+    cov = GAUSS_COV * noise**2
+    x = np.asarray(x, np.float64)
+    prec = np.linalg.inv(cov)
+    return -0.5 * np.einsum("ni,ij,nj->n", x, prec, x) - 0.5 * np.log(np.linalg.det(cov)) - LOG_2PI
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in [
+    Dataset("8gaussians", "8 Gaussians", eight_gaussians, 0.25, (0.02, 1.0),
+            log_prob=lambda x, s: _mixture_logpdf(x, _eight_centres(), s), modes=_eight_centres,
+            noise_help="standard deviation of each of the 8 components",
+            description="8 equal Gaussians on a circle of radius 2.8: the classic mode-collapse test"),
+    Dataset("25gaussians", "25 Gaussians", twentyfive_gaussians, 0.1, (0.02, 0.5),
+            log_prob=lambda x, s: _mixture_logpdf(x, _grid_centres(), s), modes=_grid_centres,
+            noise_help="standard deviation of each of the 25 components",
+            description="a 5x5 grid of Gaussians, 1.5 apart"),
+    Dataset("moons", "Two moons", moons, 0.1, (0.0, 1.0), box=3.5,
+            description="two interleaved half circles"),
+    Dataset("circles", "Circles", circles, 0.1, (0.0, 1.0), description="two concentric circles"),
+    Dataset("rings", "Rings", rings, 0.06, (0.0, 0.5), description="four concentric rings"),
+    Dataset("swissroll", "Swiss roll", swiss_roll, 0.1, (0.0, 1.0),
+            description="a spiral sheet seen from above"),
+    Dataset("pinwheel", "Pinwheel", pinwheel, 0.1, (0.01, 0.5),
+            noise_help="spread of each arm across its length", description="five twisted arms"),
+    Dataset("2spirals", "Two spirals", two_spirals, 0.1, (0.0, 1.0),
+            description="two interleaved spirals"),
+    Dataset("checkerboard", "Checkerboard", checkerboard, 0.0, (0.0, 0.5), box=4.5,
+            log_prob=checkerboard_log_prob,
+            description="uniform on 8 squares; exact density log(1/32) without noise"),
+    Dataset("banana", "Banana", banana, 0.35, (0.05, 1.5), log_prob=banana_log_prob,
+            noise_help="standard deviation of x2 given x1",
+            description="x1 ~ N(0, 1), x2|x1 ~ N(0.5·x1² − 2, s²): exact density known"),
+    Dataset("gaussian", "Correlated Gaussian", gaussian, 0.8, (0.2, 2.0), box=4.5, log_prob=gaussian_log_prob,
+            noise_help="scale of the covariance [[2, 1.2], [1.2, 1]]",
+            description="one correlated Gaussian: the simplest sanity check"),
+]}
+
+
+# --- train / held-out split ------------------------------------------------------------------------
+
+@dataclass
+class DataSplit:
+    """Training and held-out points plus where they came from.
+
+    `box` is (xmin, xmax, ymin, ymax), the square every plot of this data uses.
+    `log_prob` is the true log-density when the data has one in closed form."""
+
+    train: np.ndarray
+    test: np.ndarray
+    name: str
+    box: tuple[float, float, float, float]
+    log_prob: Callable[[np.ndarray], np.ndarray] | None = None
+    modes: np.ndarray | None = None
+    mode_std: float | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.train) + len(self.test)
+
+
+def split(x: np.ndarray, rng: np.random.Generator, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.float32)
+    idx = rng.permutation(len(x))
+    n_test = max(1, int(round(len(x) * test_fraction)))
+    return x[idx[n_test:]], x[idx[:n_test]]
+
+
+def box_of(x: np.ndarray, margin: float = 0.15) -> tuple[float, float, float, float]:
+    """A square box around the points (robust to a few outliers), with a margin."""
+    lo = np.quantile(x, 0.002, axis=0)
+    hi = np.quantile(x, 0.998, axis=0)
+    centre = (lo + hi) / 2
+    half = float(max(hi - lo) / 2 * (1 + 2 * margin)) or 1.0
+    return (float(centre[0] - half), float(centre[0] + half), float(centre[1] - half), float(centre[1] + half))
+
+
+def make_split(name: str, n: int = 2000, noise: float | None = None, seed: int = 0,
+               test_fraction: float = 0.2) -> DataSplit:
+    """A built-in dataset, sampled with `seed` and split into train / held-out."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    if not 20 <= n <= 200_000:
+        raise DataError(f"number of points {n} outside [20, 200000]")
+    ds = DATASETS[name]
+    noise = ds.noise if noise is None else float(noise)
+    rng = np.random.default_rng(seed)
+    train, test = split(ds.sample(n, rng, noise), rng, test_fraction)
+    lp = (lambda x, _ds=ds, _s=noise: _ds.log_prob(x, _s)) if ds.has_density(noise) else None
+    modes = ds.modes(noise) if ds.modes else None
+    b = ds.box
+    return DataSplit(train, test, name, (-b, b, -b, b), log_prob=lp, modes=modes,
+                     mode_std=noise if ds.modes else None, info={"noise": noise, "title": ds.title})
+
+
+def split_array(x: np.ndarray, name: str, seed: int = 0, standardise: bool = False,
+                test_fraction: float = 0.2) -> DataSplit:
+    """Your own points (drawn or uploaded) as a DataSplit, optionally standardised."""
+    x = np.asarray(x, np.float64)
+    info = {}
+    if standardise:
+        mean, std = x.mean(0), x.std(0)
+        std[std < 1e-12] = 1.0
+        x = (x - mean) / std
+        info = {"standardised_mean": mean.tolist(), "standardised_std": std.tolist()}
+    rng = np.random.default_rng(seed)
+    train, test = split(x.astype(np.float32), rng, test_fraction)
+    return DataSplit(train, test, name, box_of(x), info=info)
+
+
+# --- your own data: CSV ----------------------------------------------------------------------------
+
+MAX_CSV_BYTES = 20 * 1024 * 1024
+MIN_ROWS, MAX_ROWS = 10, 200_000
+
+
+def parse_csv(data: bytes | str, max_bytes: int = MAX_CSV_BYTES) -> np.ndarray:
+    """Two numeric columns from CSV text (a header row is optional; extra columns are refused
+    only if the first two are not numeric). Raises DataError with the reason for a bad file."""
+    if isinstance(data, bytes):
+        if len(data) > max_bytes:
+            raise DataError(f"file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError("file is not UTF-8 text (is it a spreadsheet or an image?)") from None
+    else:
+        text = data
+        if len(text.encode()) > max_bytes:
+            raise DataError(f"file is over the {max_bytes / 1e6:.0f} MB limit")
+    if "\x00" in text:
+        raise DataError("file is binary, not CSV text")
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t ")
+        delim = dialect.delimiter
+    except csv.Error:
+        delim = ","
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
+            if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError("file is empty")
+    header = None
+    if not _is_number(rows[0][0]) or (len(rows[0]) > 1 and not _is_number(rows[0][1])):
+        header, rows = rows[0], rows[1:]
+    if max((len(r) for r in rows[:100]), default=0) < 2:
+        raise DataError("need at least 2 columns (x and y); found 1")
+    if len(rows) < MIN_ROWS:
+        raise DataError(f"need at least {MIN_ROWS} rows of data; found {len(rows)}")
+    if len(rows) > MAX_ROWS:
+        raise DataError(f"too many rows: {len(rows)} (the limit is {MAX_ROWS:,})")
+    out = np.empty((len(rows), 2), np.float64)
+    first = 2 if header is not None else 1
+    for i, r in enumerate(rows):
+        if len(r) < 2:
+            raise DataError(f"row {i + first} has {len(r)} column; need 2")
+        for j in (0, 1):
+            cell = r[j].strip()
+            try:
+                v = float(cell)
+            except ValueError:
+                raise DataError(f"row {i + first}, column {j + 1}: '{cell[:20]}' is not a number") from None
+            if not math.isfinite(v):
+                raise DataError(f"row {i + first}, column {j + 1}: {cell} (NaN and infinity are not allowed)")
+            out[i, j] = v
+    if np.ptp(out[:, 0]) == 0 and np.ptp(out[:, 1]) == 0:
+        raise DataError("all points are identical")
+    return out
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s.strip())
+        return True
+    except ValueError:
+        return False
+
+
+def write_csv(path, x: np.ndarray, header: bool = True) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        if header:
+            w.writerow(["x1", "x2"])
+        for a, b in np.asarray(x, np.float64):
+            w.writerow([f"{a:.6g}", f"{b:.6g}"])
+
+
+# --- your own data: drawn ----------------------------------------------------------------------------
+
+def points_from_sketch(image: np.ndarray, n: int, rng: np.random.Generator, box: float = 4.0,
+                       noise: float = 0.05) -> np.ndarray:
+    """Points sampled along the strokes of a drawing, scaled into [-box, box]^2.
+
+    `image` is an (h, w) or (h, w, c) array; a pixel is ink when it differs from the background
+    (the most common colour) or, with an alpha channel, when it is opaque. Points are drawn
+    uniformly from ink pixels, jittered within the pixel, plus Gaussian `noise` in plot units.
+    Raises DataError when there is (almost) nothing drawn."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[0] < 4 or img.shape[1] < 4:
+        raise DataError("the drawing is not an image")
+    if img.shape[2] == 4 and (img[:, :, 3] < 250).mean() > 0.05:
+        ink = img[:, :, 3] > 127
+    else:
+        rgb = img[:, :, :3].astype(np.int16)
+        flat = rgb.reshape(-1, rgb.shape[2])
+        vals, counts = np.unique(flat, axis=0, return_counts=True)
+        bg = vals[counts.argmax()]
+        ink = np.abs(rgb - bg).sum(-1) > 60
+    ys, xs = np.nonzero(ink)
+    if len(xs) < 10:
+        raise DataError("draw something first: the sketch pad is empty")
+    h, w = ink.shape
+    side = max(h, w)
+    pick = rng.integers(0, len(xs), n)
+    px = xs[pick] + rng.random(n)
+    py = ys[pick] + rng.random(n)
+    # the pad's centre goes to (0, 0) and its longer side spans [-box, box]; image y points down
+    x = (px - w / 2) / side * 2 * box * 0.95
+    y = -(py - h / 2) / side * 2 * box * 0.95
+    pts = np.stack([x, y], 1) + noise * rng.standard_normal((n, 2))
+    return pts.astype(np.float32)

@@ -1,0 +1,416 @@
+"""A training session: one model, its optimisers, a data split, the step count and the history.
+
+``Session.run()`` trains as fast as it can and yields a :class:`Snapshot` (plain numpy, no torch)
+about every 0.25 s of elapsed time, so fast models are not slowed by drawing and slow models still
+animate. A non-finite loss (or a failed closed-form update) stops the run and restores the last
+parameters known to be finite. Sessions hold no global state: a web visitor owns one in gr.State.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from models import REGISTRY, TrainSettings, build
+
+from . import metrics
+from .datasets import DataSplit
+
+# a frame may take at most this share of the wall-clock time; beyond it frames are spaced out
+MAX_FRAME_SHARE = 0.06
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks CUDA when available, else the CPU; "cuda" without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device '{device}' (auto, cpu or cuda)")
+    return torch.device(device)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})"
+
+
+def configure_threads() -> int:
+    """One intra-op thread by default: tiny models gain little from two, and lose 4-6x when the
+    cores are shared with the web server or another visitor (../shared/PERFORMANCE.md).
+    PLAYGROUND_THREADS overrides."""
+    n = int(os.environ.get("PLAYGROUND_THREADS", "1"))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
+@dataclass
+class Snapshot:
+    """Everything a frame shows, as plain numpy: the only thing that crosses to the plots."""
+
+    step: int
+    status: str  # idle | running | stopped | diverged | done
+    message: str
+    model_key: str
+    family: str
+    density: str
+    box: tuple[float, float, float, float]
+    train: np.ndarray
+    test: np.ndarray
+    samples: np.ndarray | None = None
+    sample_labels: np.ndarray | None = None
+    grid_x: np.ndarray | None = None
+    grid_y: np.ndarray | None = None
+    log_density: np.ndarray | None = None  # (ny, nx), normalised where the family allows
+    grid_mass: float | None = None  # probability mass of the density on the grid
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    latest: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    data_nll: float | None = None  # held-out NLL under the true density, when known
+    steps_per_sec: float = 0.0
+    elapsed: float = 0.0
+    device: str = "cpu"
+    dataset: str = ""
+
+
+class History:
+    """Per-step training terms (a growing numpy buffer) and per-frame evaluation metrics."""
+
+    def __init__(self):
+        self.step_terms: dict[str, np.ndarray] = {}
+        self.n = 0
+        self.evals: dict[str, tuple[list[int], list[float]]] = {}
+
+    def log_step(self, terms: dict[str, float]) -> None:
+        if self.n == 0 or any(k not in self.step_terms for k in terms):
+            for k in terms:
+                self.step_terms.setdefault(k, np.full(max(1024, self.n * 2), np.nan, np.float32))
+        cap = len(next(iter(self.step_terms.values()))) if self.step_terms else 0
+        if self.n >= cap:
+            for k, buf in self.step_terms.items():
+                grown = np.full(cap * 2, np.nan, np.float32)
+                grown[:cap] = buf
+                self.step_terms[k] = grown
+        for k, v in terms.items():
+            self.step_terms[k][self.n] = v
+        self.n += 1
+
+    def log_eval(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            if v is None:
+                continue
+            steps, vals = self.evals.setdefault(k, ([], []))
+            steps.append(step)
+            vals.append(float(v))
+
+    def curves(self, max_points: int = 600) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """All series as (steps, values) with at most max_points each (bin means for the steps)."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        n = self.n
+        for k, buf in self.step_terms.items():
+            v = buf[:n]
+            steps = np.arange(1, n + 1, dtype=np.float32)
+            if n > max_points:
+                b = n // max_points
+                m = (n // b) * b
+                v = np.nanmean(v[:m].reshape(-1, b), 1)
+                steps = steps[:m].reshape(-1, b).mean(1)
+            out[k] = (steps.astype(np.float32), v.astype(np.float32))
+        for k, (s, v) in self.evals.items():
+            s_arr, v_arr = np.asarray(s, np.float32), np.asarray(v, np.float32)
+            if len(s_arr) > max_points:
+                idx = np.linspace(0, len(s_arr) - 1, max_points).astype(int)
+                s_arr, v_arr = s_arr[idx], v_arr[idx]
+            out[k] = (s_arr, v_arr)
+        return out
+
+
+class Session:
+    """One training run of one model on one data split.
+
+    Args:
+        model_key: a key of models.REGISTRY.
+        config: the model's hyperparameters (dict or its Config).
+        data: the train / held-out split.
+        settings: learning rate, batch size and seed.
+        device: "auto", "cpu" or "cuda".
+        grid_res: the density grid is grid_res x grid_res over the data's box.
+        n_show: at most this many data points are drawn; n_samples model samples per frame.
+    """
+
+    def __init__(self, model_key: str, config: dict | None, data: DataSplit,
+                 settings: TrainSettings | None = None, device: str = "auto", grid_res: int = 100,
+                 n_show: int = 1000, n_samples: int = 1000):
+        if model_key not in REGISTRY:
+            raise KeyError(f"unknown model '{model_key}'")
+        self.settings = settings or TrainSettings()
+        self.data = data
+        self.device = resolve_device(device)
+        self.grid_res, self.n_show, self.n_samples = int(grid_res), int(n_show), int(n_samples)
+        torch.manual_seed(self.settings.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(self.settings.seed)
+        cfg = config if config is not None else {}
+        self.model = build(model_key, **(cfg if isinstance(cfg, dict) else cfg.as_dict()))
+        self.model.to(self.device)
+        self.train_x = torch.as_tensor(data.train, device=self.device)
+        self.test_x = torch.as_tensor(data.test, device=self.device)
+        self.model.init_from_data(self.train_x)
+        self.optimizers = self.model.configure_optimizers(self.settings)
+        self.step_count = 0
+        self.history = History()
+        self.status, self.message = "idle", "ready: press Train"
+        self._stop = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._phase = 0  # position within a step's named sub-steps (EM: E, then M)
+        self._phase_batch: torch.Tensor | None = None
+        self._good: tuple | None = None
+        self._good_step = 0
+        self._train_time = 0.0
+        self._rate = 0.0
+        self._checkpoint()
+        xs, ys, pts = metrics.make_grid(data.box, self.grid_res)
+        self.grid_x, self.grid_y = xs, ys
+        self.grid = torch.as_tensor(pts, device=self.device)
+        self.cell_area = metrics.cell_area(xs, ys)
+        self.data_nll = (float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None)
+
+    # --- properties ---------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.model.key
+
+    def set_live(self, name: str, value: Any) -> None:
+        """Change a live setting (learning rate, batch size, or a model's live hyperparameter)
+        while the run goes on."""
+        if name in ("lr", "batch"):
+            value = TrainSettings.coerce(name, value)
+            setattr(self.settings, name, value)
+            if name == "batch":
+                return
+        self.model.live_update(name, value, self.optimizers)
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run() loop is inside a training step (True) or timeout (False)."""
+        return self._idle.wait(timeout)
+
+    # --- training -----------------------------------------------------------------------------
+    def _batch(self) -> torch.Tensor:
+        n = self.train_x.shape[0]
+        full = self.settings.batch >= n
+        self.model._full_batch = full
+        if full:
+            return self.train_x
+        idx = torch.randint(0, n, (self.settings.batch,), device=self.device, generator=self.gen)
+        return self.train_x[idx]
+
+    def _checkpoint(self) -> None:
+        self._good = (copy.deepcopy(self.model.state_dict()),
+                      {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()})
+        self._good_step = self.step_count
+
+    def _params_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _restore(self, why: str) -> None:
+        state, opt_states = self._good
+        self.model.load_state_dict(state)
+        for k, o in self.optimizers.items():
+            o.load_state_dict(opt_states[k])
+        self.status = "diverged"
+        self.message = (f"stopped at step {self.step_count + 1}: {why}. Restored the parameters of "
+                        f"step {self._good_step} (the last finite ones); try a lower learning rate.")
+        self.step_count = self._good_step
+        self._phase = 0
+
+    def _one_step(self) -> bool:
+        """One training step; False (after restoring the last good parameters) on failure."""
+        try:
+            terms = self.model.step(self._batch(), self.optimizers)
+        except (RuntimeError, ValueError) as err:  # e.g. a covariance that is no longer PD
+            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            return False
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        if bad:
+            self._restore(f"the {bad[0]} became {terms[bad[0]]}")
+            return False
+        self.step_count += 1
+        self.history.log_step(terms)
+        return True
+
+    def train_steps(self, n: int, checkpoint_every: float = 1.0) -> bool:
+        """n steps without frames (the command line); False if training diverged."""
+        t0 = last = time.perf_counter()
+        self.status = "running"
+        for _ in range(int(n)):
+            if not self._one_step():
+                self._train_time += time.perf_counter() - t0
+                return False
+            now = time.perf_counter()
+            if now - last > checkpoint_every and self._params_finite():
+                self._checkpoint()
+                last = now
+        self._train_time += time.perf_counter() - t0
+        self.status, self.message = "done", f"trained {self.step_count} steps"
+        return True
+
+    def run(self, max_steps: int | None = None, max_seconds: float | None = None,
+            frame_interval: float = 0.25, frames: bool = True) -> Iterator[Snapshot]:
+        """Train until stopped (or max_steps / max_seconds), yielding a Snapshot about every
+        frame_interval seconds. The interval grows when a frame (building it and whatever the
+        consumer does with it) would take more than MAX_FRAME_SHARE of the time."""
+        self._stop = False
+        self._idle.clear()
+        self.status, self.message = "running", "training"
+        target = None if max_steps is None else self.step_count + int(max_steps)
+        t_start = time.perf_counter()
+        interval = frame_interval
+        last_frame = t_start
+        steps_at_start = self.step_count
+        try:
+            while not self._stop:
+                if target is not None and self.step_count >= target:
+                    break
+                if max_seconds is not None and time.perf_counter() - t_start >= max_seconds:
+                    break
+                if not self._one_step():
+                    snap = self.snapshot()
+                    self._idle.set()
+                    yield snap
+                    return
+                now = time.perf_counter()
+                if frames and now - last_frame >= interval:
+                    self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
+                    if self._params_finite():
+                        self._checkpoint()
+                    t_frame = time.perf_counter()
+                    snap = self.snapshot()
+                    self._idle.set()  # suspended at a yield, the model is not being touched
+                    yield snap
+                    self._idle.clear()
+                    cost = time.perf_counter() - t_frame
+                    interval = max(frame_interval, cost / MAX_FRAME_SHARE)
+                    last_frame = time.perf_counter()
+            elapsed = time.perf_counter() - t_start
+            self._rate = (self.step_count - steps_at_start) / max(elapsed, 1e-9)
+            self._train_time += elapsed
+            if self._stop:
+                self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+            else:
+                self.status, self.message = "done", f"finished at step {self.step_count}"
+            snap = self.snapshot()
+            self._idle.set()
+            yield snap
+        finally:
+            self._idle.set()
+            if self.status == "running":
+                self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+
+    def single_step(self) -> Snapshot:
+        """One step, or one named sub-step (EM: E-step, then M-step) when the model has them."""
+        names = tuple(getattr(self.model, "substep_names", ()) or ())
+        if not names:
+            ok = self._one_step()
+            if ok:
+                self.status, self.message = "stopped", f"took one step (step {self.step_count})"
+            return self.snapshot()
+        if self._phase == 0 or self._phase_batch is None:
+            self._phase_batch = self._batch()
+        try:
+            terms = self.model.substep(self._phase_batch, self._phase, self.optimizers)
+        except (RuntimeError, ValueError) as err:
+            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            return self.snapshot()
+        done = names[self._phase]
+        self._phase = (self._phase + 1) % len(names)
+        if self._phase == 0:
+            self.step_count += 1
+            self.history.log_step(terms)
+            self._phase_batch = None
+            nxt = f"next: {names[0]} of step {self.step_count + 1}"
+        else:
+            nxt = f"next: {names[self._phase]}"
+        self.status, self.message = "stopped", f"{done} done ({nxt})"
+        return self.snapshot()
+
+    # --- evaluation and frames ------------------------------------------------------------------
+    def _log_density(self, x: torch.Tensor, log_z: float | None) -> torch.Tensor:
+        lp = metrics.batched(self.model.log_prob, x)
+        return lp - log_z if log_z is not None else lp
+
+    def evaluate(self, test: torch.Tensor | None = None, n_samples: int = 2000) -> dict[str, float]:
+        """Final metrics: train/test NLL (nats, data coordinates) where the family has a density,
+        the sample distances to held-out data, and the latest loss terms."""
+        test = self.test_x if test is None else test
+        out: dict[str, float] = {}
+        log_z = None
+        if self.model.density == "unnormalized":
+            lz = metrics.batched(self.model.log_prob, self.grid)
+            log_z = metrics.grid_log_normalizer(lz, self.cell_area)
+            out["log_z_grid"] = log_z
+        if self.model.density != "none":
+            out["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:20000], log_z))
+            out["test_nll"] = metrics.mean_nll(self._log_density(test, log_z))
+        samples = self.model.sample(n_samples).detach()
+        out["mmd"] = metrics.mmd2(samples, test)
+        out["energy_distance"] = metrics.energy_distance(samples, test)
+        for k, buf in self.history.step_terms.items():
+            if self.history.n:
+                out[k] = float(buf[self.history.n - 1])
+        if self.data_nll is not None and test is self.test_x:
+            out["data_nll"] = self.data_nll
+        return out
+
+    def snapshot(self) -> Snapshot:
+        """Build a frame: density on the grid, samples, held-out metrics and family extras."""
+        m = self.model
+        shown = self.train_x[: self.n_show]
+        snap = Snapshot(step=self.step_count, status=self.status, message=self.message,
+                        model_key=m.key, family=m.family, density=m.density, box=self.data.box,
+                        train=self.data.train[: self.n_show], test=self.data.test[: self.n_show],
+                        data_nll=self.data_nll, steps_per_sec=self._rate,
+                        elapsed=self._train_time, device=device_label(self.device),
+                        dataset=self.data.name)
+        evals: dict[str, float] = {}
+        log_z = None
+        if m.density != "none":
+            lp = metrics.batched(m.log_prob, self.grid)
+            if m.density == "unnormalized":
+                log_z = metrics.grid_log_normalizer(lp, self.cell_area)
+                lp = lp - log_z
+                evals["log_z_grid"] = log_z
+            grid_lp = lp.double().cpu().numpy().reshape(self.grid_res, self.grid_res)
+            snap.grid_x, snap.grid_y = self.grid_x, self.grid_y
+            snap.log_density = grid_lp.astype(np.float32)
+            snap.grid_mass = metrics.grid_mass(grid_lp, self.cell_area)
+            evals["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:2000], log_z))
+            evals["test_nll"] = metrics.mean_nll(self._log_density(self.test_x[:5000], log_z))
+        if hasattr(m, "sample_labeled"):
+            s, lab = m.sample_labeled(self.n_samples)
+            snap.sample_labels = lab.detach().cpu().numpy().astype(np.int32)
+        else:
+            s = m.sample(self.n_samples)
+        snap.samples = s.detach().float().cpu().numpy()
+        evals["mmd"] = metrics.mmd2(snap.samples, self.data.test, max_n=250)
+        snap.extras = m.probe(self.grid, shown)
+        if self.step_count > 0 or not self.history.evals:
+            self.history.log_eval(self.step_count, evals)
+        snap.curves = self.history.curves()
+        snap.latest = dict(evals)
+        for k, buf in self.history.step_terms.items():
+            if self.history.n:
+                snap.latest[k] = float(buf[self.history.n - 1])
+        return snap

@@ -1,0 +1,469 @@
+"""The skeleton every tab shares, so a user learns it once (../shared/ARCHITECTURE.md, "Tabs").
+
+Data picker (built-in / draw / CSV) · model picker and its generated controls · Train / Stop /
+Step / Reset · a status line · live plots · a "what you are seeing" text. A tab module describes
+itself with a :class:`TabSpec` and calls :func:`build_tab`; it can add widgets of its own and wire
+them with :meth:`FamilyTab.wire_action` (e.g. the GAN tab's "one D step" button).
+
+Per-visitor state lives in a gr.State whose initial value is a class (called once per visitor),
+so several people can train at once without seeing each other's runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+
+from models import REGISTRY, ConfigError, TrainSettings
+
+from . import plots, views
+from .controls import Control, make_control, make_controls
+from .datasets import DATASETS, DataError, DataSplit, make_split, parse_csv, points_from_sketch, split_array
+from .liveplot import live_plot
+from .session import Session, Snapshot
+
+SOURCES = ("Built-in", "Draw", "Upload CSV")
+TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
+MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
+DEVICES = ("auto", "cpu", "cuda")
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+def markdown(text: str = "", **kw) -> gr.Markdown:
+    """gr.Markdown that renders $inline$ and $$display$$ maths, as the course notes write it."""
+    return gr.Markdown(text, latex_delimiters=LATEX, **kw)
+
+
+@dataclass
+class TabSpec:
+    """What a tab offers. `explain` maps a model key to its "what you are seeing" markdown."""
+
+    key: str
+    title: str
+    intro: str
+    models: list[str]
+    explain: dict[str, str] = field(default_factory=dict)
+    default_dataset: str = "8gaussians"
+    panels: tuple[tuple[str, str, int], ...] = (("main", "Model", 440), ("samples", "Samples", 440),
+                                                ("curves", "Curves", 300), ("extra", "More curves", 300))
+    log_density_option: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)  # TrainSettings defaults for this tab
+    model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class TabState:
+    """One visitor's state in one tab: the session, the settings it was built from, view options."""
+
+    def __init__(self):
+        self.session: Session | None = None
+        self.signature: tuple | None = None
+        self.view_opts: dict[str, Any] = {}
+        self.last: Snapshot | None = None
+        self.preview: DataSplit | None = None
+
+
+@dataclass
+class RunSpec:
+    data_sig: tuple
+    build_data: Callable[[], DataSplit]
+    model_key: str
+    config: dict
+    settings: TrainSettings
+    device: str
+
+    def signature(self) -> tuple:
+        live = {s["name"] for s in REGISTRY[self.model_key].Config.spec() if s["live"]}
+        cfg = tuple(sorted((k, v) for k, v in self.config.items() if k not in live))
+        return (self.data_sig, self.model_key, cfg, self.settings.seed, self.device)
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read(MAX_FILE_DIGEST)).hexdigest()
+
+
+MAX_FILE_DIGEST = 32 * 1024 * 1024
+
+
+def _sketch_array(sketch) -> np.ndarray | None:
+    if sketch is None:
+        return None
+    if isinstance(sketch, dict):
+        img = sketch.get("composite")
+        if img is None and sketch.get("layers"):
+            img = sketch["layers"][0]
+        return None if img is None else np.asarray(img)
+    return np.asarray(sketch)
+
+
+class FamilyTab:
+    """The widgets of one tab and the handlers that connect them to a Session."""
+
+    def __init__(self, spec: TabSpec):
+        self.spec = spec
+        self.model_controls: dict[str, dict[str, Control]] = {}
+        self.model_groups: dict[str, gr.Group] = {}
+        self.extra_outputs: list = []
+
+    # --- layout -------------------------------------------------------------------------------
+    def build(self) -> None:
+        spec = self.spec
+        p = f"{spec.key}-"
+        self.state = gr.State(TabState)
+        markdown(spec.intro, elem_classes=["tab-intro"])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                self._build_data(p)
+                self._build_model(p)
+                self._build_training(p)
+            with gr.Column(scale=3):
+                self.status = gr.Markdown("Pick data and a model, then press **Train**.",
+                                          elem_id=f"{p}status", elem_classes=["status-line"])
+                with gr.Row():
+                    self.train_btn = gr.Button("▶ Train", variant="primary", elem_id=f"{p}train", scale=2)
+                    self.stop_btn = gr.Button("■ Stop", variant="stop", elem_id=f"{p}stop")
+                    self.step_btn = gr.Button("Step", elem_id=f"{p}step")
+                    self.reset_btn = gr.Button("Reset", elem_id=f"{p}reset")
+                self.options_row = gr.Row()
+                with self.options_row:
+                    self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
+                                                 visible=spec.log_density_option, scale=0, min_width=140)
+                self.plots: dict[str, gr.HTML] = {}
+                panels = list(spec.panels)
+                for i in range(0, len(panels), 2):
+                    with gr.Row(equal_height=False):
+                        for name, title, height in panels[i:i + 2]:
+                            with gr.Column(min_width=320):
+                                self.plots[name] = live_plot(
+                                    plots.message_figure(f"{title}: press Train", title="", height=height),
+                                    height=height, elem_id=f"{p}plot-{name}")
+                self.explain = markdown(spec.explain.get(spec.models[0], ""), elem_classes=["explain"])
+
+    def _build_data(self, p: str) -> None:
+        spec = self.spec
+        ds = DATASETS[spec.default_dataset]
+        with gr.Accordion("Data", open=True):
+            self.source = gr.Radio(list(SOURCES), value="Built-in", label="source", elem_id=f"{p}source")
+            self.dataset = gr.Dropdown([(d.title, d.name) for d in DATASETS.values()], value=ds.name,
+                                       label="dataset", elem_id=f"{p}dataset", info=ds.description)
+            self.n_points = gr.Slider(100, 20000, value=2000, step=100, label="number of points",
+                                      info="20% are held out for evaluation", elem_id=f"{p}npoints")
+            self.noise = gr.Slider(ds.noise_range[0], ds.noise_range[1], value=ds.noise, step=0.01,
+                                   label="noise", info=ds.noise_help, elem_id=f"{p}noise")
+            self.sketch = gr.Sketchpad(label="draw your data (strokes become points)", visible=False,
+                                       height=300, canvas_size=(400, 400), elem_id=f"{p}sketch",
+                                       type="numpy", layers=False)
+            self.csv = gr.File(label="CSV with two numeric columns (header optional)", visible=False,
+                               file_types=[".csv", ".txt", ".tsv"], elem_id=f"{p}csv")
+            self.standardise = gr.Checkbox(False, label="standardise (zero mean, unit variance)",
+                                           visible=False, elem_id=f"{p}standardise")
+            self.data_msg = gr.Markdown("", elem_id=f"{p}datamsg")
+
+    def _build_model(self, p: str) -> None:
+        spec = self.spec
+        with gr.Accordion("Model", open=True):
+            self.model_dd = gr.Dropdown([(REGISTRY[k].title, k) for k in spec.models], value=spec.models[0],
+                                        label="model", elem_id=f"{p}model",
+                                        visible=len(spec.models) > 1)
+            for k in spec.models:
+                with gr.Group(visible=(k == spec.models[0])) as group:
+                    ctrls = make_controls(REGISTRY[k].Config, elem_prefix=f"{p}{k}-")
+                    for name, v in spec.model_defaults.get(k, {}).items():
+                        ctrls[name].component.value = _raw_value(ctrls[name], v)
+                self.model_controls[k] = ctrls
+                self.model_groups[k] = group
+
+    def _build_training(self, p: str) -> None:
+        with gr.Accordion("Training", open=True):
+            specs = {s["name"]: s for s in TrainSettings.spec()}
+            self.settings_controls: dict[str, Control] = {}
+            for name in ("lr", "batch", "seed"):
+                s = dict(specs[name])
+                if name in self.spec.settings:
+                    s["default"] = self.spec.settings[name]
+                if name == "seed":
+                    comp = gr.Number(value=s["default"], precision=0, minimum=0, maximum=s["max"],
+                                     label="seed", info=s["help"], elem_id=f"{p}seed")
+                    self.settings_controls[name] = Control(name, comp, lambda r: int(r or 0))
+                else:
+                    self.settings_controls[name] = make_control(s, elem_prefix=p)
+            self.device = gr.Dropdown(list(DEVICES), value="auto", label="device",
+                                      info="auto: the GPU when there is one, else the CPU",
+                                      elem_id=f"{p}device")
+
+    # --- inputs --------------------------------------------------------------------------------
+    def inputs(self) -> list:
+        comps = [self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.csv,
+                 self.standardise, self.model_dd, self.device]
+        for k in self.spec.models:
+            comps += [c.component for c in self.model_controls[k].values()]
+        comps += [c.component for c in self.settings_controls.values()]
+        return comps
+
+    def parse(self, raw: list) -> RunSpec:
+        """Turn the widget values (in the order of inputs()[1:]) into a RunSpec; raises DataError
+        or ConfigError with a one-line reason."""
+        source, dataset, n_points, noise, sketch, csv_file, standardise, model_key, device = raw[:9]
+        rest = list(raw[9:])
+        cfgs = {}
+        for k in self.spec.models:
+            ctrls = self.model_controls[k]
+            vals, rest = rest[:len(ctrls)], rest[len(ctrls):]
+            cfgs[k] = {name: c.value(v) for (name, c), v in zip(ctrls.items(), vals)}
+        settings_raw = {name: c.value(v) for (name, c), v in zip(self.settings_controls.items(), rest)}
+        settings = TrainSettings.make(**settings_raw)
+        model_key = model_key or self.spec.models[0]
+        REGISTRY[model_key].Config.make(**cfgs[model_key])
+        n_points = int(n_points)
+        seed = settings.seed
+        if source == "Draw":
+            img = _sketch_array(sketch)
+            if img is None:
+                raise DataError("draw something on the sketch pad first")
+            sig = ("draw", hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest(), n_points, seed)
+
+            def build_data(img=img):
+                rng = np.random.default_rng(seed)
+                return split_array(points_from_sketch(img, n_points, rng, box=4.0), "drawing", seed=seed)
+        elif source == "Upload CSV":
+            if not csv_file:
+                raise DataError("upload a CSV file first")
+            path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", str(csv_file))
+            size = os.path.getsize(path)
+            sig = ("csv", _file_digest(path), bool(standardise), seed)
+
+            def build_data(path=path, size=size):
+                with open(path, "rb") as f:
+                    blob = f.read(size + 1)
+                x = parse_csv(blob)
+                return split_array(x, os.path.basename(path), seed=seed, standardise=bool(standardise))
+        else:
+            if dataset not in DATASETS:
+                raise DataError(f"unknown dataset '{dataset}'")
+            lo, hi = DATASETS[dataset].noise_range
+            noise = float(min(max(float(noise), lo), hi))
+            sig = ("builtin", dataset, n_points, round(noise, 4), seed)
+
+            def build_data(dataset=dataset, noise=noise):
+                return make_split(dataset, n_points, noise, seed)
+        return RunSpec(sig, build_data, model_key, cfgs[model_key], settings, device)
+
+    # --- handlers ------------------------------------------------------------------------------
+    def ensure_session(self, st: TabState, run: RunSpec) -> tuple[Session, bool]:
+        """The visitor's session for these settings: the current one (resume) or a new one."""
+        sig = run.signature()
+        if st.session is not None and st.signature == sig:
+            st.session.set_live("lr", run.settings.lr)
+            st.session.set_live("batch", run.settings.batch)
+            for name, v in run.config.items():
+                if getattr(st.session.model.cfg, name, v) != v:
+                    st.session.set_live(name, v)
+            return st.session, False
+        data = run.build_data()
+        st.session = Session(run.model_key, run.config, data, run.settings, device=run.device)
+        st.signature = sig
+        return st.session, True
+
+    def outputs(self) -> list:
+        return [self.status] + list(self.plots.values()) + self.extra_outputs
+
+    def frame(self, st: TabState, snap: Snapshot | None, note: str = "") -> list:
+        """The output values for a snapshot: the status line and every panel's figure JSON."""
+        if snap is None:
+            return [note or "Press **Train**."] + [gr.skip()] * (len(self.plots) + len(self.extra_outputs))
+        st.last = snap
+        figs = views.render(snap, **st.view_opts)
+        vals = [status_line(snap, note)]
+        for name in self.plots:
+            vals.append(plots.to_json(figs[name]) if name in figs else gr.skip())
+        vals += self.extra_values(st, snap)
+        return vals
+
+    def extra_values(self, st: TabState, snap: Snapshot) -> list:
+        """Values for outputs a tab added to extra_outputs (override by assigning a function)."""
+        return [gr.skip()] * len(self.extra_outputs)
+
+    def error(self, err: Exception) -> list:
+        return [f"<span style='color:#dc2626'>▲</span> **{type(err).__name__.replace('Error', ' error')}:** {err}"] + \
+            [gr.skip()] * (len(self.plots) + len(self.extra_outputs))
+
+    def train(self, st: TabState, *raw):
+        try:
+            run = self.parse(list(raw))
+            sess, fresh = self.ensure_session(st, run)
+        except (DataError, ConfigError, ValueError, KeyError) as err:
+            yield self.error(err)
+            return
+        note = "new run" if fresh else "resumed"
+        for snap in sess.run(max_seconds=MAX_RUN_SECONDS):
+            yield self.frame(st, snap, note)
+        if sess.status == "done":
+            yield self.frame(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on")
+
+    def action(self, fn: Callable[[Session], Snapshot | None]):
+        """A handler that runs fn on the visitor's session (built from the controls if needed)."""
+        def handler(st: TabState, *raw):
+            try:
+                run = self.parse(list(raw))
+                sess, fresh = self.ensure_session(st, run)
+                snap = fn(sess)
+            except (DataError, ConfigError, ValueError, KeyError) as err:
+                return self.error(err)
+            return self.frame(st, snap if snap is not None else sess.snapshot(), "new run" if fresh else "")
+        return handler
+
+    def wire_action(self, button: gr.Button, fn: Callable[[Session], Snapshot | None], **kw):
+        return button.click(self.action(fn), self.inputs(), self.outputs(), cancels=[self.train_evt], **kw)
+
+    def stop(self, st: TabState):
+        """Stop the run; wait (briefly) until its loop has left the step it was in, then show it."""
+        sess = st.session
+        if sess is None:
+            return [gr.skip()] * len(self.outputs())
+        sess.request_stop()
+        sess.wait_idle(2.0)
+        if sess.status == "running":
+            sess.status, sess.message = "stopped", f"stopped at step {sess.step_count}"
+        return self.frame(st, sess.snapshot(), "stopped: press Train to resume")
+
+    def reset(self, st: TabState, *raw):
+        st.session, st.signature, st.last = None, None, None
+        return self.preview(st, *raw, note="reset: press Train to start a new run")
+
+    def preview(self, st: TabState, *raw, note: str = ""):
+        """Show the chosen data before training (skipped while a run is going)."""
+        if st.session is not None and st.session.status == "running":
+            return [gr.skip()] * len(self.outputs())
+        try:
+            run = self.parse(list(raw))
+            data = run.build_data()
+        except (DataError, ConfigError, ValueError, KeyError) as err:
+            return self.error(err)
+        st.preview = data
+        fig = plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
+                                uirevision=f"preview-{data.name}")
+        info = (f"{len(data.train):,} training and {len(data.test):,} held-out points"
+                + (" · true density known" if data.log_prob is not None else ""))
+        vals = [f"{note or 'Data ready'} · {info}. Press **Train**."]
+        first = True
+        for _name in self.plots:
+            vals.append(plots.to_json(fig) if first else gr.skip())
+            first = False
+        return vals + [gr.skip()] * len(self.extra_outputs)
+
+    def set_option(self, name: str):
+        def handler(st: TabState, value):
+            st.view_opts[name] = value
+            if st.last is None or (st.session is not None and st.session.status == "running"):
+                return [gr.skip()] * len(self.outputs())
+            return self.frame(st, st.last)
+        return handler
+
+    def set_live(self, name: str, control: Control):
+        def handler(st: TabState, raw):
+            if st.session is not None:
+                try:
+                    st.session.set_live(name, control.value(raw))
+                except (ConfigError, ValueError):
+                    pass
+        return handler
+
+    # --- wiring --------------------------------------------------------------------------------
+    def wire(self) -> None:
+        ins, outs = self.inputs(), self.outputs()
+        self.train_evt = self.train_btn.click(self.train, ins, outs, concurrency_limit=TRAIN_CONCURRENCY,
+                                              concurrency_id="train", api_name=f"{self.spec.key}_train",
+                                              show_progress="hidden")
+        self.stop_btn.click(self.stop, [self.state], outs, cancels=[self.train_evt],
+                            api_name=f"{self.spec.key}_stop", concurrency_limit=None, show_progress="hidden")
+        self.step_btn.click(self.action(lambda s: s.single_step()), ins, outs, cancels=[self.train_evt],
+                            api_name=f"{self.spec.key}_step", show_progress="hidden")
+        self.reset_btn.click(self.reset, ins, outs, cancels=[self.train_evt], api_name=f"{self.spec.key}_reset",
+                             show_progress="hidden")
+        self.log_scale.change(self.set_option("log_scale"), [self.state, self.log_scale], outs,
+                              show_progress="hidden", api_visibility="private")
+        lr = self.settings_controls["lr"]
+        lr.component.release(self.set_live("lr", lr), [self.state, lr.component], None,
+                             api_visibility="private")
+        b = self.settings_controls["batch"]
+        b.component.release(self.set_live("batch", b), [self.state, b.component], None, api_visibility="private")
+        for k, ctrls in self.model_controls.items():
+            for name, c in ctrls.items():
+                if c.live:
+                    c.component.change(self.set_live(name, c), [self.state, c.component], None,
+                                       api_visibility="private")
+        self.source.change(self._source_changed, [self.source],
+                           [self.dataset, self.noise, self.sketch, self.csv, self.standardise],
+                           api_visibility="private", queue=False)
+        self.dataset.change(self._dataset_changed, [self.dataset], [self.noise, self.dataset],
+                            api_visibility="private", queue=False)
+        for comp in (self.dataset, self.source, self.standardise, self.csv):
+            comp.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
+        for comp in (self.n_points, self.noise):
+            comp.release(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
+        self.sketch.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private",
+                           trigger_mode="always_last")
+        self.model_dd.change(self._model_changed, [self.model_dd],
+                             list(self.model_groups.values()) + [self.explain], api_visibility="private",
+                             queue=False)
+
+    def _source_changed(self, source):
+        return (gr.update(visible=source == "Built-in"), gr.update(visible=source == "Built-in"),
+                gr.update(visible=source == "Draw"), gr.update(visible=source == "Upload CSV"),
+                gr.update(visible=source == "Upload CSV"))
+
+    def _dataset_changed(self, name):
+        ds = DATASETS.get(name)
+        if ds is None:
+            return gr.skip(), gr.skip()
+        return (gr.update(minimum=ds.noise_range[0], maximum=ds.noise_range[1], value=ds.noise, info=ds.noise_help),
+                gr.update(info=ds.description))
+
+    def _model_changed(self, key):
+        return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.spec.explain.get(key, "")]
+
+
+def _raw_value(control: Control, value: Any) -> Any:
+    """The widget value that shows `value` (the inverse of the control's conversion)."""
+    comp = control.component
+    label = getattr(comp, "label", "") or ""
+    if "log₁₀" in label:
+        return round(float(np.log10(value)), 2)
+    return value
+
+
+def status_line(snap: Snapshot, note: str = "") -> str:
+    """One line a user reads at a glance: state, step, speed, loss, held-out metrics, device."""
+    color = {"running": "#16a34a", "stopped": "#6b7280", "done": "#2563eb", "diverged": "#dc2626"}.get(
+        snap.status, "#6b7280")
+    parts = [f"<span style='color:{color}'>●</span> **{snap.status}**", f"step **{snap.step:,}**"]
+    if snap.status == "running" or snap.steps_per_sec:
+        parts.append(f"{snap.steps_per_sec:,.0f} steps/s")
+    lt = snap.latest
+    if "loss" in lt:
+        parts.append(f"loss {lt['loss']:.4g}")
+    if "test_nll" in lt:
+        nll = f"held-out NLL **{lt['test_nll']:.3f}** nats"
+        if snap.data_nll is not None:
+            nll += f" (true density: {snap.data_nll:.3f})"
+        parts.append(nll)
+    if "mmd" in lt:
+        parts.append(f"MMD² {lt['mmd']:.2g}")
+    if snap.grid_mass is not None:
+        parts.append(f"∫p on grid ≈ {snap.grid_mass:.3f}")
+    parts.append(snap.device)
+    line = " · ".join(parts)
+    msg = snap.message if snap.status in ("diverged",) or snap.message.startswith(("E-step", "M-step")) else ""
+    extra = " — ".join(x for x in (note, msg) if x)
+    return line + (f"  \n{extra}" if extra else "")
+
+
+def build_tab(spec: TabSpec) -> FamilyTab:
+    tab = FamilyTab(spec)
+    tab.build()
+    return tab
