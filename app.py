@@ -15,7 +15,7 @@ import gradio as gr
 
 from playground import liveplot
 from playground.session import configure_threads, device_label, resolve_device
-from playground.tabs import TABS
+from playground.tabs import TABS, coming
 
 TITLE = "Generative Models Playground"
 INTRO = """
@@ -35,6 +35,7 @@ CSS = """
 
 
 def build_app() -> gr.Blocks:
+    configure_threads()
     gr.set_static_paths(liveplot.static_paths())
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**.")
@@ -46,7 +47,6 @@ def build_app() -> gr.Blocks:
                     if err.name != f"playground.tabs.{name}":
                         raise
                     module = None
-                from playground.tabs import coming
                 title = module.TITLE if module else coming.COMING[name][0]
                 with gr.Tab(title, id=name, elem_id=f"tab-{name}"):
                     if module:
@@ -69,7 +69,6 @@ def main(argv=None) -> None:
     ap.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     ap.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     args = ap.parse_args(argv)
-    configure_threads()
     kw = launch_kwargs()
     if args.port:
         kw["server_port"] = args.port

@@ -8,8 +8,9 @@ value. ``Control.value(raw)`` turns the widget's value back into the field's val
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -55,11 +56,7 @@ def make_control(spec: dict, value: Any = None, elem_prefix: str = "") -> Contro
     return Control(name, comp, float, spec["live"])
 
 
-def make_controls(config_cls: type[BaseConfig], elem_prefix: str = "", skip: tuple[str, ...] = ()) -> dict[str, Control]:
+def make_controls(config_cls: type[BaseConfig], elem_prefix: str = "",
+                  skip: tuple[str, ...] = ()) -> dict[str, Control]:
     return {s["name"]: make_control(s, elem_prefix=elem_prefix) for s in config_cls.spec()
             if s["name"] not in skip}
-
-
-def values(controls: dict[str, Control], raw: list[Any]) -> dict[str, Any]:
-    """Field values from the raw widget values, in the order of `controls`."""
-    return {name: c.value(r) for (name, c), r in zip(controls.items(), raw)}

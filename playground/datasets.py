@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -292,7 +293,7 @@ def make_split(name: str, n: int = 2000, noise: float | None = None, seed: int =
 
 
 def split_array(x: np.ndarray, name: str, seed: int = 0, standardise: bool = False,
-                test_fraction: float = 0.2) -> DataSplit:
+                test_fraction: float = 0.2, box: tuple[float, float, float, float] | None = None) -> DataSplit:
     """Your own points (drawn or uploaded) as a DataSplit, optionally standardised."""
     x = np.asarray(x, np.float64)
     info = {}
@@ -303,7 +304,7 @@ def split_array(x: np.ndarray, name: str, seed: int = 0, standardise: bool = Fal
         info = {"standardised_mean": mean.tolist(), "standardised_std": std.tolist()}
     rng = np.random.default_rng(seed)
     train, test = split(x.astype(np.float32), rng, test_fraction)
-    return DataSplit(train, test, name, box_of(x), info=info)
+    return DataSplit(train, test, name, box if box is not None and not standardise else box_of(x), info=info)
 
 
 # --- your own data: CSV ----------------------------------------------------------------------------
@@ -385,37 +386,43 @@ def write_csv(path, x: np.ndarray, header: bool = True) -> None:
 
 # --- your own data: drawn ----------------------------------------------------------------------------
 
-def points_from_sketch(image: np.ndarray, n: int, rng: np.random.Generator, box: float = 4.0,
-                       noise: float = 0.05) -> np.ndarray:
-    """Points sampled along the strokes of a drawing, scaled into [-box, box]^2.
+def parse_strokes(value) -> list[np.ndarray]:
+    """The drawing pad's value (JSON list of strokes of [x1, x2] points) as arrays; raises DataError."""
+    if value is None or value == "" or value == []:
+        raise DataError("draw something on the pad first")
+    try:
+        raw = json.loads(value) if isinstance(value, str) else value
+        strokes = [np.asarray(s, np.float64).reshape(-1, 2) for s in raw if len(s)]
+    except (ValueError, TypeError):
+        raise DataError("the drawing could not be read") from None
+    strokes = [s for s in strokes if np.isfinite(s).all()]
+    if not strokes:
+        raise DataError("draw something on the pad first")
+    return strokes
 
-    `image` is an (h, w) or (h, w, c) array; a pixel is ink when it differs from the background
-    (the most common colour) or, with an alpha channel, when it is opaque. Points are drawn
-    uniformly from ink pixels, jittered within the pixel, plus Gaussian `noise` in plot units.
-    Raises DataError when there is (almost) nothing drawn."""
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[0] < 4 or img.shape[1] < 4:
-        raise DataError("the drawing is not an image")
-    if img.shape[2] == 4 and (img[:, :, 3] < 250).mean() > 0.05:
-        ink = img[:, :, 3] > 127
-    else:
-        rgb = img[:, :, :3].astype(np.int16)
-        flat = rgb.reshape(-1, rgb.shape[2])
-        vals, counts = np.unique(flat, axis=0, return_counts=True)
-        bg = vals[counts.argmax()]
-        ink = np.abs(rgb - bg).sum(-1) > 60
-    ys, xs = np.nonzero(ink)
-    if len(xs) < 10:
-        raise DataError("draw something first: the sketch pad is empty")
-    h, w = ink.shape
-    side = max(h, w)
-    pick = rng.integers(0, len(xs), n)
-    px = xs[pick] + rng.random(n)
-    py = ys[pick] + rng.random(n)
-    # the pad's centre goes to (0, 0) and its longer side spans [-box, box]; image y points down
-    x = (px - w / 2) / side * 2 * box * 0.95
-    y = -(py - h / 2) / side * 2 * box * 0.95
-    pts = np.stack([x, y], 1) + noise * rng.standard_normal((n, 2))
+
+def points_from_strokes(strokes, n: int, rng: np.random.Generator, noise: float = 0.08) -> np.ndarray:
+    """n points spread along drawn strokes (uniformly by arc length), plus Gaussian noise.
+
+    A stroke with a single point (a click) is a dot: its points scatter around it with the same
+    noise. Every stroke gets a share of points proportional to its length (a dot counts as 0.5
+    units), so a long curve gets more points than a short tick."""
+    strokes = parse_strokes(strokes)
+    segs_a, segs_b, weights = [], [], []
+    for s in strokes:
+        if len(s) == 1 or np.allclose(s, s[0]):
+            segs_a.append(s[0])
+            segs_b.append(s[0])
+            weights.append(0.5)
+            continue
+        a, b = s[:-1], s[1:]
+        lens = np.linalg.norm(b - a, axis=1)
+        keep = lens > 0
+        segs_a += list(a[keep])
+        segs_b += list(b[keep])
+        weights += list(lens[keep])
+    a, b, w = np.asarray(segs_a), np.asarray(segs_b), np.asarray(weights)
+    pick = rng.choice(len(w), size=n, p=w / w.sum())
+    t = rng.random(n)[:, None]
+    pts = a[pick] + t * (b[pick] - a[pick]) + noise * rng.standard_normal((n, 2))
     return pts.astype(np.float32)

@@ -22,8 +22,15 @@ _JS = """
 const div = element.querySelector('.live-plot');
 const config = {responsive: true, displaylogo: false, scrollZoom: false,
                 modeBarButtonsToRemove: ['select2d', 'lasso2d', 'toggleSpikelines']};
-let last = null;
+let last = null, dragging = false, pending = false;
+// while the user drags (zoom box, pan) frames wait, so a redraw never fights the gesture
+div.addEventListener('pointerdown', () => { dragging = true; }, true);
+window.addEventListener('pointerup', () => {
+  if (dragging) { dragging = false; if (pending) draw(); }
+}, true);
 function draw() {
+  if (dragging) { pending = true; return; }
+  pending = false;
   const v = props.value;
   if (!v || v === last) return;
   last = v;

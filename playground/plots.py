@@ -111,9 +111,14 @@ def curves_layout(title: str, ytitle: str, uirevision: str = "curves", height: i
     }
 
 
-def message_figure(text: str, box=(-4, 4, -4, 4), title: str = "", height: int = 430) -> dict:
-    """An empty data view with a message in the middle (before training, or 'no density')."""
+def message_figure(text: str, box=(-4, 4, -4, 4), title: str = "", height: int = 430, axes: bool = True) -> dict:
+    """An empty view with a message in the middle (before training, or 'no density');
+    axes=False hides the axes (a curves panel before there are curves)."""
     lay = data_layout(box, title, height=height, legend=False)
+    if not axes:
+        lay["xaxis"] = {"visible": False}
+        lay["yaxis"] = {"visible": False}
+        lay["plot_bgcolor"] = "white"
     lay["annotations"] = [{"text": text, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
                            "showarrow": False, "font": {"size": 14, "color": "#555"}}]
     return {"data": [], "layout": lay}
@@ -260,8 +265,11 @@ def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher i
 
 
 def distance_figure(snap) -> dict:
-    traces = curve_traces(snap, [("mmd", "MMD² (samples vs held-out)", 1.0)], colors=["#2ca02c"])
-    return {"data": traces, "layout": curves_layout("Sample distance (lower is better)", "MMD²")}
+    traces = curve_traces(snap, [("energy_distance", "energy distance: samples vs held-out", 1.0)],
+                          colors=["#2ca02c"])
+    traces.append(hline(0.0, "same distribution", color="#999", dash="dot"))
+    return {"data": traces, "layout": with_reference_axis(
+        curves_layout("Sample distance (lower is better)", "energy distance"))}
 
 
 def loss_figure(snap, keys: list[tuple[str, str, float]] | None = None, title: str = "Training loss") -> dict:

@@ -13,8 +13,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,6 +184,7 @@ class Session:
         self.grid_x, self.grid_y = xs, ys
         self.grid = torch.as_tensor(pts, device=self.device)
         self.cell_area = metrics.cell_area(xs, ys)
+        self._test_sub = data.test[:500]
         self.data_nll = (float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None)
 
     # --- properties ---------------------------------------------------------------------------
@@ -404,7 +406,7 @@ class Session:
         else:
             s = m.sample(self.n_samples)
         snap.samples = s.detach().float().cpu().numpy()
-        evals["mmd"] = metrics.mmd2(snap.samples, self.data.test, max_n=250)
+        evals["energy_distance"] = metrics.energy_distance(snap.samples, self._test_sub, max_n=500)
         snap.extras = m.probe(self.grid, shown)
         if self.step_count > 0 or not self.history.evals:
             self.history.log_eval(self.step_count, evals)

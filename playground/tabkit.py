@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -23,7 +24,18 @@ from models import REGISTRY, ConfigError, TrainSettings
 
 from . import plots, views
 from .controls import Control, make_control, make_controls
-from .datasets import DATASETS, DataError, DataSplit, make_split, parse_csv, points_from_sketch, split_array
+from .datasets import (
+    DATASETS,
+    DataError,
+    DataSplit,
+    make_split,
+    parse_csv,
+    parse_strokes,
+    points_from_strokes,
+    split_array,
+)
+from .drawpad import BOX as DRAW_BOX
+from .drawpad import draw_pad
 from .liveplot import live_plot
 from .session import Session, Snapshot
 
@@ -90,17 +102,6 @@ def _file_digest(path: str) -> str:
 MAX_FILE_DIGEST = 32 * 1024 * 1024
 
 
-def _sketch_array(sketch) -> np.ndarray | None:
-    if sketch is None:
-        return None
-    if isinstance(sketch, dict):
-        img = sketch.get("composite")
-        if img is None and sketch.get("layers"):
-            img = sketch["layers"][0]
-        return None if img is None else np.asarray(img)
-    return np.asarray(sketch)
-
-
 class FamilyTab:
     """The widgets of one tab and the handlers that connect them to a Session."""
 
@@ -135,13 +136,15 @@ class FamilyTab:
                                                  visible=spec.log_density_option, scale=0, min_width=140)
                 self.plots: dict[str, gr.HTML] = {}
                 panels = list(spec.panels)
+                first = _preview_figure(make_split(spec.default_dataset, 2000, seed=0))
                 for i in range(0, len(panels), 2):
                     with gr.Row(equal_height=False):
                         for name, title, height in panels[i:i + 2]:
                             with gr.Column(min_width=320):
-                                self.plots[name] = live_plot(
-                                    plots.message_figure(f"{title}: press Train", title="", height=height),
-                                    height=height, elem_id=f"{p}plot-{name}")
+                                fig = first if not self.plots else plots.message_figure(
+                                    f"{title}: press Train", title=title, height=height, axes=False)
+                                fig["layout"]["height"] = height
+                                self.plots[name] = live_plot(fig, height=height, elem_id=f"{p}plot-{name}")
                 self.explain = markdown(spec.explain.get(spec.models[0], ""), elem_classes=["explain"])
 
     def _build_data(self, p: str) -> None:
@@ -155,9 +158,10 @@ class FamilyTab:
                                       info="20% are held out for evaluation", elem_id=f"{p}npoints")
             self.noise = gr.Slider(ds.noise_range[0], ds.noise_range[1], value=ds.noise, step=0.01,
                                    label="noise", info=ds.noise_help, elem_id=f"{p}noise")
-            self.sketch = gr.Sketchpad(label="draw your data (strokes become points)", visible=False,
-                                       height=300, canvas_size=(400, 400), elem_id=f"{p}sketch",
-                                       type="numpy", layers=False)
+            with gr.Group(visible=False) as self.draw_group:
+                self.sketch = draw_pad(elem_id=f"{p}sketch")
+                self.draw_noise = gr.Slider(0.0, 0.5, value=0.08, step=0.01, label="stroke spread",
+                                            info="noise around the strokes (plot units)", elem_id=f"{p}drawnoise")
             self.csv = gr.File(label="CSV with two numeric columns (header optional)", visible=False,
                                file_types=[".csv", ".txt", ".tsv"], elem_id=f"{p}csv")
             self.standardise = gr.Checkbox(False, label="standardise (zero mean, unit variance)",
@@ -198,8 +202,8 @@ class FamilyTab:
 
     # --- inputs --------------------------------------------------------------------------------
     def inputs(self) -> list:
-        comps = [self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.csv,
-                 self.standardise, self.model_dd, self.device]
+        comps = [self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.draw_noise,
+                 self.csv, self.standardise, self.model_dd, self.device]
         for k in self.spec.models:
             comps += [c.component for c in self.model_controls[k].values()]
         comps += [c.component for c in self.settings_controls.values()]
@@ -208,8 +212,8 @@ class FamilyTab:
     def parse(self, raw: list) -> RunSpec:
         """Turn the widget values (in the order of inputs()[1:]) into a RunSpec; raises DataError
         or ConfigError with a one-line reason."""
-        source, dataset, n_points, noise, sketch, csv_file, standardise, model_key, device = raw[:9]
-        rest = list(raw[9:])
+        source, dataset, n_points, noise, sketch, draw_noise, csv_file, standardise, model_key, device = raw[:10]
+        rest = list(raw[10:])
         cfgs = {}
         for k in self.spec.models:
             ctrls = self.model_controls[k]
@@ -222,14 +226,15 @@ class FamilyTab:
         n_points = int(n_points)
         seed = settings.seed
         if source == "Draw":
-            img = _sketch_array(sketch)
-            if img is None:
-                raise DataError("draw something on the sketch pad first")
-            sig = ("draw", hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest(), n_points, seed)
+            strokes = parse_strokes(sketch)
+            spread = float(min(max(float(draw_noise or 0.0), 0.0), 0.5))
+            sig = ("draw", hashlib.sha1(str(sketch).encode()).hexdigest(), n_points, spread, seed)
 
-            def build_data(img=img):
+            def build_data(strokes=strokes):
                 rng = np.random.default_rng(seed)
-                return split_array(points_from_sketch(img, n_points, rng, box=4.0), "drawing", seed=seed)
+                pts = points_from_strokes(strokes, n_points, rng, noise=spread)
+                return split_array(pts, "drawing", seed=seed,
+                                   box=(-DRAW_BOX, DRAW_BOX, -DRAW_BOX, DRAW_BOX))
         elif source == "Upload CSV":
             if not csv_file:
                 raise DataError("upload a CSV file first")
@@ -345,8 +350,7 @@ class FamilyTab:
         except (DataError, ConfigError, ValueError, KeyError) as err:
             return self.error(err)
         st.preview = data
-        fig = plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
-                                uirevision=f"preview-{data.name}")
+        fig = _preview_figure(data)
         info = (f"{len(data.train):,} training and {len(data.test):,} held-out points"
                 + (" · true density known" if data.log_prob is not None else ""))
         vals = [f"{note or 'Data ready'} · {info}. Press **Train**."]
@@ -392,19 +396,19 @@ class FamilyTab:
                              api_visibility="private")
         b = self.settings_controls["batch"]
         b.component.release(self.set_live("batch", b), [self.state, b.component], None, api_visibility="private")
-        for k, ctrls in self.model_controls.items():
+        for ctrls in self.model_controls.values():
             for name, c in ctrls.items():
                 if c.live:
                     c.component.change(self.set_live(name, c), [self.state, c.component], None,
                                        api_visibility="private")
         self.source.change(self._source_changed, [self.source],
-                           [self.dataset, self.noise, self.sketch, self.csv, self.standardise],
+                           [self.dataset, self.noise, self.draw_group, self.csv, self.standardise],
                            api_visibility="private", queue=False)
         self.dataset.change(self._dataset_changed, [self.dataset], [self.noise, self.dataset],
                             api_visibility="private", queue=False)
         for comp in (self.dataset, self.source, self.standardise, self.csv):
             comp.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
-        for comp in (self.n_points, self.noise):
+        for comp in (self.n_points, self.noise, self.draw_noise):
             comp.release(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
         self.sketch.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private",
                            trigger_mode="always_last")
@@ -426,6 +430,11 @@ class FamilyTab:
 
     def _model_changed(self, key):
         return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.spec.explain.get(key, "")]
+
+
+def _preview_figure(data: DataSplit) -> dict:
+    return plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
+                             uirevision=f"preview-{data.name}")
 
 
 def _raw_value(control: Control, value: Any) -> Any:
@@ -452,8 +461,8 @@ def status_line(snap: Snapshot, note: str = "") -> str:
         if snap.data_nll is not None:
             nll += f" (true density: {snap.data_nll:.3f})"
         parts.append(nll)
-    if "mmd" in lt:
-        parts.append(f"MMD² {lt['mmd']:.2g}")
+    if "energy_distance" in lt:
+        parts.append(f"energy distance {lt['energy_distance']:.2g}")
     if snap.grid_mass is not None:
         parts.append(f"∫p on grid ≈ {snap.grid_mass:.3f}")
     parts.append(snap.device)

@@ -8,7 +8,8 @@ COMING = {
     "autoregressive": ("Autoregressive", "p(x₁)·p(x₂|x₁) with FVSBN, NADE, MADE and RNADE (notes ch. 3)."),
     "flows": ("Normalizing flows", "Planar, NICE, RealNVP, MAF and IAF, seen layer by layer (notes ch. 5)."),
     "gans": ("GANs", "Minimax, non-saturating, f-GAN and WGAN with the discriminator surface (notes ch. 6)."),
-    "ebm": ("Energy-based models", "Contrastive divergence with Langevin / MH chains, score matching, NCE (notes ch. 7)."),
+    "ebm": ("Energy-based models",
+            "Contrastive divergence with Langevin / MH chains, score matching, NCE (notes ch. 7)."),
 }
 
 

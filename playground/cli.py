@@ -1,0 +1,232 @@
+"""The headless command line: `python -m playground list | train | bench`.
+
+    python -m playground list --json
+    python -m playground train mog --dataset moons --steps 2000 --set K=16 --json
+    python -m playground train realnvp --data my.csv --test-data held.csv --save-samples out.csv
+    python -m playground bench mog --json
+
+Bad arguments and bad files exit with status 2 and one line on stderr saying why.
+Likelihoods are in nats per point, in the data's own coordinates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from models import REGISTRY, ConfigError, TrainSettings
+
+from .datasets import DATASETS, DataError, DataSplit, box_of, make_split, parse_csv, split_array, write_csv
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m playground", description="Train and benchmark the playground's models headless.")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="models (with hyperparameters) and datasets")
+    ls.add_argument("--json", action="store_true")
+
+    tr = sub.add_parser("train", help="train one model and print its metrics")
+    tr.add_argument("model")
+    _data_args(tr)
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch", type=int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model hyperparameter (repeatable); see `list`")
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--test-data", metavar="FILE.csv", help="evaluate on this held-out set (train on all of --data)")
+    tr.add_argument("--save-samples", metavar="FILE.csv", help="write model samples after training")
+    tr.add_argument("--samples", type=int, default=1000, help="how many samples --save-samples writes")
+    tr.add_argument("--json", action="store_true", help="print one JSON object")
+
+    be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered")
+    be.add_argument("model", nargs="?", default="mog")
+    _data_args(be)
+    be.add_argument("--seconds", type=float, default=4.0, help="length of each timed run")
+    be.add_argument("--repeats", type=int, default=3, help="bare/live pairs; the median ratio is reported")
+    be.add_argument("--batch", type=int, default=None)
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    be.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    be.add_argument("--json", action="store_true")
+    return ap
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--data", metavar="FILE.csv", help="your own points: two numeric columns")
+    p.add_argument("--n", type=int, default=2000, help="number of points of a built-in dataset")
+    p.add_argument("--noise", type=float, default=None, help="noise level of a built-in dataset")
+    p.add_argument("--standardise", action="store_true", help="standardise --data to zero mean, unit variance")
+
+
+def _read_csv(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        blob = f.read(50 * 1024 * 1024)
+    try:
+        return parse_csv(blob)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
+
+
+def load_data(args, seed: int) -> DataSplit:
+    """The data split the command line asked for; with --test-data all other points train."""
+    if args.data and args.dataset:
+        raise UsageError("give either --dataset or --data, not both")
+    test_file = getattr(args, "test_data", None)
+    if args.data:
+        x = _read_csv(args.data)
+        name = os.path.basename(args.data)
+        if not test_file:
+            return split_array(x, name, seed=seed, standardise=args.standardise)
+        test = _read_csv(test_file)
+        if args.standardise:
+            mean, std = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)
+            x, test = (x - mean) / std, (test - mean) / std
+        return DataSplit(x.astype(np.float32), test.astype(np.float32), name, box_of(x),
+                         info={"test_data": test_file})
+    split = make_split(args.dataset or "8gaussians", args.n, args.noise, seed)
+    if test_file:
+        test = _read_csv(test_file).astype(np.float32)
+        split = DataSplit(np.concatenate([split.train, split.test]), test, split.name, split.box,
+                          log_prob=split.log_prob, modes=split.modes, mode_std=split.mode_std,
+                          info=dict(split.info, test_data=test_file))
+    return split
+
+
+def parse_sets(model: str, pairs: list[str], extra: dict) -> tuple[dict, dict]:
+    """--set KEY=VALUE pairs into (model config, training settings), validated."""
+    if model not in REGISTRY:
+        raise UsageError(f"unknown model '{model}' (known: {', '.join(sorted(REGISTRY))})")
+    cfg_cls = REGISTRY[model].Config
+    cfg, settings = {}, {}
+    names = {s["name"] for s in cfg_cls.spec()}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--set expects KEY=VALUE, got '{pair}'")
+        k, v = pair.split("=", 1)
+        k = k.strip()
+        if k in names:
+            cfg[k] = cfg_cls.coerce(k, v)
+        elif k in ("lr", "batch", "seed"):
+            settings[k] = TrainSettings.coerce(k, v)
+        else:
+            raise ConfigError(f"unknown setting '{k}' for {model} (known: {', '.join(sorted(names))}, lr, batch, seed)")
+    for k, v in extra.items():
+        if v is not None:
+            settings[k] = TrainSettings.coerce(k, v)
+    return cfg, settings
+
+
+def cmd_list(args) -> int:
+    models = [{"key": k, "family": c.family, "title": c.title, "density": c.density,
+               "hyperparameters": c.Config.spec()} for k, c in sorted(REGISTRY.items())]
+    datasets = [{"name": d.name, "title": d.title, "noise": d.noise, "noise_range": list(d.noise_range),
+                 "closed_form_density": d.has_density(), "description": d.description}
+                for d in DATASETS.values()]
+    settings = TrainSettings.spec()
+    if args.json:
+        print(json.dumps({"models": models, "datasets": datasets, "training": settings}, indent=1))
+        return 0
+    print("models:")
+    for m in models:
+        hps = ", ".join(f"{h['name']}={h['default']}" for h in m["hyperparameters"])
+        print(f"  {m['key']:<12} {m['family']:<15} {m['title']}  [{hps}]")
+    print("datasets:")
+    for d in datasets:
+        print(f"  {d['name']:<13} {d['description']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .session import Session, configure_threads
+
+    configure_threads()
+    cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
+    if args.steps < 0 or args.samples < 1:
+        raise UsageError("--steps must be >= 0 and --samples >= 1")
+    settings = TrainSettings.make(**extra)
+    data = load_data(args, settings.seed)
+    sess = Session(args.model, cfg, data, settings, device=args.device)
+    t0 = time.perf_counter()
+    ok = sess.train_steps(args.steps)
+    seconds = time.perf_counter() - t0
+    metrics = sess.evaluate()
+    out = {"model": args.model, "dataset": data.name, "steps": sess.step_count, "seconds": round(seconds, 3),
+           "steps_per_second": round(sess.step_count / seconds, 2) if seconds > 0 else None,
+           "device": str(sess.device), "config": sess.model.cfg.as_dict(), "settings": settings.as_dict(),
+           "n_train": int(len(data.train)), "n_test": int(len(data.test)), "diverged": not ok,
+           "message": sess.message, "metrics": {k: _num(v) for k, v in metrics.items()}}
+    if args.save_samples:
+        samples = sess.model.sample(args.samples).detach().cpu().numpy()
+        write_csv(args.save_samples, samples)
+        out["samples_file"] = args.save_samples
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.model} on {data.name}: {out['steps']} steps in {seconds:.1f} s "
+              f"({out['steps_per_second']} steps/s) on {out['device']}")
+        for k, v in out["metrics"].items():
+            print(f"  {k:<16} {v}")
+        if not ok:
+            print(f"  diverged: {sess.message}")
+    return 0 if ok else 1
+
+
+def _num(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench
+
+    cfg, extra = parse_sets(args.model, args.set, {"batch": args.batch, "seed": args.seed})
+    settings = TrainSettings.make(**extra)
+    args.test_data = None
+    data = load_data(args, settings.seed)
+    res = bench(args.model, cfg, data, settings, seconds=args.seconds, repeats=args.repeats, device=args.device)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{res['model']} on {res['dataset']} ({res['device']}, {res['threads']} thread(s)):")
+        print(f"  bare      {res['bare_steps_per_second']:.1f} steps/s")
+        print(f"  live      {res['live_steps_per_second']:.1f} steps/s with {res['frames_per_second']:.1f} frames/s")
+        print(f"  ratio     {res['ratio']:.3f}  (live / bare; target >= 0.95)")
+        for k, v in res.get("references", {}).items():
+            print(f"  vs {k:<6} {v}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench}[args.cmd](args)
+    except (UsageError, DataError, ConfigError, KeyError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Figures are built from plain numpy Snapshots, without torch, and are valid Plotly."""
+
+import base64
+import json
+import subprocess
+import sys
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from playground import plots, views
+from playground.session import Snapshot
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def fake_snapshot(model_key="mog", family="latent", density="exact", K=3):
+    rng = np.random.default_rng(0)
+    xs = np.linspace(-4, 4, 50, dtype=np.float32)
+    lp = -0.5 * (xs[None, :] ** 2 + xs[:, None] ** 2) - np.log(2 * np.pi)
+    covs = np.stack([np.eye(2) * 0.3] * K)
+    return Snapshot(step=12, status="running", message="", model_key=model_key, family=family, density=density,
+                    box=(-4, 4, -4, 4), train=rng.normal(size=(100, 2)).astype(np.float32),
+                    test=rng.normal(size=(40, 2)).astype(np.float32),
+                    samples=rng.normal(size=(60, 2)).astype(np.float32),
+                    sample_labels=rng.integers(0, K, 60).astype(np.int32), grid_x=xs, grid_y=xs,
+                    log_density=lp.astype(np.float32), grid_mass=1.0,
+                    curves={"train_nll": (np.arange(5, dtype=np.float32), np.linspace(3, 2, 5, dtype=np.float32)),
+                            "test_nll": (np.arange(5, dtype=np.float32), np.linspace(3.1, 2.2, 5, dtype=np.float32)),
+                            "energy_distance": (np.arange(5, dtype=np.float32), np.zeros(5, np.float32)),
+                            "loss": (np.arange(5, dtype=np.float32), np.ones(5, np.float32))},
+                    latest={"loss": 1.0, "test_nll": 2.2},
+                    extras={"weights": np.full(K, 1 / K, np.float32), "means": rng.normal(size=(K, 2)),
+                            "covariances": covs, "point_labels": rng.integers(0, K, 100).astype(np.int32),
+                            "point_confidence": np.ones(100, np.float32)},
+                    data_nll=2.0)
+
+
+def test_plot_modules_never_import_torch_or_gradio():
+    code = ("import sys; import playground.plots, playground.views; "
+            "bad = [m for m in ('torch', 'gradio') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_mixture_frame_is_valid_plotly(log_scale):
+    figs = views.render(fake_snapshot(), log_scale=log_scale)
+    assert {"main", "samples", "curves", "extra"} <= set(figs)
+    for name, fig in figs.items():
+        decoded = json.loads(plots.to_json(fig))
+        go.Figure(decoded)  # raises on an invalid property
+        lay = decoded["layout"]
+        assert lay.get("uirevision"), name
+        assert lay["xaxis"]["title"]["text"] and lay["yaxis"]["title"]["text"], name
+    main = figs["main"]
+    assert main["data"][0]["type"] == "heatmap"
+    assert main["layout"]["yaxis"]["scaleanchor"] == "x"  # square data view
+    names = {t.get("name") for t in main["data"]}
+    assert any("1σ" in str(n) for n in names) and any("2σ" in str(n) for n in names)
+
+
+def test_arrays_travel_as_typed_arrays():
+    z = np.arange(6, dtype=np.float32).reshape(2, 3)
+    fig = {"data": [{"type": "heatmap", "z": z, "x": np.array([0.0, 1.0, 2.0])}], "layout": {"a": float("nan")}}
+    out = json.loads(plots.to_json(fig))
+    enc = out["data"][0]["z"]
+    assert enc["dtype"] == "f4" and enc["shape"] == "2,3"
+    back = np.frombuffer(base64.b64decode(enc["bdata"]), np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(back, z)
+    assert out["data"][0]["x"]["dtype"] == "f4"  # float64 sent as float32
+    assert out["layout"]["a"] is None  # NaN is not valid JSON
+
+
+def test_ellipse_is_the_n_sigma_contour():
+    mean = np.array([1.0, -2.0])
+    cov = np.array([[2.0, 0.8], [0.8, 0.5]])
+    for k in (1.0, 2.0):
+        xy = plots.ellipse_xy(mean, cov, k).astype(np.float64)
+        d = xy - mean
+        maha = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+        np.testing.assert_allclose(np.sqrt(maha), k, rtol=1e-4)
+
+
+def test_log_density_view_clips_the_tails():
+    snap = fake_snapshot()
+    snap.log_density[0, 0] = -1e6
+    tr = plots.density_heatmap(snap, log_scale=True)
+    assert tr["z"].min() >= tr["zmin"] and tr["zmax"] == pytest.approx(float(snap.log_density.max()))
+
+
+def test_models_without_density_say_so():
+    snap = fake_snapshot(model_key="nothing", family="none", density="none")
+    snap.log_density = None
+    figs = views.render(snap)
+    assert "no density" in json.dumps(figs["main"]["layout"]["annotations"])

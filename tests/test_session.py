@@ -1,0 +1,146 @@
+"""The training session: stop/resume, NaN rollback, frames by time, plain-numpy snapshots."""
+
+import dataclasses
+import math
+import time
+
+import pytest
+import torch
+
+from models import TrainSettings
+from playground.datasets import make_split
+from playground.session import Session, Snapshot, resolve_device
+
+
+@pytest.fixture
+def sess():
+    return Session("mog", {"K": 4, "method": "gradient"}, make_split("moons", 800, seed=0),
+                   TrainSettings(lr=0.01, batch=128), device="cpu")
+
+
+def test_stop_and_resume_keep_the_step_count(sess):
+    list(sess.run(max_steps=40))
+    assert sess.step_count == 40
+    frames = sess.run(frame_interval=0.0)
+    for i, _snap in enumerate(frames):
+        if i == 3:
+            sess.request_stop()
+    assert sess.status == "stopped"
+    stopped_at = sess.step_count
+    assert stopped_at > 40
+    list(sess.run(max_steps=25))
+    assert sess.step_count == stopped_at + 25
+    assert sess.history.n == sess.step_count
+
+
+def test_frames_come_by_elapsed_time(sess):
+    slow_step = sess.model.step
+
+    def step(x, opts):
+        time.sleep(0.02)
+        return slow_step(x, opts)
+
+    sess.model.step = step
+    t0 = time.perf_counter()
+    snaps = list(sess.run(max_steps=30, frame_interval=0.1))
+    elapsed = time.perf_counter() - t0
+    # ~0.6 s of training at one frame per 0.1 s: several frames, far fewer than steps
+    assert 3 <= len(snaps) <= 30
+    assert len(snaps) <= elapsed / 0.1 + 2
+
+
+def test_non_finite_loss_stops_and_restores_the_last_good_parameters(sess):
+    list(sess.run(max_steps=20))  # a frame at the end checkpoints nothing new; take one now
+    sess._checkpoint()
+    good = {k: v.clone() for k, v in sess.model.state_dict().items()}
+    good_step = sess.step_count
+    real_step = sess.model.step
+    calls = {"n": 0}
+
+    def exploding(x, opts):
+        calls["n"] += 1
+        out = real_step(x, opts)
+        if calls["n"] == 5:
+            with torch.no_grad():
+                sess.model.means.fill_(float("nan"))
+            out["loss"] = float("nan")
+        return out
+
+    sess.model.step = exploding
+    snaps = list(sess.run(max_steps=50))
+    assert sess.status == "diverged" and snaps[-1].status == "diverged"
+    assert "nan" in sess.message.lower() and "restored" in sess.message.lower()
+    assert sess.step_count == good_step
+    for k, v in sess.model.state_dict().items():
+        assert torch.equal(v, good[k]), k
+    assert all(torch.isfinite(p).all() for p in sess.model.parameters())
+
+
+def test_failed_closed_form_update_is_caught():
+    sess = Session("mog", {"K": 3}, make_split("moons", 500, seed=0), TrainSettings(batch=4096), device="cpu")
+
+    def broken(x, opts):
+        raise torch.linalg.LinAlgError("cholesky: the input is not positive-definite")
+
+    sess.model.step = broken
+    list(sess.run(max_steps=5))
+    assert sess.status == "diverged" and "positive-definite" in sess.message
+
+
+def test_live_learning_rate_change_reaches_the_optimiser(sess):
+    sess.set_live("lr", 0.123)
+    assert all(g["lr"] == 0.123 for o in sess.optimizers.values() for g in o.param_groups)
+    sess.set_live("batch", 64)
+    assert sess._batch().shape[0] == 64
+    with pytest.raises(ValueError):
+        sess.set_live("lr", 50.0)  # outside the safe range
+
+
+def test_snapshot_is_plain_numpy(sess):
+    list(sess.run(max_steps=10))
+    snap = sess.snapshot()
+    assert isinstance(snap, Snapshot)
+
+    def check(v, where):
+        assert not isinstance(v, torch.Tensor), where
+        if isinstance(v, dict):
+            for k, x in v.items():
+                check(x, f"{where}.{k}")
+        if isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                check(x, f"{where}[{i}]")
+
+    for f in dataclasses.fields(snap):
+        check(getattr(snap, f.name), f.name)
+    assert snap.log_density.shape == (sess.grid_res, sess.grid_res)
+    assert 0.8 < snap.grid_mass < 1.01  # a normalised density: at most 1 on the box
+    assert snap.samples.shape == (sess.n_samples, 2)
+    assert math.isfinite(snap.latest["test_nll"])
+
+
+def test_em_step_button_counts_one_step_per_e_and_m():
+    sess = Session("mog", {"K": 3}, make_split("moons", 500, seed=0), TrainSettings(batch=4096), device="cpu")
+    s1 = sess.single_step()
+    assert sess.step_count == 0 and s1.message.startswith("E-step")
+    s2 = sess.single_step()
+    assert sess.step_count == 1 and s2.message.startswith("M-step")
+
+
+def test_same_seed_same_run():
+    def run():
+        s = Session("mog", {"K": 4, "method": "gradient"}, make_split("moons", 600, seed=2),
+                    TrainSettings(lr=0.01, batch=64, seed=2), device="cpu")
+        s.train_steps(30)
+        return s.model.means.detach().clone()
+
+    torch.testing.assert_close(run(), run())
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
