@@ -242,6 +242,15 @@ class Model2D(nn.Module):
         """What this family can show: values on the (m, 2) grid and on the shown data points."""
         return {}
 
+    def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
+        """Family-specific held-out metrics, logged as curves every frame and reported by the CLI
+        (a VAE's test_elbo / test_iwae, NCE's learned log Z, a GAN's divergence estimate)."""
+        return {}
+
+    def use_target(self, log_prob, name: str) -> None:
+        """Told the data's true log-density when it is known in closed form (a differentiable torch
+        function, or None): models that fit a density by reverse KL keep it. Default: ignore."""
+
     # --- persistence --------------------------------------------------------------------------
     def save(self, path) -> None:
         torch.save({"key": self.key, "config": self.cfg.as_dict(), "state": self.state_dict()}, path)

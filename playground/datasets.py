@@ -204,6 +204,19 @@ def gaussian_log_prob(x, noise):
     return -0.5 * np.einsum("ni,ij,nj->n", x, prec, x) - 0.5 * np.log(np.linalg.det(cov)) - LOG_2PI
 
 
+def _energy_dataset(name: str, title: str, box: float = 4.0) -> Dataset:
+    """An energy target of models.targets (p ∝ exp(-U/T)) as a dataset: samples come from a fine
+    grid (exact up to the grid's resolution), the density is exact up to a grid-computed log Z.
+    The noise slider is the temperature T."""
+    from models import targets  # numpy in, numpy out: the energies are written once for both
+
+    return Dataset(name, title, lambda n, rng, t: targets.sample(name, n, rng, t), 1.0, (0.5, 2.0), box=box,
+                   log_prob=lambda x, t: targets.log_prob(name, np.asarray(x, np.float64), t),
+                   noise_help="temperature T of p ∝ exp(−U/T): higher is more spread out",
+                   description=f"{title}: an analytic energy target (Rezende & Mohamed 2015)"
+                   if name.startswith("u") else f"{title}: a thin ring, hard for random-walk samplers")
+
+
 DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("8gaussians", "8 Gaussians", eight_gaussians, 0.25, (0.02, 1.0),
             log_prob=lambda x, s: _mixture_logpdf(x, _eight_centres(), s), modes=_eight_centres,
@@ -232,6 +245,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("gaussian", "Correlated Gaussian", gaussian, 0.8, (0.2, 2.0), box=4.5, log_prob=gaussian_log_prob,
             noise_help="scale of the covariance [[2, 1.2], [1.2, 1]]",
             description="one correlated Gaussian: the simplest sanity check"),
+    _energy_dataset("u1", "U1: ring with two lobes"),
+    _energy_dataset("u2", "U2: sine wave", box=4.5),
+    _energy_dataset("u3", "U3: split sine", box=4.5),
+    _energy_dataset("u4", "U4: sine and step", box=4.5),
+    _energy_dataset("donut", "Donut", box=3.5),
 ]}
 
 

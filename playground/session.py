@@ -165,6 +165,11 @@ class Session:
         self.model.to(self.device)
         self.train_x = torch.as_tensor(data.train, device=self.device)
         self.test_x = torch.as_tensor(data.test, device=self.device)
+        from models.targets import dataset_log_prob
+
+        target = dataset_log_prob(data.name, data.info["noise"]) if data.log_prob is not None and \
+            "noise" in data.info else None
+        self.model.use_target(target, data.name)
         self.model.init_from_data(self.train_x)
         self.optimizers = self.model.configure_optimizers(self.settings)
         self.step_count = 0
@@ -348,10 +353,40 @@ class Session:
         self.status, self.message = "stopped", f"{done} done ({nxt})"
         return self.snapshot()
 
+    def apply(self, fn, label: str, counts_as_step: bool = False) -> Snapshot:
+        """Run fn(model, batch, optimizers) -> loss terms once, with the same protection as a
+        training step (a non-finite term or a failed update restores the last good parameters).
+        For a tab's own buttons, e.g. the GAN tab's "one D step" / "one G step"."""
+        self._checkpoint()
+        try:
+            terms = fn(self.model, self._batch(), self.optimizers) or {}
+        except (RuntimeError, ValueError) as err:
+            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            return self.snapshot()
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        if bad:
+            self._restore(f"the {bad[0]} became {terms[bad[0]]}")
+            return self.snapshot()
+        if counts_as_step:
+            self.step_count += 1
+            self.history.log_step(terms)
+        self.status, self.message = "stopped", f"{label} (step {self.step_count})"
+        return self.snapshot()
+
     # --- evaluation and frames ------------------------------------------------------------------
     def _log_density(self, x: torch.Tensor, log_z: float | None) -> torch.Tensor:
         lp = metrics.batched(self.model.log_prob, x)
         return lp - log_z if log_z is not None else lp
+
+    def _family_metrics(self, test: torch.Tensor, samples) -> dict[str, float]:
+        """The model's own metrics plus, on mixture datasets, mode coverage of its samples."""
+        out = {k: float(v) for k, v in self.model.metrics(test).items()}
+        if self.data.modes is not None and self.data.mode_std:
+            s = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else samples
+            cov = metrics.mode_coverage(s, self.data.modes, self.data.mode_std)
+            out["modes_covered"] = float(cov["modes_covered"])
+            out["high_quality"] = cov["high_quality"]
+        return out
 
     def evaluate(self, test: torch.Tensor | None = None, n_samples: int = 2000) -> dict[str, float]:
         """Final metrics: train/test NLL (nats, data coordinates) where the family has a density,
@@ -369,6 +404,7 @@ class Session:
         samples = self.model.sample(n_samples).detach()
         out["mmd"] = metrics.mmd2(samples, test)
         out["energy_distance"] = metrics.energy_distance(samples, test)
+        out.update(self._family_metrics(test, samples))
         for k, buf in self.history.step_terms.items():
             if self.history.n:
                 out[k] = float(buf[self.history.n - 1])
@@ -407,6 +443,7 @@ class Session:
             s = m.sample(self.n_samples)
         snap.samples = s.detach().float().cpu().numpy()
         evals["energy_distance"] = metrics.energy_distance(snap.samples, self._test_sub, max_n=500)
+        evals.update(self._family_metrics(self.test_x[:2000], snap.samples))
         snap.extras = m.probe(self.grid, shown)
         if self.step_count > 0 or not self.history.evals:
             self.history.log_eval(self.step_count, evals)

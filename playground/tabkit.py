@@ -64,6 +64,9 @@ class TabSpec:
     panels: tuple[tuple[str, str, int], ...] = (("main", "Model", 440), ("samples", "Samples", 440),
                                                 ("curves", "Curves", 300), ("extra", "More curves", 300))
     log_density_option: bool = True
+    # extra view options shown next to "log density": name -> a function making the widget. Their
+    # values reach the views as keyword arguments (views.render(snap, name=value, ...)), live.
+    options: dict[str, Callable[[], gr.components.Component]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # TrainSettings defaults for this tab
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -134,6 +137,7 @@ class FamilyTab:
                 with self.options_row:
                     self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
                                                  visible=spec.log_density_option, scale=0, min_width=140)
+                    self.options = {name: make() for name, make in spec.options.items()}
                 self.plots: dict[str, gr.HTML] = {}
                 panels = list(spec.panels)
                 first = _preview_figure(make_split(spec.default_dataset, 2000, seed=0))
@@ -391,6 +395,9 @@ class FamilyTab:
                              show_progress="hidden")
         self.log_scale.change(self.set_option("log_scale"), [self.state, self.log_scale], outs,
                               show_progress="hidden", api_visibility="private")
+        for name, comp in self.options.items():
+            comp.change(self.set_option(name), [self.state, comp], outs, show_progress="hidden",
+                        api_visibility="private", trigger_mode="always_last")
         lr = self.settings_controls["lr"]
         lr.component.release(self.set_live("lr", lr), [self.state, lr.component], None,
                              api_visibility="private")
