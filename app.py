@@ -15,6 +15,7 @@ import gradio as gr
 
 from playground import liveplot
 from playground.session import configure_threads, device_label, resolve_device
+from playground.tabkit import FamilyTab
 from playground.tabs import TABS, coming
 
 TITLE = "Generative Models Playground"
@@ -39,7 +40,8 @@ def build_app() -> gr.Blocks:
     gr.set_static_paths(liveplot.static_paths())
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**.")
-        with gr.Tabs():
+        family_tabs = []
+        with gr.Tabs() as tabs:
             for name in TABS:
                 try:
                     module = importlib.import_module(f"playground.tabs.{name}")
@@ -50,11 +52,22 @@ def build_app() -> gr.Blocks:
                 title = module.TITLE if module else coming.COMING[name][0]
                 with gr.Tab(title, id=name, elem_id=f"tab-{name}"):
                     if module:
-                        module.build()
+                        built = module.build()
+                        if isinstance(built, FamilyTab):
+                            family_tabs.append(built)
                     else:
                         coming.build(name)
+        # a shared link (?tab=flows&dataset=moons&...) opens its tab with its settings
+        demo.load(_select_tab, None, tabs, api_visibility="private", queue=False)
+        for tab in family_tabs:
+            demo.load(tab.apply_query, None, tab.query_outputs(), api_visibility="private", queue=False)
     demo.queue(default_concurrency_limit=8)
     return demo
+
+
+def _select_tab(request: gr.Request):
+    tab = dict(request.query_params).get("tab") if request is not None else None
+    return gr.Tabs(selected=tab) if tab in TABS else gr.skip()
 
 
 def launch_kwargs() -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from urllib.parse import urlencode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,12 @@ class FamilyTab:
                     self.stop_btn = gr.Button("■ Stop", variant="stop", elem_id=f"{p}stop")
                     self.step_btn = gr.Button("Step", elem_id=f"{p}step")
                     self.reset_btn = gr.Button("Reset", elem_id=f"{p}reset")
+                with gr.Row(elem_classes=["share-row"]):
+                    self.share_btn = gr.Button("🔗 Link to these settings", size="sm", scale=0, min_width=200,
+                                               elem_id=f"{p}share")
+                    self.share_box = gr.Textbox(label="link (copy it: opening it restores this tab's settings)",
+                                                visible=False, buttons=["copy"], elem_id=f"{p}sharelink",
+                                                interactive=False, scale=4)
                 self.options_row = gr.Row()
                 with self.options_row:
                     self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
@@ -413,6 +420,12 @@ class FamilyTab:
                            api_visibility="private", queue=False)
         self.dataset.change(self._dataset_changed, [self.dataset], [self.noise, self.dataset],
                             api_visibility="private", queue=False)
+        self.dataset.input(self._dataset_picked, [self.dataset], [self.noise], api_visibility="private",
+                           queue=False)
+        self.share_btn.click(self.share_query, ins[1:], [self.share_box], api_visibility="private",
+                             queue=False).then(
+            None, [self.share_box], [self.share_box],
+            js="(q) => q.startsWith('?') ? window.location.origin + window.location.pathname + q : q")
         for comp in (self.dataset, self.source, self.standardise, self.csv):
             comp.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
         for comp in (self.n_points, self.noise, self.draw_noise):
@@ -429,11 +442,88 @@ class FamilyTab:
                 gr.update(visible=source == "Upload CSV"))
 
     def _dataset_changed(self, name):
+        """Any change of dataset (a click or a shared link): the noise slider takes its range."""
         ds = DATASETS.get(name)
         if ds is None:
             return gr.skip(), gr.skip()
-        return (gr.update(minimum=ds.noise_range[0], maximum=ds.noise_range[1], value=ds.noise, info=ds.noise_help),
+        return (gr.update(minimum=ds.noise_range[0], maximum=ds.noise_range[1], info=ds.noise_help),
                 gr.update(info=ds.description))
+
+    def _dataset_picked(self, name):
+        """A dataset picked by hand starts at its default noise (a shared link keeps its own)."""
+        ds = DATASETS.get(name)
+        return gr.update(value=ds.noise) if ds else gr.skip()
+
+    # --- shareable settings (TensorFlow Playground style) -----------------------------------------
+    def share_query(self, *raw) -> Any:
+        """The current settings as a URL query: ?tab=..&dataset=..&model=..&K=..&lr=.."""
+        try:
+            run = self.parse(list(raw))
+        except (DataError, ConfigError, ValueError, KeyError) as err:
+            return gr.update(value=f"cannot link these settings: {err}", visible=True)
+        source, dataset, n_points, noise = raw[0], raw[1], raw[2], raw[3]
+        q = {"tab": self.spec.key, "model": run.model_key}
+        if source == "Built-in":
+            q.update(dataset=dataset, n=int(n_points), noise=round(float(noise), 4))
+        q.update({k: v for k, v in run.config.items()})
+        q.update(lr=f"{run.settings.lr:.3g}", batch=run.settings.batch, seed=run.settings.seed, device=run.device)
+        link = "?" + urlencode(q)
+        if source != "Built-in":
+            link += "  (drawn or uploaded data cannot travel in a link: it opens with the built-in dataset)"
+        return gr.update(value=link, visible=True)
+
+    def query_outputs(self) -> list:
+        comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device]
+        for k in self.spec.models:
+            comps += [c.component for c in self.model_controls[k].values()]
+        comps += [c.component for c in self.settings_controls.values()]
+        return comps + [self.status]
+
+    def apply_query(self, request: gr.Request):
+        """On page load: settings from a shared link (?tab=<this tab>&...) go into the controls.
+        Unknown or out-of-range values are ignored and the status line says which."""
+        n_out = len(self.query_outputs())
+        q = dict(request.query_params) if request is not None else {}
+        if q.get("tab") != self.spec.key:
+            return [gr.skip()] * n_out
+        bad: list[str] = []
+        model = q.get("model", self.spec.models[0])
+        if model not in self.spec.models:
+            bad.append(f"model={model}")
+            model = self.spec.models[0]
+        vals: list[Any] = [gr.skip()] * 4
+        if q.get("dataset") in DATASETS:
+            ds = DATASETS[q["dataset"]]
+            vals[0], vals[1] = "Built-in", ds.name
+            vals[2] = _clamped(q.get("n"), 100, 20000, int, bad, "n")
+            vals[3] = _clamped(q.get("noise"), *ds.noise_range, float, bad, "noise")
+        elif "dataset" in q:
+            bad.append(f"dataset={q['dataset']}")
+        vals += [model, q["device"] if q.get("device") in DEVICES else gr.skip()]
+        cfg_cls = REGISTRY[model].Config
+        for k in self.spec.models:
+            for name, c in self.model_controls[k].items():
+                if k != model or name not in q:
+                    vals.append(gr.skip())
+                    continue
+                try:
+                    vals.append(_raw_value(c, cfg_cls.coerce(name, q[name])))
+                except ConfigError:
+                    bad.append(f"{name}={q[name]}")
+                    vals.append(gr.skip())
+        for name, c in self.settings_controls.items():
+            if name not in q:
+                vals.append(gr.skip())
+                continue
+            try:
+                vals.append(_raw_value(c, TrainSettings.coerce(name, q[name])))
+            except ConfigError:
+                bad.append(f"{name}={q[name]}")
+                vals.append(gr.skip())
+        note = "Settings loaded from the link. Press **Train**."
+        if bad:
+            note += f" Ignored (unknown or outside the safe range): {', '.join(bad)}."
+        return vals + [note]
 
     def _model_changed(self, key):
         return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.spec.explain.get(key, "")]
@@ -442,6 +532,20 @@ class FamilyTab:
 def _preview_figure(data: DataSplit) -> dict:
     return plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
                              uirevision=f"preview-{data.name}")
+
+
+def _clamped(raw, lo, hi, kind, bad: list[str], name: str):
+    if raw is None:
+        return gr.skip()
+    try:
+        v = kind(float(raw))
+    except ValueError:
+        bad.append(f"{name}={raw}")
+        return gr.skip()
+    if not lo <= v <= hi:
+        bad.append(f"{name}={raw}")
+        return gr.skip()
+    return v
 
 
 def _raw_value(control: Control, value: Any) -> Any:

@@ -1,0 +1,36 @@
+"""Shareable settings: a link restores a tab's controls; the share button writes such a link."""
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+QUERY = ("?tab=latent&dataset=moons&n=1500&noise=0.2&model=mog&K=5&covariance=diagonal&method=gradient"
+         "&lr=0.02&batch=512&seed=3&K2=oops")
+
+
+def value(page, elem_id):
+    return page.locator(f"#{elem_id} input").first.input_value()
+
+
+def test_link_restores_settings_and_share_round_trips(page, app_url):
+    page.goto(app_url + "/" + QUERY.replace("&K2=oops", "&reg=5"))  # reg=5 is outside its range
+    page.wait_for_function("() => (document.querySelector('#latent-status') || {innerText: ''}).innerText"
+                           ".includes('from the link')",
+                           timeout=30000)
+    assert "reg=5" in page.inner_text("#latent-status")  # refused, and said so
+    assert value(page, "latent-mog-K") == "5"
+    assert value(page, "latent-mog-covariance") == "diagonal"
+    assert value(page, "latent-mog-method") == "gradient"
+    assert value(page, "latent-npoints") == "1500"
+    assert float(value(page, "latent-noise")) == pytest.approx(0.2)
+    assert value(page, "latent-batch") == "512"
+    assert float(value(page, "latent-lr")) == pytest.approx(-1.7, abs=0.03)  # log10(0.02)
+    page.click("#latent-share")
+    page.wait_for_function("() => { const t = document.querySelector('#latent-sharelink textarea, "
+                           "#latent-sharelink input'); return t && t.value.startsWith('http'); }", timeout=15000)
+    link = page.locator("#latent-sharelink textarea, #latent-sharelink input").first.input_value()
+    q = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
+    assert q["tab"] == "latent" and q["dataset"] == "moons" and q["K"] == "5"
+    assert q["covariance"] == "diagonal" and q["batch"] == "512" and float(q["lr"]) == pytest.approx(0.02, rel=0.05)
