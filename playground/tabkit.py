@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from urllib.parse import urlencode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import gradio as gr
 import numpy as np
