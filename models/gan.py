@@ -1,0 +1,321 @@
+"""Generative adversarial networks (notes ch. 6): a generator G and a discriminator / critic D.
+
+A generator maps noise z ~ N(0, I) to a point x = G(z); it has no density (density = "none"):
+it is judged by two-sample tests (notes 6.2), here a discriminator trained against it.
+
+* **Minimax GAN** (notes 6.4, Goodfellow et al. 2014): D maximises
+  V(G, D) = E_p[log D(x)] + E_q[log(1 - D(x))] and G minimises the same V. At the optimal
+  D*(x) = p/(p+q), V(G, D*) = -log 4 + 2 JSD(p, q) (notes 6.5), so V is a JS estimate.
+* **Non-saturating GAN** (same paper): G minimises -E_q[log D(G(z))] instead, whose gradient does
+  not vanish when D confidently rejects the fakes, the usual situation early in training.
+The f-GANs (notes 6.7) are in models/fgan.py and the Wasserstein GANs (notes 6.8) in
+models/wgan.py, on the same base class :class:`GAN`.
+
+Both players see standardised coordinates (a :class:`Standardizer` fitted to the data), so one
+set of defaults works for any data scale; gradients and the penalty are taken in data coordinates.
+Each optimisation step (:meth:`GAN.step`) is k discriminator steps, then one generator step.
+
+References:
+    Goodfellow et al. (2014), Generative adversarial nets.
+    Srivastava et al. (2017), VEEGAN (mode coverage and high-quality samples on 2D mixtures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register
+from .nets import mlp
+
+LOG4 = math.log(4.0)
+N_PROBE = 128  # fakes that carry a generator-gradient arrow in the view (the same z every frame)
+HIST_BINS = 20  # bins per axis of the real-vs-fake histogram JS
+
+
+@dataclass
+class GANConfig(BaseConfig):
+    latent_dim: int = hp(2, 1, 8, label="latent dimension",
+                         help="z ~ N(0, I) in this many dimensions; 1 or 2 show the whole generator manifold")
+    g_hidden: int = hp(64, 8, 256, step=8, label="generator width", help="units per hidden layer of G")
+    g_layers: int = hp(2, 1, 4, label="generator hidden layers")
+    d_hidden: int = hp(64, 8, 256, step=8, label="discriminator width", help="units per hidden layer of D")
+    d_layers: int = hp(2, 1, 4, label="discriminator hidden layers")
+    activation: str = hp("leaky_relu", choices=("relu", "leaky_relu", "tanh", "elu"), label="activation")
+    lr_g: float = hp(2e-3, 1e-5, 0.1, log=True, live=True, label="generator learning rate",
+                     help="G's step size; can be changed while training runs")
+    lr_d: float = hp(2e-3, 1e-5, 0.1, log=True, live=True, label="discriminator learning rate",
+                     help="D's step size; can be changed while training runs")
+    optimizer: str = hp("adam", choices=("adam", "rmsprop", "sgd"), label="optimizer",
+                        help="the same kind for both players, each with its own state")
+    beta1: float = hp(0.5, 0.0, 0.95, step=0.05, label="Adam β₁", help="momentum of Adam (GANs: 0.5 or 0)")
+    beta2: float = hp(0.999, 0.5, 0.999, step=0.001, label="Adam β₂")
+    d_steps: int = hp(1, 1, 10, live=True, label="D steps per G step (k)",
+                      help="discriminator updates before each generator update")
+
+
+@torch.no_grad()
+def histogram_js(real: torch.Tensor, fake: torch.Tensor, box: torch.Tensor, bins: int = HIST_BINS) -> float:
+    """Jensen-Shannon divergence in bits (0: same histogram, 1: disjoint) between the 2D histograms of
+    two samples on a bins x bins grid over box = (xmin, xmax, ymin, ymax), as GAN Lab reports it.
+    Points outside the box count in the edge bins. With few points it has a small positive floor."""
+    def hist(x):
+        lo = box[[0, 2]]
+        width = (box[[1, 3]] - lo) / bins
+        ij = ((x - lo) / width).floor().long().clamp(0, bins - 1)
+        return torch.bincount(ij[:, 1] * bins + ij[:, 0], minlength=bins * bins).double() / x.shape[0]
+
+    p, q = hist(real), hist(fake)
+    m = 0.5 * (p + q)
+
+    def kl(a):
+        nz = a > 0
+        return (a[nz] * torch.log2(a[nz] / m[nz])).sum()
+
+    return float(0.5 * kl(p) + 0.5 * kl(q))
+
+
+class GAN(Model2D):
+    """Base of every GAN: the two networks, the alternating updates, probes and metrics.
+
+    A subclass says what the game is through four functions of the discriminator's raw output v
+    (a logit, a critic value, or the input to an f-GAN's output activation):
+    :meth:`d_loss` (minimised by D), :meth:`g_loss_per_sample` (minimised by G), :meth:`surface`
+    (what the heatmap shows) and :meth:`divergence` (the estimate the game gives).
+    """
+
+    family = "gan"
+    density = "none"
+    Config = GANConfig
+    surface_mid: float | None = 0.0  # the surface's value where D cannot tell real from fake
+
+    def __init__(self, cfg: GANConfig | None = None):
+        super().__init__(cfg)
+        c = self.cfg
+        self.generator = mlp(c.latent_dim, 2, c.g_hidden, c.g_layers, c.activation)
+        self.discriminator = mlp(2, 1, c.d_hidden, c.d_layers, c.activation)
+        self.norm = Standardizer(2)
+        self.register_buffer("hist_box", torch.tensor([-4.0, 4.0, -4.0, 4.0]))
+        gen = torch.Generator().manual_seed(1234)
+        self.register_buffer("z_probe", torch.randn(N_PROBE, c.latent_dim, generator=gen), persistent=False)
+        self._train: torch.Tensor | None = None
+        self._g_params = list(self.generator.parameters())
+
+    # --- the two players ----------------------------------------------------------------------
+    def prior(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.latent_dim, device=self.hist_box.device)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """x = G(z) in data coordinates."""
+        return self.norm.inverse(self.generator(z))
+
+    def critic(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's raw output v(x), shape (n,)."""
+        return self.discriminator(self.norm(x)).squeeze(-1)
+
+    # --- the game (subclasses) ------------------------------------------------------------------
+    def d_loss(self, v_real: torch.Tensor, v_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss_per_sample(self, v_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def surface(self, v: torch.Tensor) -> torch.Tensor:
+        return v
+
+    def divergence(self, v_real: torch.Tensor, v_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_terms(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's loss on a real and a fake batch, in one forward pass."""
+        v = self.critic(torch.cat([real, fake]))
+        n = real.shape[0]
+        return {"d_loss": self.d_loss(v[:n], v[n:])}
+
+    def after_d_step(self) -> None:
+        """Called after every discriminator update (WGAN clips its weights here)."""
+
+    # --- training -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        self.norm.fit(x)
+        lo, hi = x.min(0).values, x.max(0).values
+        pad = 0.05 * (hi - lo).clamp_min(1e-3)
+        self.hist_box.copy_(torch.stack([lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]))
+        self._train = x
+
+    def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adam":
+            return make_adam(params, lr, betas=(c.beta1, c.beta2))
+        if c.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr)
+        return torch.optim.SGD(params, lr=lr)
+
+    def configure_optimizers(self, settings) -> dict[str, torch.optim.Optimizer]:
+        """Separate optimisers for the two players: "d" and "g" (the shared `lr` setting is unused:
+        GANs have lr_d and lr_g)."""
+        self._g_params = list(self.generator.parameters())
+        return {"d": self._optimizer(self.discriminator.parameters(), self.cfg.lr_d),
+                "g": self._optimizer(self.generator.parameters(), self.cfg.lr_g)}
+
+    def live_update(self, name: str, value: Any, optimizers) -> None:
+        if name == "lr":
+            return  # GANs have one learning rate per player
+        value = self.cfg.coerce(name, value)
+        setattr(self.cfg, name, value)
+        opt = {"lr_d": "d", "lr_g": "g"}.get(name)
+        if opt and opt in optimizers:
+            for group in optimizers[opt].param_groups:
+                group["lr"] = float(value)
+
+    def _real_batch(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The i-th critic step's real batch: x itself first, then fresh batches of its size."""
+        if i == 0 or self._train is None or x.shape[0] >= self._train.shape[0]:
+            return x
+        idx = torch.randint(0, self._train.shape[0], (x.shape[0],), device=x.device)
+        return self._train[idx]
+
+    def d_step(self, real: torch.Tensor, opt: torch.optim.Optimizer, fake: torch.Tensor | None = None) -> dict:
+        """One discriminator update against fresh fakes (or the given ones)."""
+        if fake is None:
+            with torch.no_grad():
+                fake = self.generate(self.prior(real.shape[0]))
+        opt.zero_grad(set_to_none=True)
+        terms = self.d_terms(real, fake)
+        terms["d_loss"].backward()
+        opt.step()
+        self.after_d_step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def g_step(self, n: int, opt: torch.optim.Optimizer) -> dict:
+        """One generator update. Also logs the mean norm of the generator loss's gradient at each
+        fake, ||d l_G / d x||: the signal G receives (it vanishes for the saturating minimax loss)."""
+        fake = self.generate(self.prior(n))
+        loss = self.g_loss_per_sample(self.critic(fake)).mean()
+        grads = torch.autograd.grad(loss, [fake] + self._g_params)
+        for p, g in zip(self._g_params, grads[1:]):
+            p.grad = g
+        opt.step()
+        return {"g_loss": float(loss.detach()), "g_grad_norm": float(grads[0].norm(dim=1).mean() * n)}
+
+    def step(self, x: torch.Tensor, optimizers) -> dict[str, float]:
+        """k = d_steps discriminator updates, then one generator update; "loss" is D's loss."""
+        for i in range(self.cfg.d_steps):
+            d = self.d_step(self._real_batch(x, i), optimizers["d"])
+        g = self.g_step(x.shape[0], optimizers["g"])
+        return {"loss": d["d_loss"], **d, **g}
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both players' losses on one batch, summed so that one backward reaches both networks
+        (training never uses the sum: each optimiser steps its own player, see :meth:`step`)."""
+        fake = self.generate(self.prior(x.shape[0]))
+        d = self.d_terms(x, fake)
+        g = self.g_loss_per_sample(self.critic(fake)).mean()
+        return {"loss": d["d_loss"] + g, **d, "g_loss": g}
+
+    # --- what the views and metrics need ------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generate(self.prior(n))
+
+    def generator_push(self, fake: torch.Tensor) -> torch.Tensor:
+        """-grad_x l_G(x) at each fake x: the direction (and strength) in which G is pushed to move it."""
+        with torch.enable_grad():
+            x = fake.detach().requires_grad_(True)
+            return -torch.autograd.grad(self.g_loss_per_sample(self.critic(x)).sum(), x)[0]
+
+    @torch.inference_mode()
+    def manifold(self, n_lines: int = 11, n_pts: int = 48, span: float = 2.5) -> dict[str, np.ndarray]:
+        """The image of a latent grid: lines of constant z2 ("u") and of constant z1 ("v") over
+        [-span, span]^2, other latent coordinates 0 (a slice when latent_dim > 2). For latent_dim 1
+        one curve over [-3, 3]."""
+        dev, d = self.hist_box.device, self.cfg.latent_dim
+        if d == 1:
+            z = torch.linspace(-3.0, 3.0, 200, device=dev)[:, None]
+            return {"manifold_u": self.generate(z).cpu().numpy()[None]}
+        t = torch.linspace(-span, span, n_pts, device=dev)
+        levels = torch.linspace(-span, span, n_lines, device=dev)
+        z = torch.zeros(2, n_lines, n_pts, d, device=dev)
+        z[0, :, :, 0], z[0, :, :, 1] = t[None, :], levels[:, None]
+        z[1, :, :, 0], z[1, :, :, 1] = levels[:, None], t[None, :]
+        x = self.generate(z.reshape(-1, d)).reshape(2, n_lines, n_pts, 2).cpu().numpy()
+        return {"manifold_u": x[0], "manifold_v": x[1]}
+
+    def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
+        """The discriminator surface on the grid (flat, row by row), tracked fakes G(z_probe) with
+        the generator's push -grad_x l_G at each, and the generator manifold."""
+        with torch.inference_mode():
+            surf = torch.cat([self.surface(self.critic(g)) for g in grid.split(16384)])
+        with torch.no_grad():  # not inference mode: the push below differentiates through these
+            fake = self.generate(self.z_probe)
+        push = self.generator_push(fake)
+        out = {"surface": surf.float().cpu().numpy(), "fake_xy": fake.cpu().numpy(),
+               "fake_push": push.float().cpu().numpy()}
+        mid = self.surface_mid
+        if mid is None:  # a critic has no fixed "undecided" value: the midpoint of real and fake
+            with torch.no_grad():
+                s = self.surface(self.critic(torch.cat([points, fake])))
+            mid = 0.5 * (float(s[: len(points)].mean()) + float(s[len(points):].mean()))
+        out["surface_mid"] = np.float32(mid)
+        out["latent_dim"] = np.int32(self.cfg.latent_dim)
+        out.update(self.manifold())
+        return out
+
+    @torch.inference_mode()
+    def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
+        """The game's divergence estimate on held-out data against fresh fakes, and the histogram JS."""
+        n = x_test.shape[0]
+        fake = self.generate(self.prior(max(n, 2000)))
+        v = self.critic(torch.cat([x_test, fake]))
+        return {"divergence": float(self.divergence(v[:n], v[n:])),
+                "hist_js": histogram_js(x_test, fake, self.hist_box)}
+
+
+# --- the classic GAN (notes 6.4-6.6) ----------------------------------------------------------------
+
+class ClassicGAN(GAN):
+    """D(x) = sigmoid(v(x)); D maximises V(G, D) = E_p log D + E_q log(1 - D) (notes 6.4)."""
+
+    surface_mid = 0.5
+
+    def d_loss(self, v_real, v_fake):
+        # -V: -log sigmoid(v) = softplus(-v), -log(1 - sigmoid(v)) = softplus(v)
+        return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
+
+    def surface(self, v):
+        return torch.sigmoid(v)
+
+    def divergence(self, v_real, v_fake):
+        """(V + log 4) / 2: at the optimal D this is JSD(p, q) (notes 6.5); below it otherwise."""
+        return 0.5 * (LOG4 - self.d_loss(v_real, v_fake))
+
+
+@register
+class MinimaxGAN(ClassicGAN):
+    """The minimax (saturating) GAN of notes 6.4: G minimises E_q log(1 - D(G(z)))."""
+
+    key = "gan_minimax"
+    title = "GAN — minimax (saturating)"
+
+    def g_loss_per_sample(self, v_fake):
+        return -F.softplus(v_fake)  # log(1 - sigmoid(v))
+
+
+@register
+class NonSaturatingGAN(ClassicGAN):
+    """The non-saturating GAN (Goodfellow et al. 2014): G minimises -E_q log D(G(z))."""
+
+    key = "gan_ns"
+    title = "GAN — non-saturating"
+
+    def g_loss_per_sample(self, v_fake):
+        return F.softplus(-v_fake)  # -log sigmoid(v)
+
+
+__all__ = ["GAN", "GANConfig", "ClassicGAN", "MinimaxGAN", "NonSaturatingGAN", "histogram_js"]
