@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--samples", type=int, default=1000, help="how many samples --save-samples writes")
     tr.add_argument("--json", action="store_true", help="print one JSON object")
 
+    co = sub.add_parser("compare", help="several models, same data, same time budget, same metrics")
+    co.add_argument("--models", default=None, help="comma-separated keys (default: one or two per family)")
+    _data_args(co)
+    co.add_argument("--seconds", type=float, default=10.0, help="training time per model")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    co.add_argument("--json", action="store_true")
+
     be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered")
     be.add_argument("model", nargs="?", default="mog")
     _data_args(be)
@@ -198,6 +206,36 @@ def _num(v):
     return v
 
 
+def cmd_compare(args) -> int:
+    from .compare import DEFAULT_KEYS, available, compare, table
+    from .session import configure_threads
+
+    configure_threads()
+    keys = [k.strip() for k in args.models.split(",")] if args.models else available(DEFAULT_KEYS)
+    unknown = [k for k in keys if k not in REGISTRY]
+    if unknown:
+        raise UsageError(f"unknown model(s): {', '.join(unknown)}")
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be > 0")
+    args.test_data = None
+    data = load_data(args, args.seed)
+    for entries in compare(keys, data, seconds=args.seconds, seed=args.seed, device=args.device):
+        pass
+    data_nll = float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None
+    rows = [{k: _num(v) for k, v in r.items()} for r in table(entries, data_nll)]
+    if args.json:
+        print(json.dumps({"dataset": data.name, "seconds_per_model": args.seconds, "data_nll": data_nll,
+                          "results": rows}))
+        return 0
+    print(f"{data.name}: {args.seconds:g} s per model" + (f"; true density NLL {data_nll:.3f}" if data_nll else ""))
+    for r in rows:
+        nll = "no density" if r["density"] == "none" else r["test_nll"]
+        nll = f"{nll:.3f}" if isinstance(nll, float) else nll
+        ed = f"{r['energy_distance']:.4f}" if isinstance(r["energy_distance"], float) else "-"
+        print(f"  {r['model']:<15} {r['status']:<9} steps {r['steps']:>7}  NLL {nll:>10}  energy dist {ed}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import bench
 
@@ -221,7 +259,7 @@ def cmd_bench(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench}[args.cmd](args)
+        return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare}[args.cmd](args)
     except (UsageError, DataError, ConfigError, KeyError, ValueError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

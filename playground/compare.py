@@ -1,0 +1,82 @@
+"""Compare families on the same data: train several models for the same time budget each and
+report the same held-out metrics for all of them.
+
+Exact-likelihood models report their held-out NLL (nats per point, data coordinates), EBMs the NLL
+of their grid-normalised density, VAEs the NLL of their latent-integrated marginal; GANs have no
+density, so only the sample distances (energy distance, MMD) and mode coverage compare across
+all families — which is the point the notes make in 6.1: likelihood and sample quality can disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from models import REGISTRY, TrainSettings
+
+from .datasets import DataSplit
+from .session import Session
+
+# one representative per family, in the order of the notes
+DEFAULT_KEYS = ["made", "rnade", "mog", "vae", "realnvp", "maf", "gan_ns", "wgan_gp", "ebm_cd", "ebm_nce"]
+
+
+@dataclass
+class Entry:
+    """One model's result in a comparison (plain numbers and numpy)."""
+
+    key: str
+    title: str
+    family: str
+    density: str
+    status: str = "waiting"  # waiting | training | done | diverged | failed
+    steps: int = 0
+    seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    samples: np.ndarray | None = None
+    message: str = ""
+
+
+def available(keys: list[str]) -> list[str]:
+    return [k for k in keys if k in REGISTRY]
+
+
+def compare(keys: list[str], data: DataSplit, seconds: float = 10.0, seed: int = 0, device: str = "auto",
+            n_samples: int = 1000, progress_every: float = 0.5) -> Iterator[list[Entry]]:
+    """Train each model for `seconds` of wall time on `data` (each with its own defaults and the
+    same seed) and yield the table of entries as it fills in."""
+    entries = [Entry(k, REGISTRY[k].title, REGISTRY[k].family, REGISTRY[k].density) for k in keys]
+    yield entries
+    for e in entries:
+        e.status = "training"
+        yield entries
+        try:
+            sess = Session(e.key, None, data, TrainSettings(seed=seed), device=device, n_samples=n_samples)
+            t0 = time.perf_counter()
+            for _ in sess.run(max_seconds=seconds, frame_interval=progress_every, frames=True):
+                e.steps, e.seconds = sess.step_count, time.perf_counter() - t0
+                yield entries
+            e.steps, e.seconds = sess.step_count, time.perf_counter() - t0
+            e.metrics = sess.evaluate(n_samples=n_samples)
+            e.samples = sess.model.sample(n_samples).detach().float().cpu().numpy()
+            e.status = "diverged" if sess.status == "diverged" else "done"
+            e.message = sess.message if sess.status == "diverged" else ""
+        except (RuntimeError, ValueError) as err:  # a model that cannot fit this data says why
+            e.status, e.message = "failed", str(err).splitlines()[0][:160]
+        yield entries
+
+
+def table(entries: list[Entry], data_nll: float | None = None) -> list[dict]:
+    """Rows for display and JSON: NLL where the family has a density, distances for all."""
+    rows = []
+    for e in entries:
+        m = e.metrics
+        rows.append({"model": e.key, "title": e.title, "family": e.family, "density": e.density,
+                     "status": e.status, "steps": e.steps, "seconds": round(e.seconds, 2),
+                     "test_nll": m.get("test_nll"), "energy_distance": m.get("energy_distance"),
+                     "mmd": m.get("mmd"), "modes_covered": m.get("modes_covered"),
+                     "high_quality": m.get("high_quality"), "message": e.message})
+    return rows

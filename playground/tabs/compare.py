@@ -1,0 +1,126 @@
+"""Compare tab: several families on the same data, the same time budget, the same metrics."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+from models import REGISTRY
+
+from .. import plots
+from ..compare import DEFAULT_KEYS, available, compare, table
+from ..datasets import DATASETS, DataError, make_split
+from ..liveplot import live_plot
+from ..tabkit import TRAIN_CONCURRENCY, markdown
+from ..views.compare import metric_bars, samples_grid
+
+TITLE = "Compare"
+
+INTRO = r"""
+**Compare families on the same data.** Each model trains for the same wall-clock budget with its
+default settings and the same seed; then all are scored on the same held-out points. Held-out NLL
+(nats per point, lower is better) exists only where a family has a density — exact for mixtures,
+autoregressive models and flows, the latent-integrated marginal for the VAE, the grid-normalised
+density for EBMs — while the *energy distance* between samples and held-out data compares every
+family, GANs included. Notes 6.1: a good likelihood and good samples are not the same thing.
+"""
+
+FAMILY_ORDER = ["autoregressive", "latent", "flow", "gan", "ebm"]
+
+
+def _choices() -> list[tuple[str, str]]:
+    keys = sorted(REGISTRY, key=lambda k: (FAMILY_ORDER.index(REGISTRY[k].family)
+                                           if REGISTRY[k].family in FAMILY_ORDER else 9, k))
+    return [(f"{REGISTRY[k].title} ({k})", k) for k in keys]
+
+
+def _table_md(rows: list[dict], data_nll) -> str:
+    head = "| model | family | steps | held-out NLL (nats) | energy distance | MMD² | modes | status |\n" \
+           "|---|---|---:|---:|---:|---:|---:|---|\n"
+
+    def f(v, fmt):
+        return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+    lines = []
+    for r in rows:
+        nll = f(r["test_nll"], ".3f") if r["density"] != "none" else "no density"
+        modes = "—" if r["modes_covered"] is None else f"{int(r['modes_covered'])}"
+        status = r["status"] + (f": {r['message']}" if r["message"] else "")
+        lines.append(f"| {r['title']} | {r['family']} | {r['steps']:,} | {nll} | {f(r['energy_distance'], '.3g')} "
+                     f"| {f(r['mmd'], '.2g')} | {modes} | {status} |")
+    foot = f"\n\nTrue density's held-out NLL: **{data_nll:.3f}** nats." if data_nll is not None else ""
+    return head + "\n".join(lines) + foot
+
+
+def run(dataset, n_points, noise, keys, seconds, seed):
+    keys = available(list(keys or []))
+    if not keys:
+        yield "Pick at least one model.", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    try:
+        lo, hi = DATASETS[dataset].noise_range
+        data = make_split(dataset, int(n_points), min(max(float(noise), lo), hi), int(seed or 0))
+    except (DataError, KeyError) as err:
+        yield f"Data error: {err}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    data_nll = float(-data.log_prob(data.test).mean()) if data.log_prob is not None else None
+    samples: dict = {}
+    for entries in compare(keys, data, seconds=float(seconds), seed=int(seed or 0)):
+        rows = table(entries, data_nll)
+        for e in entries:
+            if e.samples is not None:
+                samples[e.key] = e.samples
+        busy = [e for e in entries if e.status == "training"]
+        done = sum(e.status in ("done", "diverged", "failed") for e in entries)
+        status = (f"training **{busy[0].title}** ({busy[0].steps:,} steps, {busy[0].seconds:.0f}/{seconds:.0f} s) · "
+                  f"{done}/{len(entries)} done" if busy else f"finished: {done}/{len(entries)} models")
+        yield (status, _table_md(rows, data_nll),
+               plots.to_json(samples_grid(rows, samples, data.test[:600], data.box)),
+               plots.to_json(metric_bars(rows, "test_nll", "Held-out NLL (nats, lower is better)", "NLL",
+                                         data_nll, "true density")),
+               plots.to_json(metric_bars(rows, "energy_distance", "Energy distance to held-out (lower is better)",
+                                         "energy distance", 0.0, "same distribution")))
+
+
+def build():
+    markdown(INTRO)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            ds = DATASETS["8gaussians"]
+            dataset = gr.Dropdown([(d.title, d.name) for d in DATASETS.values()], value=ds.name, label="dataset",
+                                  elem_id="compare-dataset")
+            n_points = gr.Slider(200, 20000, value=2000, step=100, label="number of points",
+                                 elem_id="compare-npoints")
+            noise = gr.Slider(ds.noise_range[0], ds.noise_range[1], value=ds.noise, step=0.01, label="noise",
+                              elem_id="compare-noise")
+            keys = gr.CheckboxGroup(_choices(), value=available(DEFAULT_KEYS), label="models",
+                                    elem_id="compare-models")
+            seconds = gr.Slider(2, 120, value=15, step=1, label="seconds of training per model",
+                                info="the same wall-clock budget for every model", elem_id="compare-seconds")
+            seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="compare-seed")
+            with gr.Row():
+                go = gr.Button("▶ Run comparison", variant="primary", elem_id="compare-run")
+                stop = gr.Button("■ Stop", variant="stop", elem_id="compare-stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Pick models and press **Run comparison**.", elem_id="compare-status")
+            results = gr.Markdown("", elem_id="compare-table")
+            grid = live_plot(plots.message_figure("samples appear here as each model finishes", axes=False),
+                             height=480, elem_id="compare-plot-samples")
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    nll = live_plot(plots.message_figure("held-out NLL", axes=False, height=320), height=320,
+                                    elem_id="compare-plot-nll")
+                with gr.Column(min_width=320):
+                    dist = live_plot(plots.message_figure("energy distance", axes=False, height=320), height=320,
+                                     elem_id="compare-plot-distance")
+
+    def dataset_changed(name):
+        d = DATASETS[name]
+        return gr.update(minimum=d.noise_range[0], maximum=d.noise_range[1], value=d.noise, info=d.noise_help)
+
+    dataset.input(dataset_changed, dataset, noise, queue=False, api_visibility="private")
+    evt = go.click(run, [dataset, n_points, noise, keys, seconds, seed], [status, results, grid, nll, dist],
+                   concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train", api_name="compare",
+                   show_progress="hidden")
+    stop.click(lambda: "stopped", None, status, cancels=[evt], queue=False, api_name="compare_stop")

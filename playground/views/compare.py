@@ -1,0 +1,83 @@
+"""Figures of the Compare tab: every model's samples side by side, and bars of the shared metrics.
+
+Plain numpy in (rows of playground.compare.table plus each model's samples), figure dicts out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import plots
+
+FAMILY_COLORS = {"autoregressive": "#8c564b", "latent": "#1f77b4", "flow": "#2ca02c", "gan": "#d62728",
+                 "ebm": "#9467bd"}
+
+
+def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndarray, box, cols: int = 4,
+                 height_per_row: int = 230) -> dict:
+    """Small multiples: one square panel per model, its samples over the held-out data."""
+    n = max(1, len(rows))
+    ncols = min(cols, n)
+    nrows = math.ceil(n / ncols)
+    gap = 0.04
+    w = (1 - gap * (ncols - 1)) / ncols
+    h = (1 - gap * 1.6 * (nrows - 1)) / nrows
+    layout = {"height": height_per_row * nrows + 40, "margin": {"l": 30, "r": 10, "t": 30, "b": 20},
+              "showlegend": False, "font": plots.FONT, "uirevision": "compare", "annotations": [],
+              "plot_bgcolor": "white", "paper_bgcolor": "white"}
+    traces = []
+    for i, row in enumerate(rows):
+        r, c = divmod(i, ncols)
+        ax = "" if i == 0 else str(i + 1)
+        x0 = c * (w + gap)
+        y1 = 1 - r * (h + gap * 1.6)
+        layout[f"xaxis{ax}"] = {"domain": [x0, x0 + w], "range": [box[0], box[1]], "showticklabels": False,
+                                "showgrid": False, "zeroline": False, "anchor": f"y{ax}"}
+        layout[f"yaxis{ax}"] = {"domain": [y1 - h, y1], "range": [box[2], box[3]], "showticklabels": False,
+                                "showgrid": False, "zeroline": False, "anchor": f"x{ax}",
+                                "scaleanchor": f"x{ax}"}
+        nll = row.get("test_nll")
+        label = f"<b>{row['title']}</b>"
+        if nll is not None and math.isfinite(nll):
+            label += f" · NLL {nll:.2f}"
+        elif row["density"] == "none":
+            label += " · no density"
+        if row["status"] not in ("done",):
+            label += f" · {row['status']}"
+        layout["annotations"].append({"text": label, "x": x0 + w / 2, "y": y1, "xref": "paper", "yref": "paper",
+                                      "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                                      "font": {"size": 11}})
+        held = plots.points(test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35, showlegend=False)
+        held.update(xaxis=f"x{ax}", yaxis=f"y{ax}")
+        traces.append(held)
+        s = samples.get(row["model"])
+        if s is not None:
+            tr = plots.points(s, row["title"], color=FAMILY_COLORS.get(row["family"], plots.SAMPLE_COLOR), size=3,
+                              opacity=0.7, showlegend=False)
+            tr.update(xaxis=f"x{ax}", yaxis=f"y{ax}")
+            traces.append(tr)
+    return {"data": traces, "layout": layout}
+
+
+def metric_bars(rows: list[dict], key: str, title: str, ytitle: str, reference: float | None = None,
+                reference_name: str = "") -> dict:
+    """One bar per model that has the metric, coloured by family; models without it are named."""
+    have = [r for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    missing = [r["title"] for r in rows if r not in have and r["status"] == "done"]
+    traces = [{"type": "bar", "x": [r["title"] for r in have], "y": [float(r[key]) for r in have],
+               "marker": {"color": [FAMILY_COLORS.get(r["family"], "#555") for r in have]},
+               "text": [f"{r[key]:.3g}" for r in have], "textposition": "outside", "name": ytitle,
+               "hovertemplate": "%{x}: %{y:.4g}<extra></extra>"}]
+    lay = plots.curves_layout(title, ytitle, uirevision=f"bars-{key}", height=320)
+    lay["xaxis"] = {"title": {"text": ""}, "type": "category"}
+    lay["showlegend"] = reference is not None
+    if reference is not None:
+        traces.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [reference, reference],
+                       "xaxis": "x2", "name": reference_name, "line": {"color": "#444", "dash": "dash"}})
+        lay = plots.with_reference_axis(lay)
+    if missing:
+        lay["annotations"] = [{"text": "no value: " + ", ".join(missing), "x": 0, "y": -0.28, "xref": "paper",
+                               "yref": "paper", "showarrow": False, "xanchor": "left", "font": {"size": 11}}]
+    return {"data": traces, "layout": lay}

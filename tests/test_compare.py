@@ -1,0 +1,87 @@
+"""Compare: the same data, the same budget, the same metrics for every family."""
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models import REGISTRY
+from playground.compare import compare, table
+from playground.datasets import make_split
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compare_scores_every_model_on_the_same_held_out_data():
+    data = make_split("8gaussians", 1500, seed=0)
+    keys = ["mog"] + (["gan_ns"] if "gan_ns" in REGISTRY else [])
+    seen = []
+    for entries in compare(keys, data, seconds=1.5, seed=0):
+        seen.append([e.status for e in entries])  # the same list, filled in as it goes
+    assert [e.key for e in entries] == keys and all(e.status == "done" for e in entries)
+    assert seen[0] == ["waiting"] * len(keys) and ["training"] + ["waiting"] * (len(keys) - 1) in seen
+    rows = table(entries)
+    mog = rows[0]
+    data_nll = float(-data.log_prob(data.test).mean())
+    assert mog["steps"] > 0 and math.isfinite(mog["test_nll"])
+    assert mog["test_nll"] - data_nll < 0.3  # EM converges in a few steps on 8 Gaussians
+    assert mog["energy_distance"] < 0.05 and mog["modes_covered"] == 8
+    for r in rows:
+        assert r["energy_distance"] is not None  # every family gets the sample distance
+        if REGISTRY[r["model"]].density == "none":
+            assert r["test_nll"] is None  # and a GAN gets no NLL
+
+
+def test_a_failing_model_is_reported_not_fatal(monkeypatch):
+    from playground import compare as cmp
+
+    real = cmp.Session
+
+    def picky(key, *a, **kw):
+        if key == "mog":
+            raise ValueError("cannot fit this data")
+        return real(key, *a, **kw)
+
+    monkeypatch.setattr(cmp, "Session", picky)
+    entries = list(compare(["mog"], make_split("moons", 300), seconds=0.2))[-1]
+    assert entries[0].status == "failed" and "cannot fit" in entries[0].message
+
+
+def test_cli_compare_json():
+    r = subprocess.run([sys.executable, "-m", "playground", "compare", "--models", "mog", "--seconds", "0.5",
+                        "--dataset", "moons", "--n", "500", "--json"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["dataset"] == "moons" and out["results"][0]["model"] == "mog"
+    assert isinstance(out["results"][0]["test_nll"], float)
+
+
+@pytest.mark.browser
+def test_compare_tab_runs(page, app_url, artifacts):
+    page.goto(app_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#compare-models", timeout=30000)
+    boxes = page.locator("#compare-models input[type=checkbox]")
+    for i in range(boxes.count()):  # keep only the mixture and (if present) one GAN
+        box = boxes.nth(i)
+        want = box.evaluate("b => b.closest('label').innerText").endswith(("(mog)", "(gan_ns)"))
+        if box.is_checked() != want:
+            box.click()
+    sec = page.locator("#compare-seconds input[type=number]")
+    sec.fill("2")
+    sec.press("Enter")
+    page.click("#compare-run")
+    page.wait_for_function("() => (document.querySelector('#compare-status') || {innerText: ''}).innerText"
+                           ".includes('finished')", timeout=90000)
+    time.sleep(0.5)
+    text = page.inner_text("#compare-table")
+    assert "Mixture of Gaussians" in text
+    panels = page.evaluate("() => document.querySelector('#compare-plot-samples .live-plot').layout.annotations"
+                           ".map(a => a.text)")
+    assert any("Mixture of Gaussians" in p and "NLL" in p for p in panels)
+    page.screenshot(path=str(artifacts / "compare-tab.png"), full_page=True)
