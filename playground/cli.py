@@ -219,8 +219,9 @@ def cmd_compare(args) -> int:
         raise UsageError("--seconds must be > 0")
     args.test_data = None
     data = load_data(args, args.seed)
-    for entries in compare(keys, data, seconds=args.seconds, seed=args.seed, device=args.device):
-        pass
+    entries = []
+    for entries in compare(keys, data, seconds=args.seconds, seed=args.seed, device=args.device):  # noqa: B007
+        pass  # the last yield holds every model's result
     data_nll = float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None
     rows = [{k: _num(v) for k, v in r.items()} for r in table(entries, data_nll)]
     if args.json:

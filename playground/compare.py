@@ -10,8 +10,8 @@ all families — which is the point the notes make in 6.1: likelihood and sample
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
