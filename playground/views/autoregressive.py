@@ -1,0 +1,280 @@
+"""Views of the autoregressive models (notes ch. 3): the joint p(x1, x2) = p(x_first) p(x_second | x_first),
+its two factors at a chosen slice, sequential sampling step by step, and the network's connectivity.
+
+Everything comes from the model's probe (models/autoregressive*.py): for discrete models the exact
+K x K table (drawn as cells, not smoothed), for RNADE the conditional on every grid line. Moving the
+slice slider only picks another row of what the probe already computed: no model call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import plots
+from . import view
+
+KEYS = ("fvsbn", "nade", "made", "rnade")
+NAMES = ("x₁", "x₂")
+SLICE_COLOR = "#ff7f0e"
+MODEL_COLOR = "#1f77b4"
+HIST_COLOR = "rgba(120,120,120,0.35)"
+N_DEMO = 4  # samples whose two sequential draws are drawn
+DEMO_COLORS = ["#d62728", "#9467bd", "#17becf", "#bcbd22"]
+
+
+def axis_range(box, coord: int) -> tuple[float, float]:
+    return (box[0], box[1]) if coord == 0 else (box[2], box[3])
+
+
+def slice_value(snap, slice_pos: float) -> float:
+    """The slice x_first = a, given as a fraction of the plot's range of x_first (0: left / bottom)."""
+    lo, hi = axis_range(snap.box, snap.extras["first"])
+    return float(lo + min(max(float(slice_pos), 0.0), 1.0) * (hi - lo))
+
+
+def conditional_at(ex, a: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, density) of p(x_second | x_first = a) from the probe; None when a has no bin (discrete, outside
+    the box). Discrete conditionals are steps over the bins: x holds the K+1 edges, density K+1 values."""
+    if ex["discrete"]:
+        edges = ex["marg_edges"]
+        i = int(np.searchsorted(edges, a, side="right")) - 1
+        if a == edges[-1]:
+            i = len(edges) - 2
+        if not 0 <= i < len(edges) - 1:
+            return None
+        dens = np.exp(ex["log_cond"][i].astype(np.float64))
+        return ex["cond_edges"], np.append(dens, dens[-1]).astype(np.float32)
+    i = int(np.argmin(np.abs(ex["slice_at"] - a)))
+    return ex["cond_x"], np.exp(ex["log_cond"][i].astype(np.float64)).astype(np.float32)
+
+
+def marginal(ex) -> tuple[np.ndarray, np.ndarray]:
+    if ex["discrete"]:
+        dens = np.exp(ex["log_marg"].astype(np.float64))
+        return ex["marg_edges"], np.append(dens, dens[-1]).astype(np.float32)
+    return ex["marg_x"], np.exp(ex["log_marg"].astype(np.float64)).astype(np.float32)
+
+
+def line(x, y, name: str, color: str, width: float = 2.5, step: bool = False, dash: str = "solid",
+         **kw) -> dict:
+    tr = {"type": "scatter", "mode": "lines", "x": np.asarray(x, np.float32), "y": np.asarray(y, np.float32),
+          "name": name, "line": {"color": color, "width": width, "shape": "hv" if step else "linear", "dash": dash},
+          "hoverinfo": "skip"}
+    tr.update(kw)
+    return tr
+
+
+def histogram(values: np.ndarray, edges: np.ndarray, name: str, **kw) -> dict | None:
+    """A density-normalised histogram of `values` over `edges`, as bars."""
+    if len(values) == 0:
+        return None
+    counts, _ = np.histogram(values, edges)
+    widths = np.diff(edges)
+    dens = counts / (len(values) * widths)
+    tr = {"type": "bar", "x": ((edges[:-1] + edges[1:]) / 2).astype(np.float32), "y": dens.astype(np.float32),
+          "width": widths.astype(np.float32), "name": name, "marker": {"color": HIST_COLOR, "line": {"width": 0}},
+          "hoverinfo": "skip"}
+    tr.update(kw)
+    return tr
+
+
+# --- the joint ----------------------------------------------------------------------------------------
+
+def cell_heatmap(ex, log_scale: bool) -> dict:
+    """The exact K x K cell density P(cell) / area, drawn as cells (bin edges, no smoothing)."""
+    lp = np.asarray(ex["log_density"], np.float64)
+    if log_scale:
+        top = float(lp.max())
+        tr = plots.heatmap(ex["edges"][0], ex["edges"][1], np.clip(lp, top - 12, top), "model density",
+                           zmin=top - 12, zmax=top, colorbar_title="log p(x)")
+    else:
+        p = np.exp(lp)
+        tr = plots.heatmap(ex["edges"][0], ex["edges"][1], p, "model density", zmin=0.0,
+                           zmax=max(float(np.quantile(p, 0.999)), 1e-12), colorbar_title="p(x)")
+    tr["zsmooth"] = False
+    return tr
+
+
+def slice_line(box, first: int, a: float, name: str) -> dict:
+    lo, hi = axis_range(box, 1 - first)
+    xy = ([a, a], [lo, hi]) if first == 0 else ([box[0], box[1]], [a, a])
+    return line(*xy, name, SLICE_COLOR, width=2.5)
+
+
+def joint_figure(snap, log_scale: bool, a: float) -> dict:
+    ex = snap.extras
+    f, s = NAMES[ex["first"]], NAMES[1 - ex["first"]]
+    title = f"Joint p(x₁, x₂) = p({f})·p({s} | {f}) — step {snap.step}"
+    lay = plots.data_layout(snap.box, title, uirevision=f"ar-joint-{snap.dataset}")
+    if ex["discrete"]:
+        heat = cell_heatmap(ex, log_scale)
+        e = ex["edges"]
+        outline = line([e[0][0], e[0][-1], e[0][-1], e[0][0], e[0][0]], [e[1][0], e[1][0], e[1][-1], e[1][-1], e[1][0]],
+                       "the bins' box (outside: floor density only)", "#bbbbbb", width=1.5, dash="dash")
+        traces = [heat, outline]
+    else:
+        traces = [plots.density_heatmap(snap, log_scale)]
+    traces.append(plots.points(snap.train, "training data", color="white", size=3.5, opacity=0.5))
+    traces.append(slice_line(snap.box, ex["first"], a, f"slice {f} = {a:.2f}"))
+    return {"data": traces, "layout": lay}
+
+
+# --- the two factors -------------------------------------------------------------------------------------
+
+def factors_figure(snap, a: float) -> dict:
+    """Top: the marginal p(x_first) with the slice; bottom: the conditional p(x_second | x_first = a), each
+    over a histogram of the training data (for the conditional: the points in the slice's bin or band)."""
+    ex = snap.extras
+    first = ex["first"]
+    f, s = NAMES[first], NAMES[1 - first]
+    train = np.asarray(snap.train, np.float64)
+    f_lo, f_hi = axis_range(snap.box, first)
+    s_lo, s_hi = axis_range(snap.box, 1 - first)
+    mx, my = marginal(ex)
+    disc = ex["discrete"]
+    top_edges = ex["marg_edges"] if disc else np.linspace(f_lo, f_hi, 41)
+    traces = [t for t in (histogram(train[:, first], top_edges, "training data, histogram", xaxis="x2",
+                                    yaxis="y2", legendgroup="data"),) if t]
+    traces.append(line(mx, my, f"model p({f})", MODEL_COLOR, step=disc, xaxis="x2", yaxis="y2"))
+    ymax = float(np.nanmax(my)) * 1.1 if len(my) else 1.0
+    traces.append(line([a, a], [0, ymax], f"slice {f} = {a:.2f}", SLICE_COLOR, xaxis="x2", yaxis="y2"))
+    cond = conditional_at(ex, a)
+    if disc:
+        band = cond is not None
+        i = int(np.searchsorted(ex["marg_edges"], a, side="right")) - 1
+        lo_e, hi_e = (ex["marg_edges"][i], ex["marg_edges"][i + 1]) if band else (a, a)
+        near = train[(train[:, first] >= lo_e) & (train[:, first] < hi_e), 1 - first]
+        bottom_edges, band_text = ex["cond_edges"], f"{f} in the slice's bin"
+    else:
+        h = 0.04 * (f_hi - f_lo)
+        near = train[np.abs(train[:, first] - a) < h, 1 - first]
+        bottom_edges, band_text = np.linspace(s_lo, s_hi, 31), f"|{f} − a| < {h:.2f}"
+    hist = histogram(near, bottom_edges, f"training points with {band_text} ({len(near)})", showlegend=False)
+    if hist:
+        traces.append(hist)
+    lay = {"title": {"text": f"Factors: p({f}) and p({s} | {f} = {a:.2f})", "x": 0.02, "xanchor": "left",
+                     "font": {"size": 14}},
+           "xaxis": {"title": {"text": s}, "range": [s_lo, s_hi], "domain": [0, 1], "anchor": "y"},
+           "yaxis": {"title": {"text": f"p({s} | {f}=a)"}, "domain": [0, 0.4], "rangemode": "tozero"},
+           "xaxis2": {"title": {"text": f}, "range": [f_lo, f_hi], "anchor": "y2"},
+           "yaxis2": {"title": {"text": f"p({f})"}, "domain": [0.6, 1], "rangemode": "tozero"},
+           "bargap": 0, "barmode": "overlay", "height": 470, "font": plots.FONT, "plot_bgcolor": "white",
+           "margin": {"l": 60, "r": 10, "t": 70, "b": 45}, "uirevision": f"ar-factors-{snap.dataset}",
+           "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}}}
+    if cond is None:
+        lay["annotations"] = [{"text": f"{f} = {a:.2f} is outside the bins' box: only the floor density",
+                               "x": 0.5, "y": 0.2, "xref": "paper", "yref": "paper", "showarrow": False}]
+    else:
+        traces.append(line(*cond, f"model p({s} | {f} = a)", "#d62728", step=disc))
+    return {"data": traces, "layout": lay}
+
+
+# --- sequential sampling -----------------------------------------------------------------------------
+
+def sequential_traces(snap) -> list[dict]:
+    """For a few samples: the first draw as a line across the plot, the conditional it selects drawn
+    along that line (a profile bulging towards +x_first), and the second draw on it."""
+    ex = snap.extras
+    first = ex["first"]
+    f, s = NAMES[first], NAMES[1 - first]
+    f_lo, f_hi = axis_range(snap.box, first)
+    s_lo, s_hi = axis_range(snap.box, 1 - first)
+    out = []
+    for k, pt in enumerate(np.asarray(snap.samples[:N_DEMO], np.float64)):
+        a, b = float(pt[first]), float(pt[1 - first])
+        cond = conditional_at(ex, a)
+        color = DEMO_COLORS[k % len(DEMO_COLORS)]
+        show = k == 0
+        along, across = [s_lo, s_hi], [a, a]
+        if cond is not None:
+            cx, cy = cond
+            keep = (cx >= s_lo) & (cx <= s_hi)
+            peak = float(cy.max()) if cy.size and cy.max() > 0 else 1.0
+            prof_a = a + 0.15 * (f_hi - f_lo) * cy[keep] / peak
+            prof_b = cx[keep]
+        else:
+            prof_a, prof_b = np.zeros(0), np.zeros(0)
+
+        def xy(u, v):
+            return (u, v) if first == 0 else (v, u)
+
+        out.append(line(*xy(across, along), f"① {f} ~ p({f}): the line", color, width=1.5, legendgroup="draw1",
+                        showlegend=show, dash="dash"))
+        prof = line(*xy(prof_a, prof_b), f"② p({s} | {f}) along it", color, width=2, legendgroup="draw2",
+                    showlegend=show)
+        prof["line"]["shape"] = ("vh" if first == 0 else "hv") if ex["discrete"] else "linear"
+        out.append(prof)
+        out.append({"type": "scatter", "mode": "markers", "x": [xy(a, b)[0]], "y": [xy(a, b)[1]],
+                    "name": f"③ {s} drawn: the sample", "legendgroup": "draw3", "showlegend": show,
+                    "marker": {"symbol": "star", "size": 15, "color": color, "line": {"color": "black", "width": 1}},
+                    "hoverinfo": "skip"})
+    return out
+
+
+def samples_panel(snap) -> dict:
+    f, s = NAMES[snap.extras["first"]], NAMES[1 - snap.extras["first"]]
+    fig = plots.samples_figure(snap, title=f"Sequential sampling: {f} ~ p({f}), then {s} ~ p({s} | {f})")
+    if snap.samples is not None:
+        fig["data"] += sequential_traces(snap)
+    return fig
+
+
+# --- connectivity --------------------------------------------------------------------------------------
+
+def network_figure(snap) -> dict:
+    """Columns of units (inputs, hidden layers, the conditionals' outputs) and the connections that exist:
+    a missing line is a weight the mask (or the model's form) holds at zero. Line width: |weight|."""
+    conn = snap.extras["conn"]
+    cols = conn["columns"]
+    ys = [np.linspace(0.6, -0.6, len(n)) if len(n) <= 2 else np.linspace(1, -1, len(n)) for n in conn["nodes"]]
+    traces = []
+    buckets = {0: ([], []), 1: ([], []), 2: ([], [])}
+    for c, e in enumerate(conn["edges"]):
+        top = float(e.max()) if e.size and e.max() > 0 else 1.0
+        for o, i in zip(*np.nonzero(e > 0)):
+            b = min(int(3 * e[o, i] / top), 2)
+            buckets[b][0].extend([c, c + 1, np.nan])
+            buckets[b][1].extend([ys[c][i], ys[c + 1][o], np.nan])
+    for b, (w, op) in enumerate(((0.6, 0.25), (1.2, 0.5), (2.4, 0.85))):
+        xs, yv = buckets[b]
+        traces.append({"type": "scatter", "mode": "lines", "x": np.asarray(xs, np.float32),
+                       "y": np.asarray(yv, np.float32), "line": {"color": "#333", "width": w}, "opacity": op,
+                       "name": ("weak", "medium", "strong")[b] + " connection", "hoverinfo": "skip",
+                       "showlegend": False})
+    for c, (names, labels) in enumerate(zip(conn["nodes"], conn["labels"])):
+        last = c == len(cols) - 1
+        traces.append({"type": "scatter", "mode": "markers+text", "x": np.full(len(names), c, np.float32),
+                       "y": ys[c].astype(np.float32), "text": names if c in (0, len(cols) - 1) else None,
+                       "textposition": "middle right" if last else "middle left", "showlegend": False,
+                       "marker": {"size": 16 if c in (0, len(cols) - 1) else 10,
+                                  **plots.label_marker(labels - 1, ["#1f77b4", "#2ca02c"]),
+                                  "line": {"color": "white", "width": 1}}, "hoverinfo": "skip"})
+    anns = [{"text": col.replace(", ", "<br>"), "x": c, "y": 1.2, "xref": "x", "yref": "y", "showarrow": False,
+             "font": {"size": 11}} for c, col in enumerate(cols)]
+    anns.append({"text": "blue: label 1 (sees nothing before it) · green: label 2 · no line: weight masked to 0",
+                 "x": 0.5, "y": -0.08, "xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 11}})
+    key = snap.model_key
+    what = {"made": "MADE's masks", "fvsbn": "FVSBN's connections", "nade": "NADE's tied layer",
+            "rnade": "RNADE's net"}.get(key, "connections")
+    f, s = NAMES[snap.extras["first"]], NAMES[1 - snap.extras["first"]]
+    lay = {"title": {"text": f"{what}: who may see whom (order {f} → {s})", "x": 0.02, "xanchor": "left",
+                     "font": {"size": 14}},
+           "xaxis": {"visible": False, "range": [-0.9, len(cols) - 1 + 1.4], "fixedrange": True},
+           "yaxis": {"visible": False, "range": [-1.2, 1.5], "fixedrange": True},
+           "annotations": anns, "height": 470, "font": plots.FONT, "plot_bgcolor": "white",
+           "margin": {"l": 10, "r": 10, "t": 50, "b": 30}, "showlegend": False,
+           "uirevision": f"ar-net-{key}"}
+    return {"data": traces, "layout": lay}
+
+
+@view(*KEYS)
+def autoregressive_frame(snap, log_scale: bool = False, slice_pos: float = 0.5, **_) -> dict[str, dict]:
+    """The joint with the slice, the two factors at the slice, sequential sampling, the network, curves."""
+    if "first" not in snap.extras:
+        title = "Joint p(x₁, x₂)"
+        return {"main": plots.message_figure("press Train", snap.box, title)}
+    a = slice_value(snap, slice_pos)
+    curves = plots.likelihood_figure(snap, "Average log-likelihood (nats per unit area, higher is better)")
+    return {"main": joint_figure(snap, log_scale, a), "factors": factors_figure(snap, a),
+            "samples": samples_panel(snap), "network": network_figure(snap), "curves": curves,
+            "extra": plots.distance_figure(snap)}
