@@ -1,0 +1,322 @@
+"""Energy-based models p_θ(x) = exp(f_θ(x)) / Z(θ) (notes ch. 7), three ways to train them.
+
+* ``ebm_cd`` — contrastive divergence (7.3) with negatives from short-run Langevin from noise,
+  persistent chains with a replay buffer (Du & Mordatch 2019), MALA, or Metropolis–Hastings (7.3.1).
+* ``ebm_sm`` — score matching (7.4): exact, sliced or denoising; no sampling in training.
+* ``ebm_nce`` — noise-contrastive estimation (7.5) against a Gaussian, with log Z learned.
+
+f_θ is an MLP with a smooth activation (score matching needs second derivatives) on standardised
+coordinates z = (x − m) / s. ``log_prob`` returns the unnormalised f_θ(z(x)) + log|dz/dx|: the
+session divides by Z computed on the plotting grid (in 2D the partition function is a sum), so the
+held-out NLL is an honest likelihood in data coordinates. Every model also keeps 1,000 persistent
+display chains (the samples shown each frame and returned by :meth:`sample`) and the recent path
+of the first 8, drawn as animated trajectories and summarised by split R-hat.
+
+References:
+    Du & Mordatch (2019), Implicit generation and generalization in energy-based models.
+    Nijkamp, Hill, Zhu & Wu (2019), Learning non-convergent non-persistent short-run MCMC toward
+    energy-based model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ebm_losses as L
+from .base import BaseConfig, Model2D, Standardizer, hp, register
+from .nets import mlp
+from .samplers import METHODS, ChainTracker, log_prob_and_score, run_chains
+
+N_CHAINS = 1000  # persistent display chains: the samples of every frame
+N_TRACKED = 8  # the first chains, whose paths are animated
+BURN_IN = 300  # steps for chains that lagged far behind the energy (no frames: the command line)
+STALE_AFTER = 200  # training steps without a frame after which the display chains re-equilibrate
+SCORE_RES = 17  # the score field's arrows: a SCORE_RES x SCORE_RES grid
+
+
+@dataclass
+class EnergyConfig(BaseConfig):
+    hidden: int = hp(64, 8, 256, step=8, label="hidden units", help="width of the energy network f_θ")
+    layers: int = hp(2, 1, 4, label="hidden layers", help="depth of the energy network f_θ")
+    act: str = hp("silu", choices=("silu", "softplus", "tanh", "elu"), label="activation",
+                  help="smooth, so ∇ₓf and the Hessian exist (ReLU would make tr ∇²f = 0)")
+    sampler: str = hp("langevin", choices=METHODS, label="sampler",
+                      help="langevin: x ← x + ε∇f + √(2ε)z; mala: the same with an MH accept/reject; "
+                           "mh: random-walk Metropolis–Hastings")
+    step_size: float = hp(0.01, 1e-4, 0.5, log=True, live=True, label="Langevin step ε",
+                          help="in standardised units (the data has unit variance)")
+    noise_scale: float = hp(1.0, 0.0, 1.0, step=0.05, live=True, label="Langevin noise scale",
+                            help="1 = real Langevin; smaller is the colder shortcut EBM papers use")
+    mh_scale: float = hp(0.3, 0.01, 2.0, step=0.01, live=True, label="MH proposal σ",
+                         help="random-walk proposal x' = x + σz (standardised units)")
+    chain_steps: int = hp(5, 1, 50, live=True, label="chain steps per frame",
+                          help="how far the displayed chains move between two frames")
+
+
+class EnergyModel(Model2D):
+    """The shared part: the energy network, standardisation, display chains, probe and metrics."""
+
+    family = "ebm"
+    density = "unnormalized"
+    Config = EnergyConfig
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        c = self.cfg
+        self.net = mlp(2, 1, c.hidden, c.layers, c.act)
+        self.standardizer = Standardizer()
+        self.register_buffer("lo", torch.full((2,), -2.5))  # the box of the initial noise (z units)
+        self.register_buffer("hi", torch.full((2,), 2.5))
+        self.register_buffer("chains", self._uniform(N_CHAINS))
+        self.tracker = ChainTracker(N_TRACKED)
+        self.chain_accept = float("nan")
+        self._stale = 0
+
+    # --- the energy ---------------------------------------------------------------------------
+    def f(self, z: torch.Tensor) -> torch.Tensor:
+        """f_θ(z) on standardised points, shape (n,)."""
+        return self.net(z).squeeze(-1)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log-density f_θ(z(x)) + log|dz/dx| (the session divides by the grid's Z)."""
+        return self.f(self.standardizer(x)) + self.standardizer.log_det()
+
+    def _uniform(self, n: int) -> torch.Tensor:
+        """The chains' initial distribution π: uniform over the data's box (standardised units)."""
+        return self.lo + (self.hi - self.lo) * torch.rand(n, 2, device=self.lo.device)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        self.standardizer.fit(x)
+        z = self.standardizer(x)
+        lo, hi = z.min(0).values, z.max(0).values
+        pad = 0.2 * (hi - lo)
+        self.lo.copy_(lo - pad)
+        self.hi.copy_(hi + pad)
+        self.chains.copy_(self._uniform(N_CHAINS))
+        self.tracker.reset()
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._stale += 1
+        return self.objective(self.standardizer(x))
+
+    def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # --- sampling -------------------------------------------------------------------------------
+    def run(self, z: torch.Tensor, n_steps: int, record: int = 0):
+        """The configured sampler on f_θ from z (standardised units), truncated to the data's box (a
+        network's exp(f) need not be integrable beyond it; the grid's Z is truncated the same way)."""
+        c = self.cfg
+        return run_chains(self.f, z, c.sampler, n_steps, c.step_size, c.noise_scale, c.mh_scale, record,
+                          bounds=(self.lo, self.hi))
+
+    def advance_chains(self, n_steps: int) -> None:
+        """Move the display chains; the first N_TRACKED record their path (in data units)."""
+        if self._stale > STALE_AFTER:  # they sat still while f changed a lot: catch up first
+            res = self.run(self.chains, BURN_IN, record=N_TRACKED)
+            self.chains.copy_(res.x)
+            self.tracker.reset()
+            self.tracker.add(self.standardizer.inverse(res.path[BURN_IN // 2:]))
+        self._stale = 0
+        res = self.run(self.chains, n_steps, record=N_TRACKED)
+        self.chains.copy_(res.x)
+        self.chain_accept = res.accept_rate
+        first = 0 if len(self.tracker.path) == 0 else 1
+        self.tracker.add(self.standardizer.inverse(res.path[first:]))
+
+    def sample(self, n: int) -> torch.Tensor:
+        """The display chains after `chain_steps` more steps (persistent MCMC under the current f);
+        beyond N_CHAINS, more chains from π run BURN_IN steps."""
+        self.advance_chains(self.cfg.chain_steps)
+        z = self.chains[:n]
+        if n > N_CHAINS:
+            z = torch.cat([z, self.run(self._uniform(n - N_CHAINS), BURN_IN).x])
+        return self.standardizer.inverse(z)
+
+    # --- what the views show ------------------------------------------------------------------
+    def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
+        """The energy −f_θ on the grid, the score field ∇ₓ log p on a coarse grid, the tracked
+        chains' recent paths (data units) and the model's own extras (negatives, noise...)."""
+        with torch.no_grad():
+            energy = -self.log_prob(grid)
+        lo, hi = grid.min(0).values, grid.max(0).values
+        axes = [torch.linspace(float(lo[i]), float(hi[i]), SCORE_RES + 2, device=grid.device)[1:-1]
+                for i in range(2)]
+        gx, gy = torch.meshgrid(axes[0], axes[1], indexing="xy")
+        coarse = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+        _, score = log_prob_and_score(self.log_prob, coarse)
+        out = {"energy": energy.float().cpu().numpy(),
+               "score_xy": coarse.cpu().numpy(), "score": score.float().cpu().numpy(),
+               "chains": self.tracker.path.copy()}
+        out.update(self.extras())
+        return out
+
+    def extras(self) -> dict[str, np.ndarray]:
+        return {}
+
+    @torch.no_grad()
+    def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
+        """E[f] on held-out data and on the chains (f in data units, as log_prob, so that
+        E_data[f] − log Z is the held-out log-likelihood), the chains' acceptance rate (MALA, MH)
+        and split R-hat over the animated chains' recent paths."""
+        ld = float(self.standardizer.log_det())
+        out = {"f_data": float(self.f(self.standardizer(x_test)).mean()) + ld,
+               "f_samples": float(self.f(self.chains).mean()) + ld,
+               "rhat": self.tracker.rhat()}
+        if self.cfg.sampler != "langevin":
+            out["chain_accept"] = self.chain_accept
+        return out
+
+
+# --- contrastive divergence ------------------------------------------------------------------------
+
+@dataclass
+class CDConfig(EnergyConfig):
+    n_steps: int = hp(20, 1, 200, live=True, label="sampler steps per update K",
+                      help="MCMC steps that make each batch of negatives")
+    persistent: bool = hp(True, label="persistent chains (replay buffer)",
+                          help="off: every batch of negatives starts from uniform noise (short-run)")
+    buffer_size: int = hp(10000, 256, 100000, step=256, label="replay buffer size",
+                          help="past negatives kept to restart the chains from")
+    reinit: float = hp(0.05, 0.0, 1.0, step=0.01, live=True, label="reinitialisation rate",
+                       help="share of each batch restarted from noise instead of the buffer")
+    reg: float = hp(0.1, 0.0, 10.0, step=0.01, live=True, label="energy penalty α",
+                    help="α(f(x⁺)² + f(x⁻)²) keeps f near 0 (Du & Mordatch 2019)")
+
+
+@register
+class ContrastiveDivergenceEBM(EnergyModel):
+    """Contrastive divergence (notes 7.3): ∇θ log p(x) = ∇θ f(x_train) − E_{p_θ}[∇θ f(x_sample)],
+    the expectation by MCMC: Langevin (7.3.2), MALA or Metropolis–Hastings (7.3.1), from noise or
+    from a replay buffer of persistent chains."""
+
+    key = "ebm_cd"
+    title = "EBM: contrastive divergence"
+    Config = CDConfig
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        self.register_buffer("buffer", self._uniform(self.cfg.buffer_size))
+        self._negatives = torch.zeros(0, 2)
+        self.train_accept = float("nan")
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        super().init_from_data(x)
+        self.buffer.copy_(self._uniform(self.cfg.buffer_size))
+
+    def negatives(self, n: int) -> torch.Tensor:
+        """n samples of p_θ by the configured MCMC: from the replay buffer (a share restarted from
+        noise) when persistent, else from uniform noise."""
+        c = self.cfg
+        if not c.persistent:
+            start, idx = self._uniform(n), None
+        else:
+            idx = torch.randint(0, self.buffer.shape[0], (n,), device=self.buffer.device)
+            start = self.buffer[idx]
+            fresh = torch.rand(n, device=start.device) < c.reinit
+            start = torch.where(fresh[:, None], self._uniform(n), start)
+        res = self.run(start, c.n_steps)
+        if idx is not None:
+            self.buffer[idx] = res.x
+        self.train_accept = res.accept_rate
+        self._negatives = res.x[:500].detach()
+        return res.x
+
+    def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        neg = self.negatives(z.shape[0])
+        f_pos, f_neg = self.f(z), self.f(neg)
+        cd = L.contrastive_divergence(f_pos, f_neg)
+        penalty = self.cfg.reg * (f_pos ** 2 + f_neg ** 2).mean()
+        ld = self.standardizer.log_det()  # f in data units, as in metrics()
+        out = {"loss": cd + penalty, "cd": cd.detach(), "f_pos": f_pos.mean().detach() + ld,
+               "f_neg": f_neg.mean().detach() + ld}
+        if self.cfg.sampler != "langevin":
+            out["accept"] = torch.tensor(self.train_accept)
+        return out
+
+    def extras(self) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            neg = self.standardizer.inverse(self._negatives.to(self.lo.device))
+        return {"negatives": neg.float().cpu().numpy()}
+
+
+# --- score matching ------------------------------------------------------------------------------
+
+@dataclass
+class SMConfig(EnergyConfig):
+    objective: str = hp("exact", choices=("exact", "sliced", "denoising"), label="objective",
+                        help="exact: Hessian trace (2 backward passes in 2D); sliced: random projections; "
+                             "denoising: the score of data blurred by σ")
+    projections: int = hp(1, 1, 8, label="projections (sliced)", help="random directions v per point")
+    sigma: float = hp(0.1, 0.01, 1.0, step=0.01, label="noise σ (denoising)",
+                      help="blur of the data, standardised units (the model learns the blurred density)")
+
+
+@register
+class ScoreMatchingEBM(EnergyModel):
+    """Score matching (notes 7.4): minimise the Fisher divergence ½E‖∇ₓlog p_data − ∇ₓf_θ‖², which
+    integration by parts turns into E[½‖∇ₓf‖² + tr ∇²ₓf] — no partition function, no sampling."""
+
+    key = "ebm_sm"
+    title = "EBM: score matching"
+    Config = SMConfig
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        # the network's last bias is a constant added to f: it has no score, hence no gradient (7.4)
+        self.grad_exempt = (f"net.{len(self.net) - 1}.bias",)
+
+    def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        if c.objective == "exact":
+            loss = L.exact_score_matching(self.f, z)
+        elif c.objective == "sliced":
+            loss = L.sliced_score_matching(self.f, z, c.projections)
+        else:
+            loss = L.denoising_score_matching(self.f, z, c.sigma)
+        return {"loss": loss}
+
+
+# --- noise-contrastive estimation ------------------------------------------------------------------
+
+@dataclass
+class NCEConfig(EnergyConfig):
+    noise_std: float = hp(1.5, 0.3, 5.0, step=0.05, label="noise σ",
+                          help="p_n = N(mean, σ²·var) of the data (standardised: N(0, σ²I))")
+    noise_ratio: int = hp(1, 1, 16, label="noise samples per data point ν",
+                          help="ν = 1 in the notes; more noise gives a lower-variance estimate")
+
+
+@register
+class NoiseContrastiveEBM(EnergyModel):
+    """Noise-contrastive estimation (notes 7.5): a classifier D = exp(f)/(exp(f) + ν Z p_n) tells data
+    from Gaussian noise; log Z is a free parameter that becomes the partition function."""
+
+    key = "ebm_nce"
+    title = "EBM: noise-contrastive estimation"
+    Config = NCEConfig
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        noise = c.noise_std * torch.randn(c.noise_ratio * z.shape[0], 2, device=z.device)
+        loss = L.nce_loss(self.f(z), self.f(noise), L.gaussian_log_prob(z, c.noise_std),
+                          L.gaussian_log_prob(noise, c.noise_std), self.log_z, c.noise_ratio)
+        return {"loss": loss, "log_z": self.log_z.detach()}
+
+    def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
+        out = super().metrics(x_test)
+        out["log_z_nce"] = float(self.log_z.detach())  # comparable with the session's log_z_grid
+        return out
+
+    def extras(self) -> dict[str, np.ndarray]:
+        s = self.standardizer
+        std = (self.cfg.noise_std * s.scale).detach().cpu().numpy()
+        return {"noise_mean": s.shift.detach().cpu().numpy(), "noise_cov": np.diag(std ** 2).astype(np.float32)}

@@ -1,0 +1,236 @@
+"""Energy-based models tab (notes ch. 7): contrastive divergence with MCMC, score matching, NCE,
+and a sampler sandbox (Langevin / MALA / MH on a fixed target) with animated chains."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import gradio as gr
+
+from models.samplers import METHODS, SamplerSandbox
+from models.targets import dataset_log_prob
+
+from .. import metrics, plots
+from ..datasets import DATASETS
+from ..liveplot import live_plot
+from ..tabkit import FamilyTab, TabSpec, markdown
+from ..views.ebm import CURVE_HEIGHT, KEYS, SAMPLER_NAMES, sandbox_curves, sandbox_figure
+
+TITLE = "Energy-based models"
+
+COMMON = r"""
+**Top left, the energy** $-f_\theta(x)$ (bright = low energy = likely) with **8 MCMC chains** drawn as trails
+and heads: they are the first of 1,000 persistent chains that run the chosen sampler on the current $f_\theta$
+and move a few steps every frame. Tick *score arrows* to see $\nabla_x \log p_\theta = \nabla_x f_\theta$
+(the direction Langevin's drift pushes; $\log Z$ has no gradient in $x$).
+**Top right, the density** $p_\theta(x) = e^{f_\theta(x)}/Z(\theta)$. The partition function
+$Z(\theta) = \int e^{f_\theta(x)}\,dx$ is intractable in general, but **in 2D it is a sum**: over the
+plotting grid, $Z \approx \sum_{\text{cells}} e^{f_\theta(x_c)}\,\Delta A$, so this tab reports an honest
+held-out NLL like every other family (the status line's $\int p$ on grid $\approx 1$ checks it).
+The red dots are the 1,000 chains' current states (the model's samples).
+
+**Curves**: the loss; $\mathbb E[f]$ on held-out data and on the chains next to $\log Z$ — the held-out
+log-likelihood *is* $\mathbb E_{\text{data}}[f] - \log Z$; the grid-normalised log-likelihood; and the
+sampler's health: acceptance rate (MALA, MH), **split R-hat** over the 8 animated chains (near 1 when
+their halves agree; far above 1.1 when they sit in different modes), and the energy distance of the
+samples to held-out data.
+"""
+
+CD_EXPLAIN = r"""
+### What you are seeing — contrastive divergence (notes 7.3)
+Maximum likelihood for $p_\theta = e^{f_\theta}/Z(\theta)$ has the gradient
+$$\nabla_\theta \log p_\theta(x^+) = \nabla_\theta f_\theta(x^+) - \mathbb E_{p_\theta}[\nabla_\theta f_\theta(x^-)]$$
+($x^+$ a training point), so each update pushes $f$ **up on the data** and **down on samples of the model**
+(the *negatives* $x^-$, purple ×).
+The negatives come from MCMC on the current $f_\theta$, $K$ steps per update:
+* **Langevin** (7.3.2): $x \leftarrow x + \epsilon \nabla_x f_\theta(x) + \sqrt{2\epsilon}\, z$; exact only as
+  $\epsilon \to 0$. A *noise scale* below 1 is the colder shortcut EBM papers use.
+* **MALA**: the same move with a Metropolis–Hastings accept/reject, exact for any $\epsilon$.
+* **Metropolis–Hastings** (7.3.1): $x' = x + \sigma z$, kept with probability $\min(1, e^{f(x') - f(x)})$ —
+  no gradient, so it wanders: watch the chains crawl and the acceptance rate fall as $\sigma$ grows.
+
+*Persistent chains* restart each batch from a **replay buffer** of earlier negatives (a share re-initialised
+from uniform noise); off, every batch starts from noise (*short-run* MCMC). The penalty $\alpha(f(x^+)^2 + f(x^-)^2)$
+keeps $f$ from drifting (Du & Mordatch 2019).
+"""
+
+SM_EXPLAIN = r"""
+### What you are seeing — score matching (notes 7.4)
+Score matching never samples and never needs $Z$: it fits the **score** $\nabla_x f_\theta$ (white arrows) to the
+data's by the Fisher divergence, which integration by parts turns into
+$$\mathbb E_{p_{\text{data}}}\big[\tfrac12 \|\nabla_x f_\theta(x)\|^2 + \operatorname{tr}\nabla_x^2 f_\theta(x)\big]$$
+* **exact**: the Hessian trace computed exactly — one extra backward pass per dimension, cheap in 2D, but $d$
+  passes in $d$ dimensions (an image has thousands).
+* **sliced** (Song et al. 2019): $\operatorname{tr} H$ replaced by $v^\top H v$ for random $v$ with
+  $\mathbb E[vv^\top] = I$ — one Hessian-vector product, whatever the dimension.
+* **denoising** (Vincent 2011): blur the data, $\tilde x = x + \sigma\epsilon$, and regress the score on the
+  known $-\epsilon/\sigma$ — no Hessian at all, but the model learns the *blurred* density.
+
+The chains are only for the pictures (Langevin on the learned $f$). Known weakness: the score is blind to how
+much mass sits in modes far apart (the score is local) — compare the mode weights on *8 Gaussians*.
+"""
+
+NCE_EXPLAIN = r"""
+### What you are seeing — noise-contrastive estimation (notes 7.5)
+A classifier tells data from **noise** $p_n$ (a Gaussian, white ellipses at 1σ and 2σ) with
+$$D(x) = \frac{e^{f_\theta(x)}}{e^{f_\theta(x)} + \nu Z p_n(x)},\qquad
+\max_{\theta, Z}\ \mathbb E_{\text{data}}[\log D] + \nu\,\mathbb E_{p_n}[\log(1 - D)],$$
+computed with logsumexp as in the notes ($\nu$ noise samples per data point; $\nu = 1$ in the notes).
+$\log Z$ is a **free parameter**: nothing forces $Z = \int e^{f}$, yet at the optimum it becomes the partition
+function. Watch the curves *log Z learned by NCE* and *log Z on the grid* meet. Noise far wider than the data
+makes the task too easy (little signal near the data); noise that misses part of the data leaves it unlearnt.
+"""
+
+SANDBOX_INTRO = r"""
+**Sampler sandbox** — no training: 500 chains run Langevin, MALA or Metropolis–Hastings on a **fixed** target,
+an analytic energy or a frozen copy of the model trained above. The heatmap is the target's density; the trails
+are 8 chains. The yardstick is exact: samples drawn from the target's grid (inverse CDF), compared with the
+chains' states by the energy distance. Try the donut with MH and a small σ, then Langevin; U3 with a big
+Langevin step, then MALA.
+"""
+
+SANDBOX_TARGETS = [("Banana", "banana"), ("Donut", "donut"), ("8 Gaussians (multimodal)", "8gaussians"),
+                   ("U1: ring, two lobes", "u1"), ("U2: sine wave", "u2"), ("U3: split sine", "u3"),
+                   ("U4: sine and step", "u4"), ("Correlated Gaussian", "gaussian"),
+                   ("Learned energy (the model above)", "learned")]
+
+SPEC = TabSpec(
+    key="ebm",
+    title=TITLE,
+    intro="**Energy-based models** (notes ch. 7): any function $f_\\theta(x)$ defines "
+          "$p_\\theta(x) = e^{f_\\theta(x)}/Z(\\theta)$. Train one by contrastive divergence (MCMC negatives), "
+          "score matching or noise-contrastive estimation, and watch the MCMC chains move on the energy surface.",
+    models=list(KEYS),
+    explain={"ebm_cd": CD_EXPLAIN + COMMON, "ebm_sm": SM_EXPLAIN + COMMON, "ebm_nce": NCE_EXPLAIN + COMMON},
+    default_dataset="moons",
+    panels=(("main", "Energy and chains", 470), ("samples", "Density and samples", 470),
+            ("curves", "Training loss", CURVE_HEIGHT), ("energies", "f and log Z", CURVE_HEIGHT),
+            ("nll", "Held-out log-likelihood", CURVE_HEIGHT), ("diag", "Sampler diagnostics", CURVE_HEIGHT)),
+    options={"show_score": lambda: gr.Radio(["auto", "on", "off"], value="auto", label="score arrows",
+                                            info="auto: on for score matching", elem_id="ebm-score",
+                                            scale=0, min_width=260)},
+    settings={"lr": 3e-3, "batch": 256},
+)
+
+
+class SandboxState:
+    """One visitor's sandbox: the chains, what they were built for, and their curves."""
+
+    def __init__(self):
+        self.box: SamplerSandbox | None = None
+        self.signature: tuple | None = None
+        self.settings: dict = {}
+        self.history: dict[str, list] = {}
+
+
+def _target(name: str, tab_state) -> tuple:
+    """(log_prob, box, title) of a sandbox target; the learned one is a frozen copy of the model."""
+    if name == "learned":
+        sess = getattr(tab_state, "session", None)
+        if sess is None or sess.model.family != "ebm":
+            raise ValueError("train an energy-based model above first (then pick the learned energy)")
+        model = copy.deepcopy(sess.model).cpu()
+        return model.log_prob, sess.data.box, f"learned energy ({sess.model.title}, step {sess.step_count})"
+    ds = DATASETS[name]
+    b = ds.box
+    return dataset_log_prob(name, ds.noise), (-b, b, -b, b), ds.title
+
+
+def _stats(st: SandboxState, s: dict) -> str:
+    ed = metrics.energy_distance(s["x"], s["reference"], max_n=500)
+    for k, v in (("step", s["steps"]), ("accept", s["accept"]), ("rhat", s["rhat"]), ("ed", ed)):
+        st.history.setdefault(k, []).append(float(v))
+    acc = "—" if s["accept"] != s["accept"] else f"{100 * s['accept']:.0f}%"
+    rhat = "—" if s["rhat"] != s["rhat"] else f"{s['rhat']:.2f}"
+    return (f"**{SAMPLER_NAMES[s['method']]}** · step **{s['steps']:,}** · acceptance {acc} · "
+            f"split R-hat (8 chains) {rhat} · energy distance to exact samples **{ed:.3f}**")
+
+
+def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame,
+                max_seconds: float = 120.0):
+    """The sandbox's own loop: advance the chains, yield a frame about 6 times a second."""
+    st.settings = dict(method=method, step_size=10 ** float(step_log10), proposal_std=float(mh_scale),
+                       noise_scale=float(noise_scale), steps=int(steps_per_frame))
+    sess = getattr(tab_state, "session", None)
+    sig = (target, (tab_state.signature, sess.step_count) if target == "learned" and sess else None)
+    if st.box is None or st.signature != sig:
+        try:
+            log_prob, box, title = _target(target, tab_state)
+        except (ValueError, KeyError) as err:
+            yield gr.skip(), gr.skip(), f"**Cannot run:** {err}"
+            return
+        st.box, st.signature, st.history = SamplerSandbox(log_prob, box, title), sig, {}
+    box = st.box
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_seconds and st.box is box:  # a reset ends the loop
+        t_frame = time.perf_counter()
+        cfg = st.settings
+        box.configure(cfg["method"], cfg["step_size"], cfg["proposal_std"], cfg["noise_scale"])
+        box.advance(cfg["steps"])
+        s = box.state()
+        text = _stats(st, s)
+        yield plots.to_json(sandbox_figure(s)), plots.to_json(sandbox_curves(st.history)), text
+        time.sleep(max(0.0, 0.16 - (time.perf_counter() - t_frame)))
+
+
+def sandbox_reset(st: SandboxState):
+    st.box, st.signature, st.history = None, None, {}
+    return "Sandbox reset: press **Run chains**."
+
+
+def _set(name: str, conv):
+    def handler(st: SandboxState, value):
+        if st.settings:
+            st.settings[name] = conv(value)
+    return handler
+
+
+def build_sandbox(tab: FamilyTab) -> None:
+    with gr.Accordion("Sampler sandbox: Langevin, MALA and Metropolis–Hastings on a fixed target", open=True):
+        markdown(SANDBOX_INTRO)
+        sb = gr.State(SandboxState)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                target = gr.Dropdown(SANDBOX_TARGETS, value="banana", label="target", elem_id="ebm-sb-target")
+                method = gr.Radio([(SAMPLER_NAMES[m], m) for m in METHODS], value="langevin", label="sampler",
+                                  elem_id="ebm-sb-method")
+                step = gr.Slider(-4, 0, value=-2, step=0.05, label="Langevin step ε (log₁₀)",
+                                 info="Langevin and MALA: x ← x + ε∇log p + √(2ε)·s·z", elem_id="ebm-sb-step")
+                noise = gr.Slider(0, 1, value=1, step=0.05, label="Langevin noise scale s",
+                                  info="1 = real Langevin", elem_id="ebm-sb-noise")
+                mh = gr.Slider(0.01, 3, value=0.3, step=0.01, label="MH proposal σ",
+                               info="Metropolis–Hastings: x' = x + σz", elem_id="ebm-sb-mh")
+                per_frame = gr.Slider(1, 50, value=5, step=1, label="steps per frame", elem_id="ebm-sb-steps")
+                with gr.Row():
+                    run_btn = gr.Button("▶ Run chains", variant="primary", elem_id="ebm-sb-run")
+                    stop_btn = gr.Button("■ Stop", variant="stop", elem_id="ebm-sb-stop")
+                    reset_btn = gr.Button("Reset", elem_id="ebm-sb-reset")
+            with gr.Column(scale=3):
+                info = gr.Markdown("Pick a target and a sampler, then press **Run chains**.", elem_id="ebm-sb-info")
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=320):
+                        fig = live_plot(plots.message_figure("press Run chains", title="Sampler sandbox", height=470),
+                                        height=470, elem_id="ebm-sb-plot")
+                    with gr.Column(min_width=320):
+                        curves = live_plot(plots.message_figure("press Run chains", title="Sandbox chains",
+                                                                height=470, axes=False),
+                                           height=470, elem_id="ebm-sb-curves")
+    run_evt = run_btn.click(sandbox_run, [sb, tab.state, target, method, step, mh, noise, per_frame],
+                            [fig, curves, info], concurrency_limit=4, concurrency_id="ebm-sandbox",
+                            show_progress="hidden", api_name="ebm_sandbox")
+    stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
+    reset_btn.click(sandbox_reset, [sb], [info], cancels=[run_evt], api_visibility="private")
+    target.change(sandbox_reset, [sb], [info], cancels=[run_evt], api_visibility="private")
+    for comp, name, conv in ((method, "method", str), (step, "step_size", lambda v: 10 ** float(v)),
+                             (mh, "proposal_std", float), (noise, "noise_scale", float),
+                             (per_frame, "steps", int)):
+        comp.change(_set(name, conv), [sb, comp], None, api_visibility="private", queue=False)
+
+
+def build() -> FamilyTab:
+    tab = FamilyTab(SPEC)
+    tab.build()
+    tab.wire()
+    build_sandbox(tab)
+    return tab

@@ -1,0 +1,200 @@
+"""Views of the energy-based models (notes ch. 7): the energy landscape with animated MCMC chains
+and the score field, the grid-normalised density with the samples, and the curves.
+
+Also the sampler sandbox's figure (a target's density with its chains), drawn from a plain dict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import plots
+from . import view
+
+KEYS = ("ebm_cd", "ebm_sm", "ebm_nce")
+CHAIN_TAIL = 60  # positions of each chain's trail drawn behind its head
+ENERGY_SPAN = 14.0  # the energy colour scale covers [min, min + span] (nats)
+CURVE_HEIGHT = 300
+SAMPLER_NAMES = {"langevin": "Langevin", "mala": "MALA", "mh": "Metropolis–Hastings"}
+
+
+def energy_trace(xs, ys, energy: np.ndarray) -> dict:
+    """−f on the grid: low energy (high density) bright, clipped ENERGY_SPAN nats above its minimum."""
+    e = np.asarray(energy, np.float32).reshape(len(ys), len(xs))
+    lo = float(np.nanmin(e)) if np.isfinite(e).any() else 0.0
+    tr = plots.heatmap(xs, ys, np.clip(e, lo, lo + ENERGY_SPAN), "energy −f(x)", zmin=lo,
+                       zmax=lo + ENERGY_SPAN, colorbar_title="energy −f(x)")
+    tr["reversescale"] = True
+    return tr
+
+
+def chain_traces(paths: np.ndarray, tail: int = CHAIN_TAIL) -> list[dict]:
+    """Each tracked chain as a trail (its last `tail` positions) and a head, one colour per chain."""
+    paths = np.asarray(paths, np.float32)
+    if paths.ndim != 3 or len(paths) == 0:
+        return []
+    p = paths[-tail:]
+    k = p.shape[1]
+    colors = [plots.PALETTE[i % len(plots.PALETTE)] for i in range(k)]
+    out = [{"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(p[:, i, 0]),
+            "y": np.ascontiguousarray(p[:, i, 1]), "line": {"color": colors[i], "width": 2},
+            "opacity": 0.9, "name": f"{k} MCMC chains (last {len(p)} steps)", "legendgroup": "chains",
+            "showlegend": i == 0, "hoverinfo": "skip"} for i in range(k)]
+    out.append({"type": "scatter", "mode": "markers", "x": np.ascontiguousarray(p[-1, :, 0]),
+                "y": np.ascontiguousarray(p[-1, :, 1]), "name": "chain heads", "legendgroup": "chains",
+                "showlegend": False, "hoverinfo": "skip",
+                "marker": {"size": 11, "color": colors, "line": {"width": 2, "color": "white"}}})
+    return out
+
+
+def arrow_segments(xy: np.ndarray, vec: np.ndarray, length: float) -> np.ndarray:
+    """Arrows from each point along its vector as NaN-separated line segments. Lengths grow with
+    the vector's norm but are squashed (|v| / (|v| + median)) so a few steep spots do not hide the rest."""
+    xy, vec = np.asarray(xy, np.float32), np.asarray(vec, np.float32)
+    norm = np.linalg.norm(vec, axis=1, keepdims=True)
+    med = float(np.median(norm)) + 1e-12
+    unit = vec / np.maximum(norm, 1e-12)
+    size = length * norm / (norm + med)
+    tip = xy + unit * size
+    perp = np.stack([-unit[:, 1], unit[:, 0]], 1)
+    left = tip - unit * 0.35 * size + perp * 0.2 * size
+    right = tip - unit * 0.35 * size - perp * 0.2 * size
+    nan = np.full_like(xy, np.nan)
+    return np.stack([xy, tip, nan, left, tip, right, nan], 1).reshape(-1, 2).astype(np.float32)
+
+
+def score_trace(xy: np.ndarray, score: np.ndarray, box) -> dict:
+    spacing = (box[1] - box[0]) / (np.sqrt(len(xy)) + 1)
+    seg = arrow_segments(xy, score, 0.9 * spacing)
+    return {"type": "scatter", "mode": "lines", "x": seg[:, 0], "y": seg[:, 1],
+            "name": "score ∇ₓ log p(x)", "line": {"color": "white", "width": 1.3}, "hoverinfo": "skip"}
+
+
+def energy_figure(snap, show_score: bool) -> dict:
+    ex = snap.extras
+    title = f"Energy −f<sub>θ</sub>(x) and MCMC chains — step {snap.step}"
+    if "energy" not in ex:
+        return plots.message_figure("press Train", snap.box, title)
+    traces = [energy_trace(snap.grid_x, snap.grid_y, ex["energy"]),
+              plots.points(snap.train, "training data", color="white", size=3, opacity=0.35, visible="legendonly")]
+    if show_score and "score" in ex:
+        traces.append(score_trace(ex["score_xy"], ex["score"], snap.box))
+    traces += chain_traces(ex.get("chains", np.zeros((0, 0, 2))))
+    return {"data": traces, "layout": plots.data_layout(snap.box, title, uirevision=f"ebm-e-{snap.dataset}")}
+
+
+def density_figure(snap, log_scale: bool) -> dict:
+    """p = exp(f)/Z with Z the grid's sum, and what the model samples (or contrasts with)."""
+    ex = snap.extras
+    title = (f"Density e<sup>f</sup>/Z, Z = Σ<sub>grid</sub> e<sup>f</sup>·ΔA"
+             f"{' (log)' if log_scale else ''} — step {snap.step}")
+    if snap.log_density is None:
+        return plots.message_figure("press Train", snap.box, title)
+    traces = [plots.density_heatmap(snap, log_scale, name="grid-normalised density")]
+    if snap.samples is not None:
+        traces.append(plots.points(snap.samples, "samples (persistent chains)", color=plots.SAMPLE_COLOR,
+                                   size=3.5, opacity=0.7, line_color="white"))
+    if "negatives" in ex and len(ex["negatives"]):
+        traces.append(plots.points(ex["negatives"], "negatives of the last update", color="#c084fc", size=5,
+                                   opacity=0.85, symbol="x"))
+    if "noise_cov" in ex:
+        mean, cov = ex["noise_mean"][None], ex["noise_cov"][None]
+        traces += plots.ellipses(mean, cov, 1.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], width=2)
+        traces += plots.ellipses(mean, cov, 2.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], dash="dash", width=1.5,
+                                 showlegend=False)
+    return {"data": traces, "layout": plots.data_layout(snap.box, title, uirevision=f"ebm-p-{snap.dataset}")}
+
+
+def curves_layout(title: str, ytitle: str, uirevision: str, log_y: bool = False) -> dict:
+    """The shared curves layout with the legend below the axis title (not on top of it)."""
+    lay = plots.curves_layout(title, ytitle, uirevision=uirevision, height=CURVE_HEIGHT, log_y=log_y)
+    lay["legend"]["y"] = -0.3
+    lay["legend"]["yanchor"] = "top"
+    lay["margin"]["b"] = 85
+    lay["xaxis"]["title"]["standoff"] = 4
+    return lay
+
+
+def loss_figure(snap) -> dict:
+    series = [("loss", "loss (per step)", 1.0)]
+    if snap.model_key == "ebm_cd":
+        series.append(("cd", "E[f(x⁻)] − E[f(x⁺)] (the CD term)", 1.0))
+    return {"data": plots.curve_traces(snap, series, colors=["#1f77b4", "#9467bd"]),
+            "layout": curves_layout("Training loss", "loss", f"ebm-loss-{snap.model_key}")}
+
+
+def energies_figure(snap) -> dict:
+    """E[f] on data vs on samples, and log Z (grid, and NCE's learned one): E_data[f] − log Z is the
+    held-out log-likelihood."""
+    series = [("f_data", "E[f] on held-out data", 1.0), ("f_samples", "E[f] on the chains", 1.0),
+              ("log_z_grid", "log Z on the grid", 1.0), ("log_z_nce", "log Z learned by NCE", 1.0)]
+    if snap.model_key == "ebm_cd":
+        series[:2] = [("f_pos", "E[f(x⁺)] training batch", 1.0), ("f_neg", "E[f(x⁻)] negatives", 1.0)]
+    colors = ["#1f1f1f", "#e4572e", "#2563eb", "#16a34a"]
+    traces = plots.curve_traces(snap, series, colors=colors)
+    for tr in traces:
+        if tr["name"].startswith("log Z learned"):
+            tr["line"]["dash"] = "dash"
+    return {"data": traces, "layout": curves_layout("f on data vs samples, and log Z", "nats",
+                                                    f"ebm-f-{snap.model_key}")}
+
+
+def diagnostics_figure(snap) -> dict:
+    series = [("chain_accept", "acceptance (display chains)", 1.0), ("accept", "acceptance (training chains)", 1.0),
+              ("rhat", "split R-hat, 8 animated chains", 1.0),
+              ("energy_distance", "energy distance: samples vs held-out", 1.0)]
+    traces = plots.curve_traces(snap, series, colors=["#d97706", "#f59e0b", "#7c3aed", "#2ca02c"])
+    traces.append(plots.hline(1.1, "R-hat = 1.1 (below: mixed)", color="#7c3aed", dash="dot"))
+    lay = plots.with_reference_axis(curves_layout("Sampler diagnostics (log scale)", "value",
+                                                  f"ebm-d-{snap.model_key}", log_y=True))
+    return {"data": traces, "layout": lay}
+
+
+def likelihood_figure(snap) -> dict:
+    fig = plots.likelihood_figure(snap, "Held-out log-likelihood, grid-normalised (nats)")
+    lay = curves_layout(fig["layout"]["title"]["text"], fig["layout"]["yaxis"]["title"]["text"],
+                        f"ebm-nll-{snap.model_key}")
+    fig["layout"] = plots.with_reference_axis(lay) if "xaxis2" in fig["layout"] else lay
+    return fig
+
+
+@view(*KEYS)
+def ebm_frame(snap, log_scale: bool = False, show_score: str = "auto", **_) -> dict[str, dict]:
+    """Energy-based models (notes ch. 7): every panel of the tab. show_score: "auto" (arrows for
+    score matching only), "on" or "off"."""
+    score = snap.model_key == "ebm_sm" if show_score == "auto" else show_score == "on"
+    return {"main": energy_figure(snap, score), "samples": density_figure(snap, log_scale),
+            "curves": loss_figure(snap), "energies": energies_figure(snap),
+            "nll": likelihood_figure(snap),
+            "diag": diagnostics_figure(snap)}
+
+
+def sandbox_figure(state: dict) -> dict:
+    """The sampler sandbox: the target's density (normalised on its grid), every chain's current state
+    and the animated chains' trails."""
+    box = state["box"]
+    title = (f"{state['title']} — {SAMPLER_NAMES.get(state['method'], state['method'])}, "
+             f"step {state['steps']}")
+    lp = np.asarray(state["log_p"], np.float32)
+    p = np.exp(lp - np.nanmax(lp))
+    traces = [plots.heatmap(state["grid_x"], state["grid_y"], p, "target density", zmin=0.0, zmax=1.0,
+                            colorbar_title="p(x) / max p")]
+    traces.append(plots.points(state["x"], f"{len(state['x'])} chains (current state)", color=plots.SAMPLE_COLOR,
+                               size=3.5, opacity=0.6, line_color="white"))
+    traces += chain_traces(state["paths"])
+    return {"data": traces, "layout": plots.data_layout(box, title, uirevision=f"sandbox-{state['title']}")}
+
+
+def sandbox_curves(history: dict[str, list]) -> dict:
+    """The sandbox's acceptance, split R-hat and energy distance to exact samples, per sampler step."""
+    steps = np.asarray(history.get("step", []), np.float32)
+    traces = [{"type": "scatter", "mode": "lines", "x": steps, "y": np.asarray(history.get(key, []), np.float32),
+               "name": label, "line": {"color": color, "width": 2}}
+              for key, label, color in (("accept", "acceptance", "#d97706"),
+                                        ("rhat", "split R-hat (8 chains)", "#7c3aed"),
+                                        ("ed", "energy distance to exact samples", "#2ca02c"))]
+    traces.append(plots.hline(1.1, "R-hat = 1.1", color="#7c3aed", dash="dot"))
+    lay = curves_layout("Sandbox chains (log scale)", "value", "sandbox-curves", log_y=True)
+    lay["height"] = 470
+    lay["xaxis"]["title"]["text"] = "sampler step"
+    return {"data": traces, "layout": plots.with_reference_axis(lay)}
