@@ -1,0 +1,246 @@
+"""Views of the GANs (notes ch. 6): the discriminator surface with real and fake points and the
+generator's push on the fakes, the generator manifold, and the curves of the game.
+
+GANs have no density, so instead of a density and a likelihood curve these views show what the
+game itself sees: D(x) (classic GAN), the critic f(x) (WGAN) or the variational function T(x)
+(f-GAN), and the divergence estimate the discriminator gives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import plots
+from . import view
+
+REAL_COLOR = "#1b7837"  # GAN Lab's convention: real is green, fake is purple
+FAKE_COLOR = "#762a83"
+ARROW_COLOR = "#111111"
+MAX_POINTS = 500  # per scatter: SVG markers are DOM nodes, and the browser redraws them every frame
+SURFACE_SCALE = [[0.0, "#a886bf"], [0.5, "#f7f7f7"], [1.0, "#7cc47f"]]
+KEYS = ("gan_minimax", "gan_ns", "fgan_kl", "fgan_rkl", "fgan_js", "fgan_pearson", "fgan_hellinger",
+        "wgan", "wgan_gp")
+N_MODES = {"8gaussians": 8, "25gaussians": 25}
+
+# what the heatmap shows and what the divergence estimate bounds, per model key
+SURFACE_LABEL = {"gan": "D(x) = P(real | x)", "fgan": "T(x)", "wgan": "critic f(x)"}
+DIVERGENCE_LABEL = {
+    "gan_minimax": "JS estimate (V + log 4)/2 ≤ JSD", "gan_ns": "JS estimate (V + log 4)/2 ≤ JSD",
+    "fgan_kl": "lower bound on KL(data‖model)", "fgan_rkl": "lower bound on KL(model‖data)",
+    "fgan_js": "lower bound on JSD", "fgan_pearson": "lower bound on χ²(data‖model)",
+    "fgan_hellinger": "lower bound on squared Hellinger",
+    "wgan": "critic gap E_p f − E_q f (∝ W₁: clipping bounds the slope by an unknown K)",
+    "wgan_gp": "critic gap E_p f − E_q f ≈ W₁",
+}
+# the losses when the generator has won (p = q and D is undecided): log 4 for D, etc.
+EQUILIBRIUM = {"gan_minimax": (math.log(4), -math.log(2)), "gan_ns": (math.log(4), math.log(2)),
+               "fgan_js": (0.0, None), "fgan_kl": (0.0, None), "fgan_rkl": (0.0, None),
+               "fgan_pearson": (0.0, None), "fgan_hellinger": (0.0, None)}
+
+
+CURVE_HEIGHT = 340
+
+
+def curves_layout(title: str, ytitle: str, uirevision: str, log_y: bool = False) -> dict:
+    """plots.curves_layout with room for a legend of several long entries under the x-axis title."""
+    lay = plots.curves_layout(title, ytitle, uirevision=uirevision, height=CURVE_HEIGHT, log_y=log_y)
+    lay["legend"] = dict(lay["legend"], y=-0.3, yanchor="top")
+    lay["margin"] = dict(lay["margin"], b=105)
+    return lay
+
+
+def log_ticks(values) -> dict:
+    """Tick values 1, 2, 5 x 10^k spanning the positive values, labelled plainly (plotly's log axis
+    labels every minor tick with a bare digit)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return {}
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    ticks = [m * 10.0 ** k for k in range(lo, hi + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if v.min() / 2.5 <= t <= v.max() * 2.5]
+    return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+def kind(key: str) -> str:
+    return "wgan" if key.startswith("wgan") else ("fgan" if key.startswith("fgan") else "gan")
+
+
+def grid_axes(box, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The axes of the session's res x res grid over box (the same linspace as metrics.make_grid)."""
+    res = int(round(math.sqrt(n)))
+    return (np.linspace(box[0], box[1], res, dtype=np.float32),
+            np.linspace(box[2], box[3], res, dtype=np.float32))
+
+
+def surface_trace(snap) -> dict:
+    """The discriminator surface as a heatmap whose middle colour is "cannot tell": D = 1/2, T = f'(1),
+    or the critic's midpoint between real and fake."""
+    ex = snap.extras
+    z = np.asarray(ex["surface"], np.float32)
+    xs, ys = grid_axes(snap.box, z.size)
+    z = z.reshape(len(ys), len(xs))
+    label = SURFACE_LABEL[kind(snap.model_key)]
+    if kind(snap.model_key) == "gan":
+        lo, hi, mid = 0.0, 1.0, 0.5
+    else:
+        mid = float(ex["surface_mid"])
+        finite = z[np.isfinite(z)]
+        half = float(np.quantile(np.abs(finite - mid), 0.98)) if finite.size else 1.0
+        half = max(half, 1e-6)
+        lo, hi = mid - half, mid + half
+    tr = plots.heatmap(xs, ys, z, label, colorscale=SURFACE_SCALE, zmin=lo, zmax=hi, colorbar_title=label)
+    tr["zmid"] = mid
+    tr["zsmooth"] = "fast"  # the canvas smooths; "best" interpolates in JS on every redraw
+    return tr
+
+
+def arrow_segments(xy: np.ndarray, push: np.ndarray, length: float) -> tuple[np.ndarray, float]:
+    """Line segments (with NaN breaks) drawing an arrow from each fake along its push. The longest
+    arrows (90th percentile) get `length`; the mean push norm is returned for the legend."""
+    norms = np.linalg.norm(push, axis=1)
+    ref = float(np.quantile(norms, 0.9)) if norms.size else 0.0
+    if not np.isfinite(ref) or ref <= 0:
+        return np.zeros((0, 2), np.float32), 0.0
+    d = push / ref * length
+    scale = np.minimum(1.0, 1.5 * length / np.maximum(np.linalg.norm(d, axis=1), 1e-12))
+    d = d * scale[:, None]
+    tip = xy + d
+    unit = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    h = 0.35 * np.minimum(np.linalg.norm(d, axis=1, keepdims=True), length * 0.6)
+    c, s = math.cos(0.45), math.sin(0.45)
+    left = tip - h * (unit @ np.array([[c, s], [-s, c]], np.float32))
+    right = tip - h * (unit @ np.array([[c, -s], [s, c]], np.float32))
+    nan = np.full_like(xy, np.nan)
+    seg = np.stack([xy, tip, nan, left, tip, right, nan], 1).reshape(-1, 2)
+    return seg.astype(np.float32), float(norms.mean())
+
+
+def lines_trace(xy: np.ndarray, name: str, color: str, width: float = 1.5, dash: str = "solid",
+                showlegend: bool = True) -> dict:
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    return {"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(xy[:, 0]),
+            "y": np.ascontiguousarray(xy[:, 1]), "name": name, "hoverinfo": "skip", "showlegend": showlegend,
+            "line": {"color": color, "width": width, "dash": dash}, "connectgaps": False}
+
+
+def polylines(lines: np.ndarray) -> np.ndarray:
+    """(n_lines, n_pts, 2) -> one (n_lines * (n_pts + 1), 2) array with a NaN row between lines."""
+    lines = np.asarray(lines, np.float32)
+    nan = np.full((lines.shape[0], 1, 2), np.nan, np.float32)
+    return np.concatenate([lines, nan], 1).reshape(-1, 2)
+
+
+def discriminator_figure(snap, show_push: bool = True) -> dict:
+    ex = snap.extras
+    label = SURFACE_LABEL[kind(snap.model_key)]
+    title = f"Discriminator {label}, real vs fake — step {snap.step}"
+    lay = plots.data_layout(snap.box, title, uirevision=f"gan-d-{snap.dataset}")
+    if "surface" not in ex:
+        return plots.message_figure("press Train", snap.box, title)
+    traces = [surface_trace(snap),
+              plots.points(snap.train[:MAX_POINTS], "real", color=REAL_COLOR, size=4, opacity=0.55)]
+    if snap.samples is not None:
+        traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z)", color=FAKE_COLOR, size=4, opacity=0.55))
+    if show_push:
+        width = snap.box[1] - snap.box[0]
+        seg, mean = arrow_segments(ex["fake_xy"], ex["fake_push"], 0.06 * width)
+        traces.append(plots.points(ex["fake_xy"], "tracked fakes", color=FAKE_COLOR, size=6, opacity=1.0,
+                                   line_color="white", showlegend=False))
+        traces.append(lines_trace(seg, f"G's push −∇ₓℓ_G (mean size {mean:.2g})", ARROW_COLOR, width=1.4))
+    return {"data": traces, "layout": lay}
+
+
+def manifold_figure(snap) -> dict:
+    ex = snap.extras
+    dim = int(ex.get("latent_dim", 2))
+    if dim == 1:
+        title = f"Generator: the latent line z ∈ [−3, 3] ↦ G(z) — step {snap.step}"
+    else:
+        title = f"Generator: latent grid z ∈ [−2.5, 2.5]² ↦ G(z) — step {snap.step}"
+        if dim > 2:
+            title = f"Generator: slice (z₁, z₂) ∈ [−2.5, 2.5]², other z = 0 — step {snap.step}"
+    lay = plots.data_layout(snap.box, title, uirevision=f"gan-g-{snap.dataset}")
+    lay["plot_bgcolor"] = "white"
+    if "manifold_u" not in ex:
+        return plots.message_figure("press Train", snap.box, title)
+    traces = [plots.points(snap.test[:MAX_POINTS], "held-out data", color=plots.HELDOUT_COLOR, size=4, opacity=0.35)]
+    if snap.samples is not None:
+        traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z), z ~ N(0, I)", color=FAKE_COLOR, size=3.5,
+                                   opacity=0.5))
+    u_name = "G(z) along z" if dim == 1 else "lines of constant z₂"
+    traces.append(lines_trace(polylines(ex["manifold_u"]), u_name, "#2166ac", width=1.4))
+    if "manifold_v" in ex:
+        traces.append(lines_trace(polylines(ex["manifold_v"]), "lines of constant z₁", "#e08214", width=1.4))
+    return {"data": traces, "layout": lay}
+
+
+def losses_figure(snap) -> dict:
+    d_name = "critic loss E_q f − E_p f" if kind(snap.model_key) == "wgan" else "D loss"
+    traces = plots.curve_traces(snap, [("d_loss", d_name, 1.0), ("g_loss", "G loss", 1.0)],
+                                colors=["#1b7837", "#762a83"])
+    lay = curves_layout("Losses of the two players (per step)", "loss", uirevision="gan-loss")
+    eq = EQUILIBRIUM.get(snap.model_key)
+    if eq is not None:
+        lay = plots.with_reference_axis(lay)
+        traces.append(plots.hline(eq[0], f"D loss when D cannot tell ({eq[0]:.3g})", color="#1b7837"))
+        if eq[1] is not None:
+            traces.append(plots.hline(eq[1], f"G loss then ({eq[1]:.3g})", color="#762a83", dash="dot"))
+    return {"data": traces, "layout": lay}
+
+
+def divergence_figure(snap) -> dict:
+    label = DIVERGENCE_LABEL.get(snap.model_key, "divergence estimate")
+    traces = plots.curve_traces(snap, [("divergence", label, 1.0)], colors=["#d6604d"])
+    traces.append(plots.hline(0.0, "p = q", color="#999", dash="dot"))
+    lay = plots.with_reference_axis(curves_layout(
+        "Divergence estimate (held-out data vs fresh fakes)", "estimate (nats)" if kind(snap.model_key) != "wgan"
+        else "critic gap", uirevision="gan-div"))
+    return {"data": traces, "layout": lay}
+
+
+def modes_figure(snap) -> dict:
+    """Mode coverage (right axis) and the fraction of high-quality samples and histogram JS (left)."""
+    traces = plots.curve_traces(snap, [("high_quality", "high-quality samples (within 3σ of a mode)", 1.0),
+                                       ("hist_js", "histogram JS, real vs fake (bits, lower is better)", 1.0)],
+                                colors=["#2ca02c", "#7f7f7f"])
+    lay = curves_layout("Mode coverage and sample quality", "fraction / bits", uirevision="gan-modes")
+    lay["yaxis"]["range"] = [0, 1.02]
+    total = N_MODES.get(snap.dataset)
+    if "modes_covered" in snap.curves:
+        steps, vals = snap.curves["modes_covered"]
+        total = total or int(np.nanmax(vals)) or 1
+        traces.append({"type": "scatter", "mode": "lines", "x": steps, "y": vals, "yaxis": "y2",
+                       "name": f"modes covered (of {total}, right axis)", "line": {"color": "#d62728", "width": 2.5}})
+        lay["yaxis2"] = {"overlaying": "y", "side": "right", "range": [0, total + 0.5], "title": {"text": "modes"},
+                         "showgrid": False, "dtick": 2 if total <= 10 else 5, "rangemode": "tozero"}
+        lay["margin"] = dict(lay["margin"], r=50)
+    else:
+        lay["annotations"] = [{"text": "mode coverage: train on 8 or 25 Gaussians", "x": 0.5, "y": 0.92,
+                               "xref": "paper", "yref": "paper", "showarrow": False,
+                               "font": {"size": 12, "color": "#777"}}]
+    return {"data": traces, "layout": lay}
+
+
+def gradient_figure(snap) -> dict:
+    """The mean size of the generator's per-sample gradient: the saturating minimax loss starves G
+    early on (D rejects every fake, log(1 − D) is flat there), the non-saturating loss does not."""
+    series = [("g_grad_norm", "mean ‖∇ₓℓ_G‖ at the fakes", 1.0)]
+    if snap.model_key == "wgan_gp":
+        series.append(("critic_grad_norm", "critic ‖∇ₓf(x̂)‖ (the penalty pulls it to 1)", 1.0))
+    traces = plots.curve_traces(snap, series, colors=["#762a83", "#1b7837"])
+    lay = curves_layout("Gradient reaching the generator (log scale)", "gradient norm", uirevision="gan-grad",
+                        log_y=True)
+    lay["yaxis"].update(log_ticks(np.concatenate([t["y"] for t in traces]) if traces else []))
+    return {"data": traces, "layout": lay}
+
+
+@view(*KEYS, family="gan")
+def gan_frame(snap, show_push: bool = True, **_) -> dict[str, dict]:
+    """Every GAN: D surface + real/fake + G's push, the generator manifold, losses, divergence,
+    mode coverage and the generator's gradient."""
+    return {"main": discriminator_figure(snap, show_push), "samples": manifold_figure(snap),
+            "curves": losses_figure(snap), "extra": divergence_figure(snap), "modes": modes_figure(snap),
+            "grad": gradient_figure(snap)}
