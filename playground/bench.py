@@ -17,7 +17,8 @@ from . import plots, views
 from .datasets import DataSplit
 from .session import Session, configure_threads
 
-# model key -> function(cfg, data, settings, seconds, device) -> {name: figure}; see flows for an example
+# model key -> function(cfg, data, settings, seconds, device) -> {name: value}: the same model built
+# with a reference library, timed in the same run (see _zuko_reference below)
 REFERENCES: dict = {}
 
 
@@ -76,3 +77,74 @@ def bench(key: str, cfg: dict, data: DataSplit, settings, seconds: float = 4.0, 
     if key in REFERENCES:
         res["references"] = REFERENCES[key](cfg, data, settings, seconds, device)
     return res
+
+
+# --- reference: the same flow built with zuko (a test/bench extra, not an app dependency) ----------------
+
+def _zuko_flow(key: str, cfg: dict):
+    """zuko's RealNVP / MAF with our architecture: the same number of layers, hidden widths and depth,
+    alternating masks / orders, affine transforms with a soft-clamped log-scale, N(0, I) base."""
+    import zuko
+
+    from models import REGISTRY
+
+    c = {**REGISTRY[key].Config().as_dict(), **cfg}
+    kw = dict(transforms=c["layers"], hidden_features=(c["hidden"],) * c["depth"])
+    return (zuko.flows.RealNVP if key == "realnvp" else zuko.flows.MAF)(2, **kw)
+
+
+def _rate(step, x: torch.Tensor, batch: int, seconds: float, gen: torch.Generator) -> float:
+    """Steps per second of step(batch) with the session's batching (random indices each step)."""
+    def one():
+        step(x[torch.randint(0, x.shape[0], (batch,), generator=gen, device=x.device)])
+
+    for _ in range(20):
+        one()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10):
+            one()
+        n += 10
+    return n / (time.perf_counter() - t0)
+
+
+def _zuko_reference(key: str):
+    def ref(cfg, data, settings, seconds, device) -> dict:
+        from models import build
+        from models.base import make_adam
+
+        dev = Session(key, cfg, data, settings, device=device).device
+        x = torch.as_tensor(data.train, device=dev)
+        torch.manual_seed(settings.seed)
+        ours = build(key, **cfg).to(dev)
+        ours.init_from_data(x)
+        opts = ours.configure_optimizers(settings)
+        theirs = _zuko_flow(key, cfg).to(dev)
+        plain = torch.optim.Adam(theirs.parameters(), lr=settings.lr)
+        fused = make_adam(theirs.parameters(), settings.lr)
+
+        def zuko_step(opt):
+            def step(xb):
+                opt.zero_grad(set_to_none=True)
+                (-theirs().log_prob(xb).mean()).backward()
+                opt.step()
+            return step
+
+        gen = torch.Generator(device=dev).manual_seed(settings.seed)
+        rates: dict[str, list[float]] = {"ours": [], "zuko": [], "zuko_fused": []}
+        runs = {"ours": lambda xb: ours.step(xb, opts), "zuko": zuko_step(plain), "zuko_fused": zuko_step(fused)}
+        for _ in range(3):  # alternate, so a noisy shared machine slows all three alike
+            for name, step in runs.items():
+                rates[name].append(_rate(step, x, settings.batch, seconds / 2, gen))
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        mode = " (ours compiled)" if cfg.get("compile") else ""
+        return {"zuko": f"ours {med['ours']:.0f} steps/s{mode}, zuko {med['zuko']:.0f} steps/s (its usual Adam): "
+                        f"{med['ours'] / med['zuko']:.2f}x (target >= 1.5x); zuko with fused Adam "
+                        f"{med['zuko_fused']:.0f} steps/s: {med['ours'] / med['zuko_fused']:.2f}x",
+                "zuko_ratio": round(med["ours"] / med["zuko"], 3),
+                "zuko_fused_ratio": round(med["ours"] / med["zuko_fused"], 3),
+                "steps_per_second": {k: round(v, 1) for k, v in med.items()}}
+    return ref
+
+
+REFERENCES.update(realnvp=_zuko_reference("realnvp"), maf=_zuko_reference("maf"))

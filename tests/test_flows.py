@@ -1,0 +1,287 @@
+"""Normalizing flows (notes ch. 5): every layer's log-det against autograd's Jacobian, inverses,
+densities that integrate to one, MADE's autoregressive property, the planar constraint, both
+objectives, the teacher -> student phases, and the layer-by-layer probe."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from models import REGISTRY, TrainSettings, build
+from models.flow_layers import (
+    AdditiveCoupling,
+    AffineCoupling,
+    DiagonalScaling,
+    IAFLayer,
+    MAFLayer,
+    PlanarLayer,
+)
+from models.flows import _warp_inputs, normal_log_prob
+from models.targets import dataset_log_prob
+from playground.datasets import DATASETS, make_split
+from playground.session import Session
+
+FLOWS = ["planar", "nice", "realnvp", "maf", "iaf", "iaf_student"]
+LAYERS = {
+    "planar": lambda: PlanarLayer(),
+    "additive_keep0": lambda: AdditiveCoupling(0, 16, 2),
+    "additive_keep1": lambda: AdditiveCoupling(1, 16, 1),
+    "scaling": lambda: DiagonalScaling(),
+    "affine_keep0": lambda: AffineCoupling(0, 16, 2),
+    "affine_keep1": lambda: AffineCoupling(1, 16, 3),
+    "maf": lambda: MAFLayer(2, 16, 2),
+    "maf_reversed": lambda: MAFLayer(2, 16, 2, reverse=True),
+    "iaf": lambda: IAFLayer(2, 16, 2),
+    "iaf_reversed": lambda: IAFLayer(2, 16, 1, reverse=True),
+}
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def perturb(module, scale=0.3):
+    """Move every parameter off its (identity) initialisation, so the checks see a real map."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+def slogdet_of(fn, points):
+    """log|det| of fn's 2x2 Jacobian at each point, by autograd."""
+    return torch.stack([torch.linalg.slogdet(jacobian(lambda v: fn(v[None])[0], p))[1] for p in points])
+
+
+# --- layers -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_log_det_matches_autograd_jacobian(name, float64):
+    layer = perturb(LAYERS[name]())
+    z = torch.randn(6, 2) * 1.5
+    x, log_det = layer(z)
+    assert x.shape == (6, 2) and log_det.shape == (6,)
+    assert not torch.allclose(x, z), "a perturbed layer must move the points"
+    torch.testing.assert_close(log_det, slogdet_of(lambda v: layer(v)[0], z), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_inverse_round_trip(name, float64):
+    layer = perturb(LAYERS[name]())
+    z = torch.randn(50, 2) * 1.5
+    x, log_det = layer(z)
+    if name == "planar":
+        with pytest.raises(NotImplementedError, match="no closed-form inverse"):
+            layer.inverse(x)
+        back, inv_det = layer.solve_inverse(x)
+    else:
+        back, inv_det = layer.inverse(x)
+    torch.testing.assert_close(back, z, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(inv_det, -log_det, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cls", [MAFLayer, IAFLayer])
+def test_made_is_autoregressive_by_gradients(cls, reverse):
+    """μ_i and α_i may depend only on the coordinates before i in the layer's order (notes 3.1.4):
+    checked by the gradients of each output with respect to each input."""
+    layer = perturb(cls(2, 32, 2, reverse=reverse), 0.5)
+    order = [i - 1 for i in sorted(range(1, 3), key=lambda i: layer.order[i - 1])]  # coordinates, first first
+    first, second = order
+    v = torch.randn(16, 2, requires_grad=True)
+    mu, alpha = layer._params(v)
+    for out in (mu, alpha):
+        g_first = torch.autograd.grad(out[:, first].sum(), v, retain_graph=True)[0]
+        g_second = torch.autograd.grad(out[:, second].sum(), v, retain_graph=True)[0]
+        assert torch.all(g_first == 0), "the first coordinate's parameters must be constants"
+        assert torch.all(g_second[:, second] == 0), "an output must not see its own input"
+        assert g_second[:, first].abs().max() > 0, "the second coordinate must depend on the first"
+
+
+def test_scales_are_soft_clamped():
+    layer = AffineCoupling(0, 8, 1)
+    with torch.no_grad():
+        layer.net.linears[-1].bias.fill_(1e4)  # a runaway scale output
+    x, log_det = layer(torch.randn(10, 2))
+    assert torch.isfinite(x).all() and (log_det.abs() <= 4.0 + 1e-5).all()
+
+
+# --- whole flows ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moons():
+    return torch.as_tensor(make_split("moons", 1000, seed=0).train)
+
+
+def perturbed_model(key, data, scale=0.15):
+    torch.manual_seed(1)
+    m = build(key)
+    m.init_from_data(data)
+    return perturb(m, scale)
+
+
+def flow_parts(model):
+    """(forward map z -> standardised u, standardizer) of the flow whose density log_prob gives."""
+    if model.key == "iaf_student":
+        return model.student, model.standardizer
+    return model.flow, model.standardizer
+
+
+@pytest.mark.parametrize("key", FLOWS)
+def test_whole_flow_log_prob_matches_jacobian(key, moons, float64):
+    """log p(x) = log N(z) - log|det ∂x/∂z| at x = f(z), with ∂x/∂z from autograd through every
+    layer and the standardisation: checks the inverse pass, the summed log-dets and the data units."""
+    m = perturbed_model(key, moons.double()).double()
+    flow, std = flow_parts(m)
+    z = torch.randn(8, 2)
+
+    def f(v):
+        return std.inverse(flow(v)[0])
+
+    x = f(z)
+    expected = normal_log_prob(z) - slogdet_of(f, z)
+    with torch.no_grad():
+        torch.testing.assert_close(m.log_prob(x), expected, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize("key", FLOWS)
+def test_density_integrates_to_one(key):
+    """After a little training (reverse KL to U1 for planar, data otherwise) the exact density sums
+    to 1 over a fine grid holding the data: the change of variables formula normalises it."""
+    data = make_split("u1" if key == "planar" else "moons", 1000, seed=0)
+    sess = Session(key, {"layers": 4} if key != "iaf_student" else {"layers": 3, "teacher_steps": 100},
+                   data, TrainSettings(lr=5e-3, batch=256, seed=0))
+    sess.train_steps(150)
+    m = sess.model
+    g = torch.linspace(-7, 7, 351)
+    pts = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        lp = m.log_prob(pts).double()
+    mass = float(torch.exp(lp).sum() * (g[1] - g[0]) ** 2)
+    assert mass == pytest.approx(1.0, abs=0.02)
+
+
+def test_planar_constraint_holds_after_huge_learning_rate_steps():
+    """wᵀû ≥ -1 (notes 5.4.1) whatever Adam does to u and w, even at the largest allowed lr."""
+    torch.manual_seed(0)
+    m = build("planar", layers=8)
+    m.use_target(dataset_log_prob("u1", 1.0), "u1")
+    opts = m.configure_optimizers(TrainSettings(lr=1.0))
+    w0 = torch.stack([layer.w.detach().clone() for layer in m.flow.layers])
+    for _ in range(60):
+        m.step(torch.zeros(256, 2), opts)
+        for layer in m.flow.layers:
+            assert float(layer.w.detach() @ layer.u_hat().detach()) >= -1.0
+    moved = torch.stack([layer.w.detach() for layer in m.flow.layers]) - w0
+    assert moved.abs().max() > 1.0  # the steps were huge indeed
+
+
+def test_fitting_a_target_needs_a_density():
+    with pytest.raises(ValueError, match="U1"):
+        Session("planar", {}, make_split("moons", 400, seed=0))
+    with pytest.raises(ValueError, match="no(ne)? .*closed form"):
+        Session("realnvp", {"fit": "target"}, make_split("checkerboard", 400, seed=0))
+    Session("realnvp", {"fit": "target"}, make_split("u2", 400, seed=0))  # fine: U2 has a density
+
+
+def test_target_datasets_listed_in_the_tab_are_those_with_a_torch_density():
+    from playground.tabs.flows import TARGET_DATASETS
+
+    have = {n for n, d in DATASETS.items() if dataset_log_prob(n, d.noise) is not None}
+    assert set(TARGET_DATASETS) == have
+
+
+def test_reverse_kl_fits_a_gaussian_target():
+    """Reverse KL to the correlated Gaussian: the KL estimate falls near 0 and the held-out NLL
+    reaches the true density's."""
+    sess = Session("realnvp", {"fit": "target", "layers": 4, "hidden": 32}, make_split("gaussian", 1000, seed=0),
+                   TrainSettings(lr=5e-3, batch=256, seed=0))
+    start = sess.model.metrics(sess.test_x)["kl_q_p"]
+    assert sess.train_steps(400)
+    out = sess.evaluate()
+    assert out["kl_q_p"] < 0.05 < start
+    assert out["iw_bound"] <= 0.01 and out["ess"] > 0.8
+    assert out["test_nll"] == pytest.approx(out["data_nll"], abs=0.08)
+
+
+@pytest.mark.parametrize("key", ["nice", "maf", "iaf"])
+def test_maximum_likelihood_approaches_the_true_density(key):
+    sess = Session(key, {"layers": 4, "hidden": 32}, make_split("banana", 2000, seed=0),
+                   TrainSettings(lr=5e-3, batch=256, seed=0))
+    before = sess.evaluate()["test_nll"]
+    assert sess.train_steps(400)
+    out = sess.evaluate()
+    assert out["test_nll"] < before - 0.5
+    assert out["test_nll"] == pytest.approx(out["data_nll"], abs=0.25)
+    assert out["log_pz"] + out["log_det"] == pytest.approx(-out["loss"], abs=1e-4)
+
+
+def test_teacher_then_student():
+    """Phase 1 moves only the teacher; phase 2 only the student, lowering KL(s ‖ t)."""
+    sess = Session("iaf_student", {"layers": 3, "hidden": 32, "teacher_steps": 150},
+                   make_split("banana", 1000, seed=0), TrainSettings(lr=5e-3, batch=256, seed=0))
+    m = sess.model
+
+    def snap(flow):
+        return [p.detach().clone() for p in flow.parameters()]
+
+    t0, s0 = snap(m.teacher), snap(m.student)
+    assert m.phase == "teacher" and m.grad_exempt == ("student.",)
+    sess.train_steps(150)
+    assert m.phase == "student" and m.grad_exempt == ("teacher.",)
+    t1, s1 = snap(m.teacher), snap(m.student)
+    assert any(not torch.equal(a, b) for a, b in zip(t0, t1))
+    assert all(torch.equal(a, b) for a, b in zip(s0, s1))
+    kl_start = m.metrics(sess.test_x)["kl_student_teacher"]
+    sess.train_steps(300)
+    assert all(torch.equal(a, b) for a, b in zip(t1, snap(m.teacher)))
+    out = sess.evaluate()
+    assert out["kl_student_teacher"] < min(0.3, kl_start / 3)
+    assert out["test_nll"] == pytest.approx(out["teacher_test_nll"], abs=0.3)
+    terms = m.loss(sess.train_x[:64])  # phase 2: every student parameter is trained
+    terms["loss"].backward()
+    assert all(p.grad is not None for p in m.student.parameters())
+
+
+@pytest.mark.parametrize("key", ["realnvp", "planar", "maf"])
+def test_layer_probe_pushes_grid_and_density_forward(key, moons, float64):
+    """The probe's last stage is the model: its nodes' densities, got forward without any inverse,
+    equal log_prob at those points; stage 0 is the base grid in data units."""
+    m = perturbed_model(key, moons.double(), scale=0.05).double()  # well conditioned: a test of the formula
+    with torch.no_grad():
+        ex = m.probe(torch.zeros(4, 2), moons[:30].double())
+        L = len(m.flow.layers)
+        assert ex["stage_lines"].shape[0] == ex["stage_nodes"].shape[0] == L + 1
+        assert ex["layer_log_det"].shape == (L,) and len(ex["layer_names"]) == L
+        nodes = torch.as_tensor(ex["stage_nodes"][-1])
+        logp = torch.as_tensor(ex["stage_logp"][-1]).double()  # the probe sends float32
+        torch.testing.assert_close(logp, m.log_prob(nodes), atol=1e-4, rtol=1e-5)
+        _, grid = _warp_inputs("cpu")
+        torch.testing.assert_close(torch.as_tensor(ex["stage_nodes"][0]), m.standardizer.inverse(grid))
+        torch.testing.assert_close(torch.as_tensor(ex["stage_logp"][0]).double(),
+                                   normal_log_prob(grid) + m.standardizer.log_det(), atol=1e-5, rtol=1e-6)
+        z, _ = m.pull(m.standardizer(moons[:30].double()))
+        np.testing.assert_allclose(ex["latent"], z.numpy(), atol=1e-5)
+
+
+def test_every_flow_is_registered_with_a_docstring():
+    for key in FLOWS:
+        cls = REGISTRY[key]
+        assert cls.family == "flow" and cls.density == "exact" and "notes 5" in cls.__doc__
+
+
+@pytest.mark.skipif(os.environ.get("PLAYGROUND_COMPILE_TEST") != "1",
+                    reason="torch.compile takes 15-60 s cold; PLAYGROUND_COMPILE_TEST=1 runs it")
+def test_compiled_mode_gives_the_same_loss(moons):
+    eager = perturbed_model("realnvp", moons)
+    compiled = build("realnvp", compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    a, b = eager.loss(moons[:256]), compiled.loss(moons[:256])
+    assert math.isclose(float(a["loss"]), float(b["loss"]), rel_tol=1e-4)
