@@ -1,6 +1,11 @@
-"""Latent variables tab (notes ch. 4): the mixture of Gaussians, trained by EM or by gradients."""
+"""Latent variables tab (notes ch. 4): the mixture of Gaussians (EM or gradients) and the variational
+autoencoder (ELBO / IWAE, with its exact likelihood by latent quadrature)."""
 
 from __future__ import annotations
+
+import math
+
+import gradio as gr
 
 from ..tabkit import FamilyTab, TabSpec
 
@@ -27,22 +32,86 @@ the second moves the Gaussians (M). **Gradient** ascent instead follows $\nabla_
 over unconstrained parameters (mixture logits, means, Cholesky factors).
 """
 
+VAE_EXPLAIN = r"""
+### What you are seeing — variational autoencoder (notes 4.2–4.5)
+A VAE is an infinite mixture of Gaussians: $z \sim \mathcal N(0, I)$ in 1 or 2 dimensions, then
+$x \mid z \sim \mathcal N(\mu_\theta(z), \mathrm{diag}\,\sigma_\theta(z)^2)$ with $\mu_\theta, \sigma_\theta$ a
+neural net (the **decoder**). Its likelihood $p(x) = \int p(z)\,p(x\mid z)\,dz$ is intractable in general
+(4.3.1), so an **encoder** $q_\phi(z\mid x) = \mathcal N(m_\phi(x), \mathrm{diag}\,s_\phi(x)^2)$ — amortised
+inference (4.4.5) — gives the **ELBO** (4.3.4, 4.5), trained with the reparameterisation
+$z = m + s\odot\epsilon$ (4.4.3):
+$$\log p(x) \;\ge\; \mathrm{IWAE}_k \;\ge\; \mathrm{ELBO}
+= \mathbb E_{q}[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)),
+\qquad \log p(x) - \mathrm{ELBO} = \mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x)).$$
+Here $z$ has only 1 or 2 dimensions, so the playground also computes the **true** $\log p(x)$ by summing
+$p(z_j)\,p(x\mid z_j)$ over a fine latent grid (the title says how many nodes, and how well a grid half as
+fine agrees): the held-out NLL, the heatmap and the gaps below are the real thing, not bounds.
+
+* **Density** $p(x)$ (heatmap) and **samples** $z \sim p(z)$, $x \sim p(x\mid z)$ over held-out data.
+* **Bounds**: held-out $\log p(x)$, the **IWAE** bound with $k$ importance samples
+  $\log \frac1k\sum_i p(x, z_i)/q(z_i\mid x)$ (Burda et al. 2016; *objective = iwae* trains on it) and the ELBO;
+  next to them the ELBO's two terms and the **gaps** $\log p - \mathrm{ELBO} = \mathrm{KL}(q\,\|\,p(z\mid x))$ and
+  $\log p - \mathrm{IWAE}_k$, which shrink as the encoder learns.
+* **Latent space**: the encoder means $m(x)$ of the training points, each coloured by where its $x$ lies
+  (the same colours as in the decoder panel), over the aggregate posterior $q(z) = \frac1n\sum_i q(z\mid x_i)$
+  (blue) and the prior's 1, 2, 3σ circles: the prior term pulls $q(z)$ towards $p(z)$.
+* **Decoder manifold**: a latent grid (or the latent line) mapped through $\mu_\theta$ — how the decoder
+  folds the prior onto the data. A direction the decoder ignores collapses: its posterior stays the prior.
+* **Chosen point** (slider): its true posterior $p(z\mid x) = p(z)p(x\mid z)/p(x)$ on the grid (blue) and
+  $q(z\mid x)$ (red ellipses): the gap between them is what amortised Gaussian inference cannot capture.
+* **Estimating** $p(x)$ (4.3.2–4.3.3) for that point from $k$ latent samples, repeated 40 times (median and
+  10–90% band): *naive* Monte Carlo with $z$ uniform, $|\mathcal Z|\frac1k\sum_i p(x, z_i)$, misses the small
+  region where $p(x, z)$ lives; *importance sampling* from $q(z\mid x)$, $\frac1k\sum_i p(x,z_i)/q(z_i\mid x)$, is
+  close from $k = 1$. The mean of its log is exactly $\mathrm{IWAE}_k$ ($k=1$: the ELBO), below $\log p(x)$ by
+  Jensen. Here $z$ ranges over the latent grid's nodes, as in the notes' sums over $z$.
+"""
+
+VAE_PANELS = (("latent", "Latent space", 470), ("manifold", "Decoder manifold", 470),
+              ("posterior", "Posterior of the chosen point", 470), ("estimator", "Estimating p(x)", 400))
+
+# Settings that suit each model when it is picked by hand (EM wants the full batch; a VAE small batches)
+MODEL_SETTINGS = {"mog": {"lr": 0.01, "batch": 4096}, "vae": {"lr": 3e-3, "batch": 256}}
+
 SPEC = TabSpec(
     key="latent",
     title=TITLE,
     intro="**Latent-variable models** (notes ch. 4): a hidden $z$ explains each point. "
-          "Train a mixture of Gaussians by EM or by gradient ascent and watch the components find the data.",
-    models=["mog"],
-    explain={"mog": MOG_EXPLAIN},
+          "Train a mixture of Gaussians by EM or by gradient ascent and watch the components find the data, "
+          "or a variational autoencoder and watch its bounds, its latent space and its posteriors.",
+    models=["mog", "vae"],
+    explain={"mog": MOG_EXPLAIN, "vae": VAE_EXPLAIN},
     default_dataset="8gaussians",
     panels=(("main", "Density and components", 460), ("samples", "Samples", 460),
-            ("curves", "Log-likelihood", 300), ("extra", "Sample distance", 300)),
-    settings={"lr": 0.01, "batch": 4096},
+            ("curves", "Log-likelihood", 300), ("extra", "Sample distance", 300)) + VAE_PANELS,
+    options={"point": lambda: gr.Slider(0, 999, value=0, step=1, label="chosen data point (index)",
+                                        info="the VAE's posterior and estimator panels show this training point",
+                                        elem_id="latent-point", visible=False, scale=1, min_width=260)},
+    settings=MODEL_SETTINGS["mog"],
 )
+
+
+def _show_model(key: str) -> list:
+    """The VAE's own panels and its point slider are shown only while the VAE is picked."""
+    return [gr.update(visible=key == "vae") for _ in range(len(VAE_PANELS) + 1)]
+
+
+def _model_settings(key: str) -> list:
+    s = MODEL_SETTINGS.get(key)
+    if s is None:
+        return [gr.skip(), gr.skip()]
+    return [round(math.log10(s["lr"]), 2), s["batch"]]
 
 
 def build() -> FamilyTab:
     tab = FamilyTab(SPEC)
     tab.build()
+    vae_only = [tab.plots[name] for name, _, _ in VAE_PANELS] + [tab.options["point"]]
+    for comp in vae_only:
+        comp.visible = False
     tab.wire()
+    tab.model_dd.change(_show_model, [tab.model_dd], vae_only, api_visibility="private", queue=False)
+    # picked by hand (not by a shared link, which brings its own settings): that model's usual settings
+    tab.model_dd.input(_model_settings, [tab.model_dd],
+                       [tab.settings_controls["lr"].component, tab.settings_controls["batch"].component],
+                       api_visibility="private", queue=False)
     return tab
