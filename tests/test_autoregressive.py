@@ -13,6 +13,7 @@ import torch
 
 from models import TrainSettings, build
 from models.autoregressive import FLOOR, DiscreteAutoregressive, binned_log_prob
+from models.autoregressive_rnade import mog_log_prob
 from models.nets import MADE, made_degrees
 from playground import metrics, plots, views
 from playground.datasets import DATASETS, make_split
@@ -91,7 +92,6 @@ def test_rnade_marginal_ignores_x_second(order):
     m, d = trained("rnade", order, steps=20)
     x = torch.as_tensor(d.test[:50]).clone().requires_grad_(True)
     z = m.std(x)
-    from models.autoregressive_rnade import mog_log_prob
     lp_first = mog_log_prob(z[:, m.first], *m.first_params())
     (g,) = torch.autograd.grad(lp_first.sum(), x)
     assert g[:, m.second].abs().max() == 0 and g[:, m.first].abs().max() > 0
@@ -121,12 +121,33 @@ def test_cell_probabilities_sum_to_one_and_density_integrates(key, order):
 def test_rnade_integrates_to_one_and_conditionals_normalise(order):
     m, _ = trained("rnade", order)
     xs, ys, grid = metrics.make_grid((-12, 12, -12, 12), 600)
+    b = torch.linspace(-12, 12, 2000)
     with torch.no_grad():
         assert abs(metrics.grid_mass(m.log_prob(torch.as_tensor(grid)), metrics.cell_area(xs, ys)) - 1) < 5e-3
-        ex = m.probe(torch.as_tensor(grid), torch.zeros(1, 2))
-    dx = ex["cond_x"][1] - ex["cond_x"][0]
-    mass = np.exp(ex["log_cond"].astype(np.float64)).sum(1) * dx
-    np.testing.assert_allclose(mass, 1, atol=5e-3)
+        cond = m.cond_params(torch.linspace(-2, 2, 9))
+        dens = mog_log_prob(b[None, :], *(p[:, None, :] for p in cond)).double().exp()
+    np.testing.assert_allclose(dens.sum(1).numpy() * float(b[1] - b[0]), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_rnade_slice_from_the_grid_is_its_exact_conditional(order):
+    """The view reads p(x_second | a) off the joint's grid line minus the probe's marginal: it must equal
+    the conditional mixture the net gives at a (the slider then needs no model call)."""
+    s = Session("rnade", {"order": order}, make_split("banana", 1500, seed=0), device="cpu")
+    s.train_steps(40)
+    snap = s.snapshot()
+    m = s.model
+    first = m.first
+    from playground.views.autoregressive import conditional_at
+    for i in (10, 50, 87):
+        a = float(snap.extras["marg_x"][i])
+        x, dens = conditional_at(snap, a)
+        sh, sc = m.std.shift, m.std.scale
+        with torch.no_grad():
+            cond = m.cond_params(torch.tensor([(a - sh[first]) / sc[first]]))
+            zb = (torch.as_tensor(x) - sh[1 - first]) / sc[1 - first]
+            want = (mog_log_prob(zb[None, :], *(p[:, None, :] for p in cond))[0] - torch.log(sc[1 - first])).exp()
+        np.testing.assert_allclose(dens, want.numpy(), rtol=2e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("key", DISCRETE)

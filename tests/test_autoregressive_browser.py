@@ -1,4 +1,4 @@
-"""The Autoregressive tab as a user sees it: train, move the slice slider, switch model, stop, screenshot."""
+"""The Autoregressive tab as a user sees it: train, move the slice slider, resume, stop, screenshot."""
 
 import time
 
@@ -7,93 +7,110 @@ import pytest
 pytestmark = pytest.mark.browser
 
 P = "#autoregressive"
+SLOW = 90000  # ms: a loaded 2-core machine can take long to draw a frame or to answer a click
 
 
 def state(page, panel):
     return page.evaluate(
         """(sel) => { const d = document.querySelector(sel);
             if (!d || !d.data) return null;
-            const slice = d.data.find(t => String(t.name || '').startsWith('slice'));
-            const cond = d.data.find(t => String(t.name || '').startsWith('model p(x₂ |'));
+            const full = d._fullData;  // typed arrays decoded
+            const slice = full.find(t => String(t.name || '').startsWith('slice'));
+            const cond = full.find(t => String(t.name || '').startsWith('model p(') && t.name.includes('|'));
             return {frames: Number(d.dataset.frames || 0), title: d.layout.title.text, ntraces: d.data.length,
-                    types: d.data.map(t => t.type), slice: slice ? Array.from(slice.x) : null,
+                    slice: slice ? Array.from(slice.x).concat(Array.from(slice.y)) : null,
                     cond: cond ? Array.from(cond.y).slice(0, 80) : null}; }""",
         f"{P}-plot-{panel} .live-plot")
 
 
 def open_tab(page, url):
-    page.set_default_timeout(60000)  # a loaded 2-core machine can be slow to answer clicks
+    page.set_default_timeout(SLOW)
     page.goto(url)
     page.get_by_role("tab", name="Autoregressive").click()
-    page.wait_for_selector(f"{P}-plot-main .js-plotly-plot", timeout=30000)
+    page.wait_for_selector(f"{P}-plot-main .js-plotly-plot")
 
 
-def wait_trained(page):
+def pick(page, control, option):
+    page.locator(f"{P}-{control} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def train_until_drawn(page):
+    page.click(f"{P}-train")
     page.wait_for_function(
         "() => { const d = document.querySelector('#autoregressive-plot-main .live-plot');"
-        " return d && d.data && d.data.some(t => t.type === 'heatmap'); }", timeout=30000)
+        " return d && d.data && d.data.some(t => t.type === 'heatmap'); }", timeout=SLOW)
 
 
-def set_slider(page, elem, value):
-    box = page.locator(f"{elem} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+def wait_frames(page, n_more):
+    n = state(page, "main")["frames"]
+    page.wait_for_function(
+        "(n) => Number(document.querySelector('#autoregressive-plot-main .live-plot').dataset.frames) >= n",
+        arg=n + n_more, timeout=SLOW)
+
+
+def stop(page):
+    page.click(f"{P}-stop")
+    page.wait_for_function("() => document.querySelector('#autoregressive-status').innerText.includes('stopped')",
+                           timeout=SLOW)
+
+
+def step_of(title):
+    return int(title.split("step ")[-1])
 
 
 def test_made_trains_slice_moves_and_masks_show(page, app_url, artifacts):
     open_tab(page, app_url)
-    page.locator(f"{P}-model input").click()
-    page.get_by_role("option", name="MADE (masked MLP)").click()
-    page.click(f"{P}-train")
-    wait_trained(page)
+    pick(page, "model", "MADE (masked MLP)")
+    train_until_drawn(page)
     first = state(page, "main")
-    time.sleep(2.5)
+    wait_frames(page, 2)
     second = state(page, "main")
-    assert second["frames"] >= first["frames"] + 3, (first, second)  # it animates while training
-    assert second["title"] != first["title"]  # the step moves
+    assert step_of(second["title"]) > step_of(first["title"])  # it trains and redraws live
     assert "running" in page.inner_text(f"{P}-status")
-    before = state(page, "factors")
-    set_slider(page, f"{P}-slice", 0.8)  # the slice moves while training goes on
+    stop(page)
+    time.sleep(0.5)
+    before = {p: state(page, p) for p in ("main", "factors")}
+    # the slice slider redraws the factors from the last snapshot: no training, no model call
+    box = page.locator(f"{P}-slice input[type=number]")
+    box.fill("0.25")
+    box.press("Enter")
     page.wait_for_function(
-        "(x0) => { const d = document.querySelector('#autoregressive-plot-main .live-plot');"
-        " const s = d.data.find(t => String(t.name || '').startsWith('slice')); return s && s.x[0] !== x0; }",
-        arg=before["slice"][0] if before["slice"] else None, timeout=45000)
-    page.click(f"{P}-stop")
-    page.wait_for_function("() => document.querySelector('#autoregressive-status').innerText.includes('stopped')",
-                           timeout=45000)
-    stopped = state(page, "factors")
-    # a stopped run still answers the slider: the frame is redrawn from the last snapshot, no training
-    set_slider(page, f"{P}-slice", 0.25)
+        "(t) => document.querySelector('#autoregressive-plot-factors .live-plot').layout.title.text !== t",
+        arg=before["factors"]["title"], timeout=SLOW)
+    after = {p: state(page, p) for p in ("main", "factors")}
+    assert after["factors"]["cond"] != before["factors"]["cond"]  # another slice, another conditional
+    a = -3.5 + 0.25 * 7.0  # two moons are drawn in [-3.5, 3.5]^2; the slice is x1 = a
+    assert f"= {a:.2f}" in after["factors"]["title"]
+    assert after["main"]["slice"][:2] == pytest.approx([a, a], abs=1e-4)
+    # resuming keeps the slice: the live frames use the slider's value
+    page.click(f"{P}-train")
+    stopped_at = step_of(after["main"]["title"])
     page.wait_for_function(
-        "(c) => { const d = document.querySelector('#autoregressive-plot-factors .live-plot');"
-        " const t = d.data.find(t => String(t.name || '').startsWith('model p(x₂ |'));"
-        " return t && JSON.stringify(Array.from(t.y).slice(0, 80)) !== JSON.stringify(c); }",
-        arg=stopped["cond"], timeout=45000)
-    after = state(page, "factors")
-    assert "= 0.25" not in stopped["title"] and after["title"] != stopped["title"]
+        "(s) => { const t = document.querySelector('#autoregressive-plot-main .live-plot').layout.title.text;"
+        " return Number(t.split('step ').pop()) > s; }", arg=stopped_at, timeout=SLOW)
+    stop(page)
+    time.sleep(0.5)
+    resumed = state(page, "factors")
+    assert f"= {a:.2f}" in resumed["title"]
     net = state(page, "network")
     assert "MADE's masks" in net["title"] and net["ntraces"] >= 5
     info = page.inner_text(f"{P}-info")
     assert "nats per unit area" in info and "nats per cell" in info
-    time.sleep(0.5)
     page.screenshot(path=str(artifacts / "autoregressive-tab.png"), full_page=True)
 
 
 def test_rnade_order_switch(page, app_url, artifacts):
     open_tab(page, app_url)
-    page.locator(f"{P}-model input").click()
-    page.get_by_role("option", name="RNADE (continuous, mixture of Gaussians)").click()
-    page.locator(f"{P}-rnade-order input").click()
-    page.get_by_role("option", name="x2_first").click()
-    page.click(f"{P}-train")
-    wait_trained(page)
-    time.sleep(1.5)
-    page.click(f"{P}-stop")
-    page.wait_for_function("() => document.querySelector('#autoregressive-status').innerText.includes('stopped')",
-                           timeout=45000)
+    pick(page, "model", "RNADE (continuous, mixture of Gaussians)")
+    pick(page, "rnade-order", "x2_first")
+    train_until_drawn(page)
+    wait_frames(page, 2)
+    stop(page)
+    time.sleep(0.5)
     main = state(page, "main")
     assert "p(x₂)·p(x₁ | x₂)" in main["title"]
-    factors = state(page, "factors")
-    assert "p(x₁ | x₂" in factors["title"]
+    assert main["slice"][2:] == pytest.approx([0.0, 0.0], abs=1e-4)  # a horizontal line x2 = a
+    assert "p(x₁ | x₂" in state(page, "factors")["title"]
     assert "no bins" in page.inner_text(f"{P}-info")
     page.screenshot(path=str(artifacts / "autoregressive-rnade.png"), full_page=True)

@@ -1,9 +1,10 @@
 """Views of the autoregressive models (notes ch. 3): the joint p(x1, x2) = p(x_first) p(x_second | x_first),
 its two factors at a chosen slice, sequential sampling step by step, and the network's connectivity.
 
-Everything comes from the model's probe (models/autoregressive*.py): for discrete models the exact
-K x K table (drawn as cells, not smoothed), for RNADE the conditional on every grid line. Moving the
-slice slider only picks another row of what the probe already computed: no model call.
+Everything comes from the snapshot: for discrete models the probe's exact K x K table (drawn as cells,
+not smoothed) with its rows as the conditionals; for RNADE the grid density and the probe's exact
+marginal, whose difference on a grid line is the conditional. Moving the slice slider only picks another
+row or line of what is already there: no model call.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def slice_value(snap, slice_pos: float) -> float:
     return float(lo + min(max(float(slice_pos), 0.0), 1.0) * (hi - lo))
 
 
-def conditional_at(ex, a: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """(x, density) of p(x_second | x_first = a) from the probe; None when a has no bin (discrete, outside
-    the box). Discrete conditionals are steps over the bins: x holds the K+1 edges, density K+1 values."""
+def conditional_at(snap, a: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, density) of p(x_second | x_first = a); None when there is none to show (a discrete model's a
+    outside its box, or no grid yet). Discrete: the exact row of the cell table, steps over the bins (x
+    holds the K+1 edges, density K+1 values). Continuous: the grid line nearest a, where
+    log p(x_second | a) = log p(a, x_second) - log p(a) — the joint heatmap's column minus the marginal."""
+    ex = snap.extras
     if ex["discrete"]:
         edges = ex["marg_edges"]
         i = int(np.searchsorted(edges, a, side="right")) - 1
@@ -44,8 +48,12 @@ def conditional_at(ex, a: float) -> tuple[np.ndarray, np.ndarray] | None:
             return None
         dens = np.exp(ex["log_cond"][i].astype(np.float64))
         return ex["cond_edges"], np.append(dens, dens[-1]).astype(np.float32)
-    i = int(np.argmin(np.abs(ex["slice_at"] - a)))
-    return ex["cond_x"], np.exp(ex["log_cond"][i].astype(np.float64)).astype(np.float32)
+    if snap.log_density is None:
+        return None
+    i = int(np.argmin(np.abs(ex["marg_x"] - a)))
+    joint = snap.log_density[:, i] if ex["first"] == 0 else snap.log_density[i, :]
+    axis = snap.grid_y if ex["first"] == 0 else snap.grid_x
+    return axis, np.exp(joint.astype(np.float64) - float(ex["log_marg"][i])).astype(np.float32)
 
 
 def marginal(ex) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +146,7 @@ def factors_figure(snap, a: float) -> dict:
     traces.append(line(mx, my, f"model p({f})", MODEL_COLOR, step=disc, xaxis="x2", yaxis="y2"))
     ymax = float(np.nanmax(my)) * 1.1 if len(my) else 1.0
     traces.append(line([a, a], [0, ymax], f"slice {f} = {a:.2f}", SLICE_COLOR, xaxis="x2", yaxis="y2"))
-    cond = conditional_at(ex, a)
+    cond = conditional_at(snap, a)
     if disc:
         band = cond is not None
         i = int(np.searchsorted(ex["marg_edges"], a, side="right")) - 1
@@ -182,7 +190,7 @@ def sequential_traces(snap) -> list[dict]:
     out = []
     for k, pt in enumerate(np.asarray(snap.samples[:N_DEMO], np.float64)):
         a, b = float(pt[first]), float(pt[1 - first])
-        cond = conditional_at(ex, a)
+        cond = conditional_at(snap, a)
         color = DEMO_COLORS[k % len(DEMO_COLORS)]
         show = k == 0
         along, across = [s_lo, s_hi], [a, a]
