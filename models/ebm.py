@@ -6,9 +6,10 @@
 * ``ebm_nce`` — noise-contrastive estimation (7.5) against a Gaussian, with log Z learned.
 
 f_θ is an MLP with a smooth activation (score matching needs second derivatives) on standardised
-coordinates z = (x − m) / s. ``log_prob`` returns the unnormalised f_θ(z(x)) + log|dz/dx|: the
-session divides by Z computed on the plotting grid (in 2D the partition function is a sum), so the
-held-out NLL is an honest likelihood in data coordinates. Every model also keeps 1,000 persistent
+coordinates z = (x − m) / s, confined by a fixed soft wall to the data's box (+20% each side).
+``log_prob`` returns the unnormalised f_θ(z(x)) + log|dz/dx|: the session divides by Z computed on
+the plotting grid (in 2D the partition function is a sum), so the held-out NLL is an honest
+likelihood in data coordinates. Every model also keeps 1,000 persistent
 display chains (the samples shown each frame and returned by :meth:`sample`) and the recent path
 of the first 8, drawn as animated trajectories and summarised by split R-hat.
 
@@ -36,6 +37,7 @@ N_TRACKED = 8  # the first chains, whose paths are animated
 BURN_IN = 300  # steps for chains that lagged far behind the energy (no frames: the command line)
 STALE_AFTER = 200  # training steps without a frame after which the display chains re-equilibrate
 SCORE_RES = 17  # the score field's arrows: a SCORE_RES x SCORE_RES grid
+WALL = 50.0  # steepness of the wall around the data's box (standardised units)
 
 
 @dataclass
@@ -44,7 +46,7 @@ class EnergyConfig(BaseConfig):
     layers: int = hp(2, 1, 4, label="hidden layers", help="depth of the energy network f_θ")
     act: str = hp("silu", choices=("silu", "softplus", "tanh", "elu"), label="activation",
                   help="smooth, so ∇ₓf and the Hessian exist (ReLU would make tr ∇²f = 0)")
-    sampler: str = hp("langevin", choices=METHODS, label="sampler",
+    sampler: str = hp("langevin", choices=METHODS, label="sampler", live=True,
                       help="langevin: x ← x + ε∇f + √(2ε)z; mala: the same with an MH accept/reject; "
                            "mh: random-walk Metropolis–Hastings")
     step_size: float = hp(0.01, 1e-4, 0.5, log=True, live=True, label="Langevin step ε",
@@ -53,7 +55,7 @@ class EnergyConfig(BaseConfig):
                             help="1 = real Langevin; smaller is the colder shortcut EBM papers use")
     mh_scale: float = hp(0.3, 0.01, 2.0, step=0.01, live=True, label="MH proposal σ",
                          help="random-walk proposal x' = x + σz (standardised units)")
-    chain_steps: int = hp(5, 1, 50, live=True, label="chain steps per frame",
+    chain_steps: int = hp(4, 1, 50, live=True, label="chain steps per frame",
                           help="how far the displayed chains move between two frames")
 
 
@@ -78,8 +80,12 @@ class EnergyModel(Model2D):
 
     # --- the energy ---------------------------------------------------------------------------
     def f(self, z: torch.Tensor) -> torch.Tensor:
-        """f_θ(z) on standardised points, shape (n,)."""
-        return self.net(z).squeeze(-1)
+        """f_θ(z) on standardised points, shape (n,): the network minus a fixed wall that is 0 on
+        the data's box and grows as 50·d² outside it. The model's support is that box: no method
+        here controls f where no data, negative or noise ever goes, and on a grid wider than the data
+        (two moons: [-3.5, 3.5]²) that uncontrolled mass would count in Z."""
+        over = torch.relu(self.lo - z) + torch.relu(z - self.hi)
+        return self.net(z).squeeze(-1) - WALL * (over ** 2).sum(-1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Unnormalised log-density f_θ(z(x)) + log|dz/dx| (the session divides by the grid's Z)."""
@@ -140,18 +146,16 @@ class EnergyModel(Model2D):
 
     # --- what the views show ------------------------------------------------------------------
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
-        """The energy −f_θ on the grid, the score field ∇ₓ log p on a coarse grid, the tracked
-        chains' recent paths (data units) and the model's own extras (negatives, noise...)."""
-        with torch.no_grad():
-            energy = -self.log_prob(grid)
+        """The score field ∇ₓ log p on a coarse grid, the tracked chains' recent paths (data units)
+        and the model's own extras (negatives, noise...). The energy −f_θ on the grid is not repeated
+        here: it is −(the session's normalised log-density + its log_z_grid)."""
         lo, hi = grid.min(0).values, grid.max(0).values
         axes = [torch.linspace(float(lo[i]), float(hi[i]), SCORE_RES + 2, device=grid.device)[1:-1]
                 for i in range(2)]
         gx, gy = torch.meshgrid(axes[0], axes[1], indexing="xy")
         coarse = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
         _, score = log_prob_and_score(self.log_prob, coarse)
-        out = {"energy": energy.float().cpu().numpy(),
-               "score_xy": coarse.cpu().numpy(), "score": score.float().cpu().numpy(),
+        out = {"score_xy": coarse.cpu().numpy(), "score": score.float().cpu().numpy(),
                "chains": self.tracker.path.copy()}
         out.update(self.extras())
         return out
@@ -179,7 +183,7 @@ class EnergyModel(Model2D):
 class CDConfig(EnergyConfig):
     n_steps: int = hp(20, 1, 200, live=True, label="sampler steps per update K",
                       help="MCMC steps that make each batch of negatives")
-    persistent: bool = hp(True, label="persistent chains (replay buffer)",
+    persistent: bool = hp(True, label="persistent chains (replay buffer)", live=True,
                           help="off: every batch of negatives starts from uniform noise (short-run)")
     buffer_size: int = hp(10000, 256, 100000, step=256, label="replay buffer size",
                           help="past negatives kept to restart the chains from")
@@ -249,7 +253,7 @@ class ContrastiveDivergenceEBM(EnergyModel):
 
 @dataclass
 class SMConfig(EnergyConfig):
-    objective: str = hp("exact", choices=("exact", "sliced", "denoising"), label="objective",
+    objective: str = hp("exact", choices=("exact", "sliced", "denoising"), label="objective", live=True,
                         help="exact: Hessian trace (2 backward passes in 2D); sliced: random projections; "
                              "denoising: the score of data blurred by σ")
     projections: int = hp(1, 1, 8, label="projections (sliced)", help="random directions v per point")
@@ -285,7 +289,7 @@ class ScoreMatchingEBM(EnergyModel):
 
 @dataclass
 class NCEConfig(EnergyConfig):
-    noise_std: float = hp(1.5, 0.3, 5.0, step=0.05, label="noise σ",
+    noise_std: float = hp(1.5, 0.3, 5.0, step=0.05, label="noise σ", live=True,
                           help="p_n = N(mean, σ²·var) of the data (standardised: N(0, σ²I))")
     noise_ratio: int = hp(1, 1, 16, label="noise samples per data point ν",
                           help="ν = 1 in the notes; more noise gives a lower-variance estimate")

@@ -206,9 +206,19 @@ def test_probe_score_field_is_the_gradient_of_log_p():
     with torch.no_grad():
         fd = (m.log_prob(xy + e) - m.log_prob(xy - e)) / (2 * h)
     np.testing.assert_allclose(ex["score"][:, 0], fd.numpy(), atol=2e-2, rtol=1e-2)
-    assert ex["energy"].shape == (400,)
+
+
+def test_energy_view_is_minus_f_on_the_grid():
+    """The view recovers −f from the frame's normalised log-density and log Z (no second grid pass)."""
+    from playground.views.ebm import energy_on_grid
+
+    torch.manual_seed(0)
+    sess = Session("ebm_nce", {"hidden": 16}, make_split("moons", 800, seed=0), device="cpu")
+    sess.train_steps(5)
+    snap = sess.snapshot()
     with torch.no_grad():
-        np.testing.assert_allclose(ex["energy"], -m.log_prob(grid).numpy(), rtol=1e-5, atol=1e-5)
+        f = sess.model.log_prob(sess.grid).double().numpy().reshape(snap.log_density.shape)
+    np.testing.assert_allclose(energy_on_grid(snap), -f, atol=1e-4)
 
 
 def test_sample_beyond_the_display_chains_adds_burnt_in_chains():

@@ -15,7 +15,15 @@ KEYS = ("ebm_cd", "ebm_sm", "ebm_nce")
 CHAIN_TAIL = 60  # positions of each chain's trail drawn behind its head
 ENERGY_SPAN = 14.0  # the energy colour scale covers [min, min + span] (nats)
 CURVE_HEIGHT = 300
+SHOWN_SAMPLES, SHOWN_NEGATIVES = 600, 300  # SVG points cost the browser: a frame stays cheap to draw
 SAMPLER_NAMES = {"langevin": "Langevin", "mala": "MALA", "mh": "Metropolis–Hastings"}
+
+
+def energy_on_grid(snap) -> np.ndarray | None:
+    """−f_θ on the grid from the frame's normalised log-density: log p = f − log Z, so −f = −(log p + log Z)."""
+    if snap.log_density is None or "log_z_grid" not in snap.latest:
+        return None
+    return -(snap.log_density.astype(np.float64) + snap.latest["log_z_grid"])
 
 
 def energy_trace(xs, ys, energy: np.ndarray) -> dict:
@@ -25,6 +33,7 @@ def energy_trace(xs, ys, energy: np.ndarray) -> dict:
     tr = plots.heatmap(xs, ys, np.clip(e, lo, lo + ENERGY_SPAN), "energy −f(x)", zmin=lo,
                        zmax=lo + ENERGY_SPAN, colorbar_title="energy −f(x)")
     tr["reversescale"] = True
+    tr["zsmooth"] = "fast"
     return tr
 
 
@@ -73,9 +82,10 @@ def score_trace(xy: np.ndarray, score: np.ndarray, box) -> dict:
 def energy_figure(snap, show_score: bool) -> dict:
     ex = snap.extras
     title = f"Energy −f<sub>θ</sub>(x) and MCMC chains — step {snap.step}"
-    if "energy" not in ex:
+    energy = energy_on_grid(snap)
+    if energy is None:
         return plots.message_figure("press Train", snap.box, title)
-    traces = [energy_trace(snap.grid_x, snap.grid_y, ex["energy"]),
+    traces = [energy_trace(snap.grid_x, snap.grid_y, energy),
               plots.points(snap.train, "training data", color="white", size=3, opacity=0.35, visible="legendonly")]
     if show_score and "score" in ex:
         traces.append(score_trace(ex["score_xy"], ex["score"], snap.box))
@@ -90,13 +100,15 @@ def density_figure(snap, log_scale: bool) -> dict:
              f"{' (log)' if log_scale else ''} — step {snap.step}")
     if snap.log_density is None:
         return plots.message_figure("press Train", snap.box, title)
-    traces = [plots.density_heatmap(snap, log_scale, name="grid-normalised density")]
+    heat = plots.density_heatmap(snap, log_scale, name="grid-normalised density")
+    heat["zsmooth"] = "fast"  # the browser's image smoothing: a third of the drawing time of "best"
+    traces = [heat]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples, "samples (persistent chains)", color=plots.SAMPLE_COLOR,
-                                   size=3.5, opacity=0.7, line_color="white"))
+        traces.append(plots.points(snap.samples[:SHOWN_SAMPLES], f"samples (persistent chains, {SHOWN_SAMPLES} shown)",
+                                   color=plots.SAMPLE_COLOR, size=4, opacity=0.75))
     if "negatives" in ex and len(ex["negatives"]):
-        traces.append(plots.points(ex["negatives"], "negatives of the last update", color="#c084fc", size=5,
-                                   opacity=0.85, symbol="x"))
+        traces.append(plots.points(ex["negatives"][:SHOWN_NEGATIVES], "negatives of the last update", color="#c084fc",
+                                   size=5, opacity=0.85, symbol="x"))
     if "noise_cov" in ex:
         mean, cov = ex["noise_mean"][None], ex["noise_cov"][None]
         traces += plots.ellipses(mean, cov, 1.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], width=2)
@@ -177,10 +189,11 @@ def sandbox_figure(state: dict) -> dict:
              f"step {state['steps']}")
     lp = np.asarray(state["log_p"], np.float32)
     p = np.exp(lp - np.nanmax(lp))
-    traces = [plots.heatmap(state["grid_x"], state["grid_y"], p, "target density", zmin=0.0, zmax=1.0,
-                            colorbar_title="p(x) / max p")]
-    traces.append(plots.points(state["x"], f"{len(state['x'])} chains (current state)", color=plots.SAMPLE_COLOR,
-                               size=3.5, opacity=0.6, line_color="white"))
+    heat = plots.heatmap(state["grid_x"], state["grid_y"], p, "target density", zmin=0.0, zmax=1.0,
+                         colorbar_title="p(x) / max p")
+    heat["zsmooth"] = "fast"
+    traces = [heat, plots.points(state["x"], f"{len(state['x'])} chains (current state)", color=plots.SAMPLE_COLOR,
+                                 size=4, opacity=0.7)]
     traces += chain_traces(state["paths"])
     return {"data": traces, "layout": plots.data_layout(box, title, uirevision=f"sandbox-{state['title']}")}
 
