@@ -6,8 +6,10 @@ it is judged by two-sample tests (notes 6.2), here a discriminator trained again
 * **Minimax GAN** (notes 6.4, Goodfellow et al. 2014): D maximises
   V(G, D) = E_p[log D(x)] + E_q[log(1 - D(x))] and G minimises the same V. At the optimal
   D*(x) = p/(p+q), V(G, D*) = -log 4 + 2 JSD(p, q) (notes 6.5), so V is a JS estimate.
-* **Non-saturating GAN** (same paper): G minimises -E_q[log D(G(z))] instead, whose gradient does
-  not vanish when D confidently rejects the fakes, the usual situation early in training.
+* **Non-saturating GAN** (same paper): G minimises -E_q[log D(G(z))] instead: the same fixed point,
+  but its gradient does not vanish where D confidently rejects the fakes (minimax's is D(x) times
+  smaller there; the logged g_grad_norm shows it).
+
 The f-GANs (notes 6.7) are in models/fgan.py and the Wasserstein GANs (notes 6.8) in
 models/wgan.py, on the same base class :class:`GAN`.
 
@@ -251,7 +253,7 @@ class GAN(Model2D):
         """The discriminator surface on the grid (flat, row by row), tracked fakes G(z_probe) with
         the generator's push -grad_x l_G at each, and the generator manifold."""
         with torch.inference_mode():
-            surf = torch.cat([self.surface(self.critic(g)) for g in grid.split(16384)])
+            surf = torch.cat([self.surface(self.critic(g)) for g in grid.split(4096)])
         with torch.no_grad():  # not inference mode: the push below differentiates through these
             fake = self.generate(self.z_probe)
         push = self.generator_push(fake)

@@ -18,7 +18,7 @@ from . import view
 REAL_COLOR = "#1b7837"  # GAN Lab's convention: real is green, fake is purple
 FAKE_COLOR = "#762a83"
 ARROW_COLOR = "#111111"
-MAX_POINTS = 500  # per scatter: SVG markers are DOM nodes, and the browser redraws them every frame
+MAX_POINTS = 300  # per scatter: SVG markers are DOM nodes, and the browser redraws them every frame
 SURFACE_SCALE = [[0.0, "#a886bf"], [0.5, "#f7f7f7"], [1.0, "#7cc47f"]]
 KEYS = ("gan_minimax", "gan_ns", "fgan_kl", "fgan_rkl", "fgan_js", "fgan_pearson", "fgan_hellinger",
         "wgan", "wgan_gp")
