@@ -88,7 +88,7 @@ class TeacherStudent(Model2D):
         """Student samples and log s(x), from one forward pass."""
         z = torch.randn(n, 2, device=self.steps_done.device)
         u, log_det = self.student(z)
-        return self.standardizer.inverse(u), normal_log_prob(z) - log_det - self.standardizer.log_det()
+        return self.standardizer.inverse(u), normal_log_prob(z) - log_det + self.standardizer.log_det()
 
     def sample(self, n: int) -> torch.Tensor:
         with torch.no_grad():

@@ -45,6 +45,8 @@ from .flow_layers import (
 
 LOG_2PI = math.log(2 * math.pi)
 TARGET_DATASETS = "8 or 25 Gaussians, banana, correlated Gaussian, U1–U4, donut"
+# the built-in datasets whose density the session hands over in torch (models.targets.dataset_log_prob)
+TARGET_DATASET_NAMES = ("8gaussians", "25gaussians", "banana", "gaussian", "u1", "u2", "u3", "u4", "donut")
 FIT_HELP = ("data: maximum likelihood on the points (forward KL); target: reverse KL to the dataset's true "
             f"density, which only some datasets have ({TARGET_DATASETS})")
 COMPILE_HELP = ("torch.compile the training loss: about 1.5–2× the steps/s, after a one-off compile of "
@@ -174,7 +176,7 @@ class FlowModel(Model2D):
         """n samples x = f(z) and their log q(x), in one forward pass (no inverse needed)."""
         z = torch.randn(n, 2, device=self.standardizer.shift.device)
         u, log_det = self.flow(z)
-        return self.standardizer.inverse(u), normal_log_prob(z) - log_det - self.standardizer.log_det()
+        return self.standardizer.inverse(u), normal_log_prob(z) - log_det + self.standardizer.log_det()
 
     def sample(self, n: int) -> torch.Tensor:
         with torch.no_grad():

@@ -19,7 +19,7 @@ from models.flow_layers import (
     MAFLayer,
     PlanarLayer,
 )
-from models.flows import _warp_inputs, normal_log_prob
+from models.flows import TARGET_DATASET_NAMES, _warp_inputs, normal_log_prob
 from models.targets import dataset_log_prob
 from playground.datasets import DATASETS, make_split
 from playground.session import Session
@@ -87,6 +87,16 @@ def test_layer_inverse_round_trip(name, float64):
     torch.testing.assert_close(inv_det, -log_det, atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_gradients_match_finite_differences(name, float64):
+    """Gradients through each layer (what reverse KL and maximum likelihood follow), both directions."""
+    layer = perturb(LAYERS[name]())
+    z = torch.randn(4, 2, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: torch.cat([layer(v)[0].flatten(), layer(v)[1]]), (z,))
+    if name != "planar":
+        assert torch.autograd.gradcheck(lambda v: torch.cat([layer.inverse(v)[0].flatten(), layer.inverse(v)[1]]), (z,))
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cls", [MAFLayer, IAFLayer])
 def test_made_is_autoregressive_by_gradients(cls, reverse):
@@ -152,6 +162,20 @@ def test_whole_flow_log_prob_matches_jacobian(key, moons, float64):
 
 
 @pytest.mark.parametrize("key", FLOWS)
+def test_sampling_pass_gives_the_same_density_as_log_prob(key, float64):
+    """log q(x) from the sampling pass (what reverse KL and the student use) = log_prob(x) from the
+    inverse pass, with the data standardisation fitted (its log-det enters both, with one sign)."""
+    data = (torch.randn(500, 2) * torch.tensor([3.0, 0.5]) + torch.tensor([1.0, -2.0]))
+    m = perturbed_model(key, data).double()
+    m.standardizer.fit(data)  # also in target mode, where it is the identity otherwise
+    assert float(m.standardizer.log_det()) == pytest.approx(-math.log(3.0 * 0.5), abs=0.1)
+    torch.manual_seed(3)
+    x, log_q = m.sample_with_log_prob(64)
+    with torch.no_grad():
+        torch.testing.assert_close(log_q.detach(), m.log_prob(x.detach()), atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize("key", FLOWS)
 def test_density_integrates_to_one(key):
     """After a little training (reverse KL to U1 for planar, data otherwise) the exact density sums
     to 1 over a fine grid holding the data: the change of variables formula normalises it."""
@@ -191,11 +215,9 @@ def test_fitting_a_target_needs_a_density():
     Session("realnvp", {"fit": "target"}, make_split("u2", 400, seed=0))  # fine: U2 has a density
 
 
-def test_target_datasets_listed_in_the_tab_are_those_with_a_torch_density():
-    from playground.tabs.flows import TARGET_DATASETS
-
+def test_target_datasets_listed_are_those_with_a_torch_density():
     have = {n for n, d in DATASETS.items() if dataset_log_prob(n, d.noise) is not None}
-    assert set(TARGET_DATASETS) == have
+    assert set(TARGET_DATASET_NAMES) == have
 
 
 def test_reverse_kl_fits_a_gaussian_target():

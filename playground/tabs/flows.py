@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import gradio as gr
 
+from models.flows import TARGET_DATASET_NAMES
+
+from ..datasets import DATASETS
 from ..session import Snapshot
 from ..tabkit import FamilyTab, TabSpec, TabState
 
 TITLE = "Normalizing flows"
 MODELS = ["realnvp", "nice", "maf", "iaf", "planar", "iaf_student"]
 MAX_LAYERS = 32
-# datasets whose density the session can hand to a model in torch (models.targets.dataset_log_prob)
-TARGET_DATASETS = ("8gaussians", "25gaussians", "banana", "gaussian", "u1", "u2", "u3", "u4", "donut")
+TARGET_DATASETS = TARGET_DATASET_NAMES  # what "fit to: target" accepts
 TARGET_NOTE = ("**Fit to a target density** (reverse KL) needs a dataset whose density is known in closed form: "
                "8 or 25 Gaussians, Banana, Correlated Gaussian, U1–U4 or Donut (U1–U4 are Rezende & Mohamed's "
                "classic energies). The planar flow only fits targets.")
@@ -116,10 +118,11 @@ def _needs_target(model: str, fit: str | None) -> bool:
 
 
 def pick_target_dataset(source: str, dataset: str, needs_target: bool):
-    """A target-only choice on data without a density switches to U1 (and says so)."""
+    """A target-only choice on data without a density switches to U1 at its own temperature
+    (dataset, source, noise)."""
     if needs_target and (source != "Built-in" or dataset not in TARGET_DATASETS):
-        return gr.update(value="u1"), gr.update(value="Built-in")
-    return gr.skip(), gr.skip()
+        return gr.update(value="u1"), gr.update(value="Built-in"), gr.update(value=DATASETS["u1"].noise)
+    return gr.skip(), gr.skip(), gr.skip()
 
 
 def build() -> FamilyTab:
@@ -142,10 +145,10 @@ def build() -> FamilyTab:
     tab.extra_values = extra_values
     tab.wire()
     tab.model_dd.input(lambda m, s, d: pick_target_dataset(s, d, _needs_target(m, None)),
-                       [tab.model_dd, tab.source, tab.dataset], [tab.dataset, tab.source],
+                       [tab.model_dd, tab.source, tab.dataset], [tab.dataset, tab.source, tab.noise],
                        api_visibility="private", queue=False)
     for key in ("nice", "realnvp", "maf", "iaf"):
         fit = tab.model_controls[key]["fit"].component
         fit.input(lambda f, s, d: pick_target_dataset(s, d, f == "target"), [fit, tab.source, tab.dataset],
-                  [tab.dataset, tab.source], api_visibility="private", queue=False)
+                  [tab.dataset, tab.source, tab.noise], api_visibility="private", queue=False)
     return tab

@@ -82,7 +82,7 @@ def layer_panel(snap, layer=None, log_scale: bool = False, who: str = "") -> dic
         color, label = np.exp(logp - 0.0), "p"
         cmin = 0.0
     cmax = float(np.nanquantile(color, 0.995)) if np.isfinite(color).any() else 1.0
-    nodes = plots.points(ex["stage_nodes"][k], f"grid nodes, colour = {label} after this layer",
+    nodes = plots.points(ex["stage_nodes"][k], f"grid nodes (colour: {label})",
                          color={"color": np.asarray(color, np.float32), "colorscale": plots.DENSITY_SCALE,
                                 "cmin": cmin, "cmax": max(cmax, cmin + 1e-9), "showscale": True,
                                 "colorbar": {"title": {"text": label, "side": "right"}, "thickness": 12,
@@ -90,10 +90,10 @@ def layer_panel(snap, layer=None, log_scale: bool = False, who: str = "") -> dic
                          size=4, opacity=0.9)
     lines = ex["stage_lines"][k]
     half = lines.shape[0] // 2
-    traces = [plots.points(snap.test, "held-out data", color=plots.HELDOUT_COLOR, size=3, opacity=0.35),
+    traces = [plots.points(snap.test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35),
               nodes,
-              _line_trace(_polylines(lines[:half]), "lines of constant z₂", LINE_COLORS[0]),
-              _line_trace(_polylines(lines[half:]), "lines of constant z₁", LINE_COLORS[1])]
+              _line_trace(_polylines(lines[:half]), "z₂ = const", LINE_COLORS[0]),
+              _line_trace(_polylines(lines[half:]), "z₁ = const", LINE_COLORS[1])]
     lay = plots.data_layout(snap.box, title, uirevision=f"layers-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
@@ -117,11 +117,11 @@ def latent_panel(snap, who: str = "") -> dict:
     title = f"{who}Data in latent space, z = f⁻¹(x): mean |z|² = {msq:.3g} (N(0, I): 2)"
     colors = {"color": _angle_colors(snap.train[: len(z)])[ok], "colorscale": "Phase", "cmin": -np.pi,
               "cmax": np.pi, "showscale": False}
-    traces = plots.ellipses(np.zeros((3, 2)), [np.eye(2)] * 3, 1.0, "N(0, I): 1σ, 2σ, 3σ",
+    traces = plots.ellipses(np.zeros((3, 2)), [np.eye(2)] * 3, 1.0, "N(0, I): 1, 2, 3σ",
                             ["#444"] * 3, dash="dot", width=1.2)
     for r, tr in zip((1.0, 2.0, 3.0), traces):
         tr["x"], tr["y"] = tr["x"] * r, tr["y"] * r
-    traces.append(plots.points(z[ok], "data in latent space (colour: angle of x)", color=colors, size=4,
+    traces.append(plots.points(z[ok], "data (colour: angle of x)", color=colors, size=4,
                                opacity=0.8))
     lay = plots.data_layout(LATENT_BOX, title, uirevision=f"latent-{snap.dataset}")
     lay["xaxis"]["title"]["text"], lay["yaxis"]["title"]["text"] = "z₁", "z₂"
@@ -133,17 +133,18 @@ def terms_panel(snap) -> dict:
     """Maximum likelihood: log p(x) = log N(z) + log|det ∂z/∂x| (notes 5.2), each term apart.
     Reverse KL: KL(q‖p*) = cross-entropy − entropy, and the bounds on log Z = 0."""
     if "cross_entropy" in snap.curves:
-        series = [("loss", "KL(q‖p*) per step", 1.0), ("cross_entropy", "cross-entropy −E_q log p*", 1.0),
-                  ("entropy", "entropy −E_q log q", 1.0), ("elbo", "ELBO = −KL (2,048 samples)", 1.0),
-                  ("iw_bound", "importance-weighted bound", 1.0)]
+        series = [("loss", "KL(q‖p*) (batch)", 1.0), ("cross_entropy", "cross-entropy", 1.0),
+                  ("entropy", "entropy of q", 1.0), ("elbo", "ELBO = −KL", 1.0), ("iw_bound", "IW bound", 1.0)]
         ess = snap.latest.get("ess")
         title = "Reverse KL and bounds on log Z = 0" + (f" — ESS {ess:.0%}" if ess is not None else "")
         traces = plots.curve_traces(snap, series)
-        traces.append(plots.hline(0.0, "log Z = 0 (p* is normalised)", color="#999", dash="dot"))
+        traces.append(plots.hline(0.0, "log Z = 0", color="#999", dash="dot"))
         lay = plots.with_reference_axis(plots.curves_layout(title, "nats"))
+        lay["legend"] = dict(lay["legend"], y=-0.3, yanchor="top")
+        lay["margin"] = dict(lay["margin"], b=90)
         return {"data": traces, "layout": lay}
     series = [("log_pz", "E log N(z; 0, I)", 1.0), ("log_det", "E log|det ∂z/∂x|", 1.0),
-              ("loss", "sum = log-likelihood (batch)", -1.0)]
+              ("loss", "sum: log p(x) (batch)", -1.0)]
     return {"data": plots.curve_traces(snap, series, colors=["#9467bd", "#17becf", "#1f77b4"]),
             "layout": plots.curves_layout("Change of variables: the terms of log p(x)", "nats per point")}
 
@@ -206,11 +207,18 @@ def student_terms_panel(snap) -> dict:
 
 
 def student_likelihood_panel(snap) -> dict:
+    """Held-out log-likelihood of both flows. A fresh student can put almost no mass on the data
+    (-10⁴ nats), so the y-axis shows the 8 nats below the best value (autoscale shows all)."""
     fig = plots.likelihood_figure(snap, title="Held-out log-likelihood (nats): student and teacher")
     for tr in fig["data"]:
         if tr.get("name") in ("train", "held-out"):
             tr["name"] = f"student, {tr['name']}"
     fig["data"] += plots.curve_traces(snap, [("teacher_test_nll", "teacher, held-out", -1.0)], colors=["#2ca02c"])
+    values = [np.asarray(t["y"], np.float64) for t in fig["data"] if t.get("xaxis") != "x2"]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    if finite.size:
+        best = max(float(finite.max()), -snap.data_nll if snap.data_nll is not None else -np.inf)
+        fig["layout"]["yaxis"]["range"] = [best - 8.0, best + 0.5]
     return fig
 
 
