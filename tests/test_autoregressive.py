@@ -293,8 +293,12 @@ def test_frames_render_and_the_slice_reads_a_conditional(key):
             assert 0.5 < np.sum(y[:-1] * np.diff(x)) < 1.0 + 1e-3  # a density over the visible range
             conds.append(y)
     assert len(conds) >= 2 and not np.allclose(conds[0][:20], conds[-1][:20])  # another slice, another curve
-    demo = [t for t in views.render(snap)["samples"]["data"] if str(t.get("name", "")).startswith("③")]
-    assert len(demo) == 4  # four samples drawn step by step
+    demo = {str(t.get("name", ""))[:1]: t for t in views.render(snap)["samples"]["data"]}
+    assert len(demo["③"]["x"]) == 4  # four samples drawn step by step: the first draw's line, then the second
+    first = 0 if order == "x1_first" else 1
+    drawn = np.asarray(demo["①"]["x" if first == 0 else "y"]).reshape(4, 3)[:, 0]
+    np.testing.assert_allclose(drawn, snap.samples[:4, first], rtol=1e-6)
+    np.testing.assert_allclose(np.stack([demo["③"]["x"], demo["③"]["y"]], 1), snap.samples[:4], rtol=1e-6)
 
 
 def test_cli_reports_nats_per_area_and_per_cell():

@@ -73,15 +73,14 @@ def line(x, y, name: str, color: str, width: float = 2.5, step: bool = False, da
 
 
 def histogram(values: np.ndarray, edges: np.ndarray, name: str, **kw) -> dict | None:
-    """A density-normalised histogram of `values` over `edges`, as bars."""
+    """A density-normalised histogram of `values` over `edges`, as one filled step line (a single SVG
+    path: far cheaper for the browser to redraw every frame than a bar per bin)."""
     if len(values) == 0:
         return None
     counts, _ = np.histogram(values, edges)
-    widths = np.diff(edges)
-    dens = counts / (len(values) * widths)
-    tr = {"type": "bar", "x": ((edges[:-1] + edges[1:]) / 2).astype(np.float32), "y": dens.astype(np.float32),
-          "width": widths.astype(np.float32), "name": name, "marker": {"color": HIST_COLOR, "line": {"width": 0}},
-          "hoverinfo": "skip"}
+    dens = counts / (len(values) * np.diff(edges))
+    tr = line(edges, np.append(dens, dens[-1]), name, "rgba(120,120,120,0.6)", width=0.5, step=True,
+              fill="tozeroy", fillcolor=HIST_COLOR)
     tr.update(kw)
     return tr
 
@@ -187,35 +186,31 @@ def sequential_traces(snap) -> list[dict]:
     f, s = NAMES[first], NAMES[1 - first]
     f_lo, f_hi = axis_range(snap.box, first)
     s_lo, s_hi = axis_range(snap.box, 1 - first)
-    out = []
-    for k, pt in enumerate(np.asarray(snap.samples[:N_DEMO], np.float64)):
-        a, b = float(pt[first]), float(pt[1 - first])
-        cond = conditional_at(snap, a)
-        color = DEMO_COLORS[k % len(DEMO_COLORS)]
-        show = k == 0
-        along, across = [s_lo, s_hi], [a, a]
-        if cond is not None:
-            cx, cy = cond
-            keep = (cx >= s_lo) & (cx <= s_hi)
-            peak = float(cy.max()) if cy.size and cy.max() > 0 else 1.0
-            prof_a = a + 0.15 * (f_hi - f_lo) * cy[keep] / peak
-            prof_b = cx[keep]
-        else:
-            prof_a, prof_b = np.zeros(0), np.zeros(0)
+    pts = np.asarray(snap.samples[:N_DEMO], np.float64)
 
-        def xy(u, v):
-            return (u, v) if first == 0 else (v, u)
+    def xy(u, v):  # (along x_first, along x_second) -> (x1, x2)
+        return (u, v) if first == 0 else (v, u)
 
-        out.append(line(*xy(across, along), f"① {f} ~ p({f}): the line", color, width=1.5, legendgroup="draw1",
-                        showlegend=show, dash="dash"))
-        prof = line(*xy(prof_a, prof_b), f"② p({s} | {f}) along it", color, width=2, legendgroup="draw2",
-                    showlegend=show)
+    lines_a = np.stack([pts[:, first], pts[:, first], np.full(len(pts), np.nan)], 1).ravel()
+    lines_b = np.tile([s_lo, s_hi, np.nan], len(pts))
+    out = [line(*xy(lines_a, lines_b), f"① {f} ~ p({f}): a dashed line", "#444", width=1.2, dash="dash")]
+    for k, (a, _b) in enumerate(pts[:, [first, 1 - first]]):
+        cond = conditional_at(snap, float(a))
+        if cond is None:
+            continue
+        cx, cy = cond
+        keep = (cx >= s_lo) & (cx <= s_hi)
+        peak = float(cy.max()) if cy.size and cy.max() > 0 else 1.0
+        prof = line(*xy(a + 0.15 * (f_hi - f_lo) * cy[keep] / peak, cx[keep]),
+                    f"② p({s} | {f}) along it; {s} drawn from it", DEMO_COLORS[k % len(DEMO_COLORS)], width=2,
+                    legendgroup="draw2", showlegend=not any(t.get("legendgroup") == "draw2" for t in out))
         prof["line"]["shape"] = ("vh" if first == 0 else "hv") if ex["discrete"] else "linear"
         out.append(prof)
-        out.append({"type": "scatter", "mode": "markers", "x": [xy(a, b)[0]], "y": [xy(a, b)[1]],
-                    "name": f"③ {s} drawn: the sample", "legendgroup": "draw3", "showlegend": show,
-                    "marker": {"symbol": "star", "size": 15, "color": color, "line": {"color": "black", "width": 1}},
-                    "hoverinfo": "skip"})
+    sx, sy = xy(pts[:, first], pts[:, 1 - first])
+    out.append({"type": "scatter", "mode": "markers", "x": sx.astype(np.float32), "y": sy.astype(np.float32),
+                "name": "③ the sample", "hoverinfo": "skip",
+                "marker": {"symbol": "star", "size": 15, "color": DEMO_COLORS[:len(pts)],
+                           "line": {"color": "black", "width": 1}}})
     return out
 
 
