@@ -161,9 +161,9 @@ def factors_figure(snap, a: float) -> dict:
         traces.append(hist)
     lay = {"title": {"text": f"Factors: p({f}) and p({s} | {f} = {a:.2f})", "x": 0.02, "xanchor": "left",
                      "font": {"size": 14}},
-           "xaxis": {"title": {"text": s}, "range": [s_lo, s_hi], "domain": [0, 1], "anchor": "y"},
+           "xaxis": {"title": {"text": s}, "range": [s_lo, s_hi], "domain": [0, 1], "anchor": "y", "zeroline": False},
            "yaxis": {"title": {"text": f"p({s} | {f}=a)"}, "domain": [0, 0.4], "rangemode": "tozero"},
-           "xaxis2": {"title": {"text": f}, "range": [f_lo, f_hi], "anchor": "y2"},
+           "xaxis2": {"title": {"text": f}, "range": [f_lo, f_hi], "anchor": "y2", "zeroline": False},
            "yaxis2": {"title": {"text": f"p({f})"}, "domain": [0.6, 1], "rangemode": "tozero"},
            "bargap": 0, "barmode": "overlay", "height": 470, "font": plots.FONT, "plot_bgcolor": "white",
            "margin": {"l": 60, "r": 10, "t": 70, "b": 45}, "uirevision": f"ar-factors-{snap.dataset}",
