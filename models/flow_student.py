@@ -24,7 +24,7 @@ from torch import nn
 
 from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register
 from .flow_layers import IAFLayer, MAFLayer
-from .flows import FlowStack, normal_log_prob, target_metrics, warp_probe
+from .flows import LATENT_POINTS, FlowStack, normal_log_prob, target_metrics, warp_probe
 
 STUDENT_MAX_GRAD_NORM = 5.0
 
@@ -136,7 +136,7 @@ class TeacherStudent(Model2D):
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
         flow = self.active()
         out = warp_probe(flow, self.standardizer)
-        out["latent"] = flow.inverse(self.standardizer(points))[0].cpu().numpy()
+        out["latent"] = flow.inverse(self.standardizer(points[:LATENT_POINTS]))[0].cpu().numpy()
         out.update(self._teacher_density(grid))
         out["teacher_steps"] = np.array(self.cfg.teacher_steps, np.int32)
         out["phase"] = np.array(self.phase)

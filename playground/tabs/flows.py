@@ -35,7 +35,7 @@ on $\log Z = 0$.
 **Fit to data** maximises $\frac1{|D|}\sum_x \log p(x)$ (forward KL, notes 5.3). **Fit to a target**
 minimises $\mathrm{KL}(q\,\|\,p^*) = \mathbb E_{z}[\log q(f(z)) - \log p^*(f(z))]$ from the flow's own samples
 (reverse KL): it is *mode-seeking* — try 8 Gaussians and watch it settle on a few modes.
-**Compiled mode** runs `torch.compile` on the loss: faster steps after a one-off start-up of 15–30 s.
+**Compiled mode** runs `torch.compile` on the loss: faster steps after a one-off start-up of 20–60 s.
 """
 
 EXPLAIN = {
