@@ -248,3 +248,39 @@ def test_views_render_every_panel(key):
     sample_names = [t.get("name", "") for t in figs["samples"]["data"]]
     assert any("negatives" in n for n in sample_names) == (key == "ebm_cd")
     assert any("noise p_n" in n for n in sample_names) == (key == "ebm_nce")
+
+
+def test_sandbox_loop_runs_on_an_analytic_target_and_on_the_learned_energy():
+    """The tab's sandbox generator (no browser): frames with chains, and the learned energy as a
+    frozen copy of the visitor's trained model."""
+    import json
+    from types import SimpleNamespace
+
+    from playground.tabs import ebm as tab
+
+    st = tab.SandboxState()
+    gen = tab.sandbox_run(st, SimpleNamespace(session=None, signature=None), "donut", "mh", -2, 0.5, 1.0, 5,
+                          max_seconds=30)
+    fig, curves, text = next(gen)
+    fig2, _, text2 = next(gen)
+    gen.close()
+    assert "Metropolis–Hastings" in text and "step **10**" in text2
+    names = [t.get("name", "") for t in json.loads(fig2)["data"]]
+    assert "chain heads" in names and any("MCMC chains" in n for n in names)
+    assert len(st.history["ed"]) == 2
+    # no model trained yet: the learned target says so
+    msg = next(tab.sandbox_run(tab.SandboxState(), SimpleNamespace(session=None, signature=None), "learned",
+                               "langevin", -2, 0.3, 1.0, 5))[2]
+    assert "train an energy-based model" in msg
+    sess = Session("ebm_nce", {"hidden": 16}, make_split("moons", 600, seed=0), device="cpu")
+    sess.train_steps(20)
+    st2 = tab.SandboxState()
+    gen = tab.sandbox_run(st2, SimpleNamespace(session=sess, signature=("sig",)), "learned", "mala", -2, 0.3,
+                          1.0, 3, max_seconds=30)
+    _, _, text = next(gen)
+    gen.close()
+    assert "MALA" in text and "learned energy" in st2.box.title
+    sess.train_steps(5)  # the frozen copy does not follow the training
+    x = torch.randn(10, 2)
+    with torch.no_grad():
+        assert not torch.allclose(st2.box.log_prob(x), sess.model.log_prob(x))

@@ -92,7 +92,7 @@ def test_sampler_sandbox_runs_chains_on_a_target(page, app_url, artifacts):
     a = state(page, "#ebm-sb-plot")
     b = wait_for_frames(page, "#ebm-sb-plot", 3)
     assert moved(a["heads"], b["heads"])
-    page.click("#ebm-sb-stop")
+    page.click("#ebm-sb-stop", timeout=90000)  # a loaded machine's browser may lag behind the frames
     time.sleep(1.0)
     info = page.evaluate("() => document.querySelector('#ebm-sb-info').innerText")
     assert "Metropolis–Hastings" in info and "acceptance" in info and "energy distance" in info

@@ -18,7 +18,7 @@ from ..tabkit import FamilyTab, TabSpec, markdown
 from ..views.ebm import CURVE_HEIGHT, KEYS, SAMPLER_NAMES, sandbox_curves, sandbox_figure
 
 TITLE = "Energy-based models"
-SANDBOX_FRAME_SECONDS = 0.3
+SANDBOX_FRAME_SECONDS = 0.4
 
 COMMON = r"""
 **Top left, the energy** $-f_\theta(x)$ (bright = low energy = likely) with **8 MCMC chains** drawn as trails
@@ -150,7 +150,7 @@ def _stats(st: SandboxState, s: dict) -> str:
 
 def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame,
                 max_seconds: float = 120.0):
-    """The sandbox's own loop: advance the chains, yield a frame about 3 times a second (the browser,
+    """The sandbox's own loop: advance the chains, yield a frame about 2.5 times a second (the browser,
     not the sampler, is the bottleneck: ../shared/GRADIO.md)."""
     st.settings = dict(method=method, step_size=10 ** float(step_log10), proposal_std=float(mh_scale),
                        noise_scale=float(noise_scale), steps=int(steps_per_frame))
