@@ -51,7 +51,7 @@ from .vae_quadrature import LatentGrid, gaussian_log_prob, log_marginal
 LOG_2PI = math.log(2 * math.pi)
 METRIC_SEED = 1234  # common random numbers: the held-out bounds move with the model, not the dice
 MAX_METRIC_POINTS = 2000
-N_REF = 64
+N_REF = 32
 
 
 @dataclass
@@ -71,7 +71,7 @@ class VAEConfig(BaseConfig):
                         help="elbo: 1 sample, KL in closed form; iwae: the k-sample bound")
     k: int = hp(16, 1, 256, label="samples k (IWAE)", live=True,
                 help="importance samples of the IWAE bound (curves, and training with objective iwae)")
-    grid: int = hp(96, 32, 192, step=16, label="latent grid (nodes per axis)",
+    grid: int = hp(64, 32, 192, step=16, label="latent grid (nodes per axis)",
                    help="finest quadrature grid for the exact log p(x) (2D: grid², 1D: 16·grid nodes); "
                         "a coarser sub-grid is used while it is accurate")
 

@@ -249,14 +249,14 @@ def grid_log_marginal(xs, axes, mu, log_sig, sg: SubGrid) -> torch.Tensor:
     r = gx.shape[0]
     t = sg.tiles
     ms, ls, lw = mu[t], log_sig[t], sg.log_w[t]  # (G, t, ..)
-    a = _axis_terms(gx, ms[..., 0], ls[..., 0])  # (G, t, r) over x1
-    b = _axis_terms(gy, ms[..., 1], ls[..., 1]) + lw[..., None]  # (G, t, r) over x2
     nb = -(-r // CELLS)
     blk = torch.arange(r, device=xs.device) // CELLS
     # a lower bound for every cell of a square: the best tile's first node at the square's worst cell
-    a0 = torch.full((t.shape[0], nb), torch.inf, dtype=a.dtype, device=a.device).scatter_reduce(
-        1, blk.expand(t.shape[0], -1), a[:, 0], "amin")
-    b0 = torch.full_like(a0, torch.inf).scatter_reduce(1, blk.expand(t.shape[0], -1), b[:, 0], "amin")
+    a0 = _axis_terms(gx, ms[:, :1, 0], ls[:, :1, 0])[:, 0]  # (G, r)
+    b0 = _axis_terms(gy, ms[:, :1, 1], ls[:, :1, 1])[:, 0] + lw[:, :1]
+    a0 = torch.full((t.shape[0], nb), torch.inf, dtype=a0.dtype, device=a0.device).scatter_reduce(
+        1, blk.expand(t.shape[0], -1), a0, "amin")
+    b0 = torch.full_like(a0, torch.inf).scatter_reduce(1, blk.expand(t.shape[0], -1), b0, "amin")
     lower = (b0[:, :, None] + a0[:, None, :]).amax(0)  # (nb, nb) [y square, x square]
     # an upper bound per tile and square, from the tile's means' box and largest sigma
     c = (lw - ls.sum(-1) - LOG_2PI).amax(1)
@@ -269,8 +269,8 @@ def grid_log_marginal(xs, axes, mu, log_sig, sg: SubGrid) -> torch.Tensor:
     (r0, r1), (c0, c1) = _span(mask.any(2)), _span(mask.any(1))
     r0, c0 = r0 * CELLS, c0 * CELLS
     r1, c1 = (r1 * CELLS).clamp_max(r), (c1 * CELLS).clamp_max(r)
-    pieces = [_tile_rectangles(a[batch], b[batch], (r0[batch], r1[batch]), (c0[batch], c1[batch]), r)
-              for batch in _batches(r1 - r0, c1 - c0)]
+    pieces = [_tile_rectangles(gx, gy, ms[batch], ls[batch], lw[batch], (r0[batch], r1[batch]),
+                               (c0[batch], c1[batch])) for batch in _batches(r1 - r0, c1 - c0)]
     index, vals, under = (torch.cat([p[k] for p in pieces]) for k in range(3))
     top = torch.full((r * r + 1,), -torch.inf, dtype=xs.dtype, device=xs.device)  # the last cell: padding
     top.scatter_reduce_(0, index, vals, "amax")
@@ -305,16 +305,17 @@ def _batches(rows: torch.Tensor, cols: torch.Tensor) -> list[torch.Tensor]:
     return [(key == k).nonzero().squeeze(1) for k in key.unique() if k >= 0]
 
 
-def _tile_rectangles(a, b, rows, cols, r: int):
-    """For tiles (G', t) with their axis terms a (x1), b (x2) and cell rectangles: the log of each tile's
-    sum on each cell of its rectangle, flat (cell index, r * r for padding; value; the level of cells
-    whose product underflowed, else -inf)."""
+def _tile_rectangles(gx, gy, mu, log_sig, log_w, rows, cols):
+    """For tiles of nodes (G', t) and their cell rectangles: the log of each tile's sum on each cell of its
+    rectangle, flat (cell index, r * r for padding; value; the level of cells whose product underflowed,
+    else -inf). The axis terms a (over x1) and b (over x2, with log w) are computed on the windows only."""
+    r = gx.shape[0]
     ri, rv = _window(*rows, r)
     ci, cv = _window(*cols, r)
-    bs = b.gather(2, ri[:, None, :].expand(-1, b.shape[1], -1))  # (G', t, R)
-    as_ = a.gather(2, ci[:, None, :].expand(-1, a.shape[1], -1))  # (G', t, C)
-    b_max, a_max = bs.amax(1), as_.amax(1)
-    prod = torch.bmm(torch.exp(bs - b_max[:, None]).transpose(1, 2), torch.exp(as_ - a_max[:, None]))
+    b = _axis_terms(gy[ri][:, None, :], mu[..., 1], log_sig[..., 1]) + log_w[..., None]  # (G', t, R)
+    a = _axis_terms(gx[ci][:, None, :], mu[..., 0], log_sig[..., 0])  # (G', t, C)
+    b_max, a_max = b.amax(1), a.amax(1)
+    prod = torch.bmm(torch.exp(b - b_max[:, None]).transpose(1, 2), torch.exp(a - a_max[:, None]))
     level = b_max[:, :, None] + a_max[:, None, :]
     valid = rv[:, :, None] & cv[:, None, :]
     index = torch.where(valid, ri[:, :, None] * r + ci[:, None, :], r * r).reshape(-1)
@@ -323,7 +324,8 @@ def _tile_rectangles(a, b, rows, cols, r: int):
 
 
 def _axis_terms(g: torch.Tensor, mu: torch.Tensor, log_sig: torch.Tensor) -> torch.Tensor:
-    """log N(g_k; mu_j, sigma_j) for grid coordinates g (r,) and tiles of nodes (G, t): (G, t, r)."""
+    """log N(g_k; mu_j, sigma_j) for grid coordinates g (r,) or (G, 1, r) and tiles of nodes (G, t):
+    (G, t, r)."""
     z = (g - mu[..., None]) * torch.exp(-log_sig)[..., None]
     return -0.5 * z ** 2 - log_sig[..., None] - 0.5 * LOG_2PI
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from plotly.colors import cyclical
 
 from .. import plots
 from . import view
@@ -51,6 +52,7 @@ Q_COLOR = "#e4572e"  # the encoder's q(z|x)
 POST_COLOR = "#2166ac"  # the true posterior p(z|x)
 LINE_COLORS = ("#1f77b4", "#d62728")  # decoder lines of constant z1 / constant z2
 BLUES = [[0.0, "#ffffff"], [1.0, "#2166ac"]]
+CYCLIC = [[i / (len(cyclical.HSV) - 1), c] for i, c in enumerate(cyclical.HSV)]  # hue wheel, for angles
 K_VALUES = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
 REPEATS = 30
 
@@ -61,7 +63,7 @@ def position_colors(xy: np.ndarray, box) -> dict:
     xy = np.asarray(xy, np.float64)
     cx, cy = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     angle = (np.arctan2(xy[:, 1] - cy, xy[:, 0] - cx) / (2 * np.pi)) % 1.0
-    return {"color": angle.astype(np.float32), "colorscale": "HSV", "cmin": 0.0, "cmax": 1.0, "showscale": False}
+    return {"color": angle.astype(np.float32), "colorscale": CYCLIC, "cmin": 0.0, "cmax": 1.0, "showscale": False}
 
 
 def lines_trace(xy: np.ndarray, name: str, color: str, width: float = 1.5, dash: str = "solid",
@@ -114,8 +116,7 @@ def estimator_spread(terms: np.ndarray, log_q: np.ndarray, seed: int) -> dict[st
     weighted = terms[j] - log_q[j]
     out = {}
     for name, vals in (("naive", naive), ("is", weighted)):
-        running = np.logaddexp.accumulate(vals, axis=1) - np.log(np.arange(1, kmax + 1))
-        out[name] = running[:, K_VALUES - 1]  # (REPEATS, len(K_VALUES))
+        out[name] = np.stack([_logsumexp(vals[:, :k], axis=1) - np.log(k) for k in K_VALUES], 1)  # (REPEATS, K)
     return out
 
 
@@ -151,15 +152,16 @@ def _diag_ellipses(m, s, name: str, color: str) -> list[dict]:
 def vae_density_figure(snap, log_scale: bool, x: np.ndarray) -> dict:
     ex = snap.extras
     nodes = f"{int(ex['nodes_per_axis'])}{'²' if int(ex['latent_dim']) == 2 else ''}"
-    title = (f"Density p(x) = ∫ p(z) p(x|z) dz — step {snap.step}<br><span style='font-size:11px;color:#555'>"
-             f"by quadrature on {nodes} latent nodes (agrees with half as many within "
-             f"{float(ex['quad_check']):.1g} nats)</span>")
+    title = f"Density p(x) = ∫ p(z) p(x|z) dz — step {snap.step}"
     heat = plots.density_heatmap(snap, log_scale)
     heat["zsmooth"] = "fast"
     traces = [heat, plots.points(snap.train, "training data", color="white", size=3.5, opacity=0.5),
               _star(x, "chosen point")]
     lay = plots.data_layout(snap.box, title, uirevision=f"vae-dens-{snap.dataset}")
-    lay["margin"] = dict(lay["margin"], t=78)
+    lay["annotations"] = [{"text": f"quadrature on {nodes} latent nodes; a grid half as fine agrees within "
+                                   f"{float(ex['quad_check']):.1g} nats", "x": 0.5, "y": 0.0, "xref": "paper",
+                           "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                           "font": {"size": 10, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.75)"}]
     return {"data": traces, "layout": lay}
 
 
@@ -194,11 +196,11 @@ def vae_latent_figure(snap, i: int, colors: dict) -> dict:
     agg = ex["aggregate"]
     traces = [plots.heatmap(axis, axis, agg, "aggregate posterior q(z)", colorscale=BLUES, zmin=0.0,
                             zmax=float(np.quantile(agg, 0.995)) or 1.0, showscale=False),
-              lines_trace(polylines(np.stack(circles)), "prior N(0, I): 1, 2, 3σ", "#444", dash="dash"),
-              plots.points(m, "encoder means m(x) (colour: x's position)", color=colors, size=4.5, opacity=0.85),
-              *_diag_ellipses(m[i], s[i], "q(z|x)", Q_COLOR), _star(m[i], "chosen point's m(x)")]
+              lines_trace(polylines(np.stack(circles)), "prior 1, 2, 3σ", "#444", dash="dash"),
+              plots.points(m, "m(x), coloured by x's place", color=colors, size=4.5, opacity=0.85),
+              *_diag_ellipses(m[i], s[i], "q(z|x)", Q_COLOR), _star(m[i], "chosen point")]
     traces[0]["zsmooth"] = "fast"
-    lay = _axis_layout(f"Latent space: encoder means over q(z) (blue) — step {snap.step}", "z₁", "z₂",
+    lay = _axis_layout(f"Latent space: means of q(z|x) over q(z) — step {snap.step}", "z₁", "z₂",
                        f"vae-lat-{snap.dataset}", xr=(axis[0], axis[-1]), yr=(axis[0], axis[-1]), square=True)
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
@@ -209,14 +211,14 @@ def vae_manifold_figure(snap, x: np.ndarray, colors: dict) -> dict:
     ex = snap.extras
     traces = [plots.points(snap.train, "training data (colour: position)", color=colors, size=3.5, opacity=0.45)]
     if int(ex["latent_dim"]) == 1:
-        title = f"Decoder manifold: μ(z) for z ∈ [−3.5, 3.5] — step {snap.step}"
+        title = f"Decoder μ(z), z ∈ [−3.5, 3.5] — step {snap.step}"
         c = ex["curve_x"]
         traces += [{"type": "scatter", "mode": "lines+markers", "x": c[:, 0], "y": c[:, 1], "name": "μ(z)",
                     "line": {"color": "#333", "width": 1.5},
                     "marker": {"color": ex["curve_z"], "colorscale": "RdBu", "size": 5, "showscale": True,
                                "colorbar": {"title": {"text": "z", "side": "right"}, "thickness": 12, "len": 0.6}}}]
     else:
-        title = f"Decoder manifold: μ(z) on a latent grid, z ∈ [−3.5, 3.5]² — step {snap.step}"
+        title = f"Decoder μ(z) on a latent grid in [−3.5, 3.5]² — step {snap.step}"
         traces += [lines_trace(polylines(ex["lines_z1"]), "lines of constant z₁", LINE_COLORS[0], width=1.3),
                    lines_trace(polylines(ex["lines_z2"]), "lines of constant z₂", LINE_COLORS[1], width=1.3)]
         mid = len(ex["line_levels"]) // 2
@@ -248,7 +250,7 @@ def vae_posterior_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict
     gap = log_px - point_elbo(ex, i, terms)
     rough = " (q narrower than the grid: rough)" if float(s.min()) < 0.5 * h else ""
     name = f"KL(q ‖ p(z|x)) = log p(x) − ELBO = {gap:.3f} nats{rough}"
-    title = f"Posterior of point #{i}: true p(z|x) vs encoder q(z|x) — step {snap.step}"
+    title = f"Point #{i}: true p(z|x) vs encoder q(z|x) — step {snap.step}"
     nodes = ex["nodes"]
     if d == 1:
         z = nodes[:, 0].astype(np.float64)
@@ -284,6 +286,7 @@ def vae_posterior_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict
                "line": {"color": "rgba(0,0,0,0)"}}]
     lay = _axis_layout(title, "z₁", "z₂", f"vae-post-{snap.dataset}-{i}",
                        xr=(c1 - half, c1 + half), yr=(c2 - half, c2 + half), square=True)
+    lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
 
 
@@ -323,7 +326,7 @@ def vae_estimator_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict
     lay = plots.curves_layout(f"Estimating log p(x) for point #{i} with k samples", "log p̂(x) (nats)",
                               uirevision=f"vae-est-{snap.dataset}")
     lay["xaxis"] = {"title": {"text": "samples k"}, "type": "log"}
-    lay["yaxis"]["range"] = [lo_y - 0.3, log_px + 3.0]
+    lay["yaxis"].update(range=[lo_y - 0.3, log_px + 3.0], zeroline=False)
     lay["legend"] = dict(lay["legend"], y=-0.3, yanchor="top")
     lay["margin"] = dict(lay["margin"], b=110)
     return {"data": traces, "layout": lay}
@@ -350,16 +353,18 @@ def vae_bounds_figure(snap) -> dict:
     if loss is not None:
         obj = f"IWAE_{k}" if bool(ex.get("iwae_objective", False)) else "ELBO"
         traces.append({"type": "scatter", "mode": "lines", "x": loss[0], "y": loss[1],
-                       "name": f"training {obj} (batch)", "line": {"color": "#c7c7c7", "width": 1}})
+                       "name": f"batch {obj}", "line": {"color": "#c7c7c7", "width": 1}})
     for key, label, sign, color in (("test_nll", "log p(x) (exact)", -1.0, "#111111"),
-                                    ("test_iwae", f"IWAE bound, k = {k}", 1.0, "#008837"),
+                                    ("test_iwae", f"IWAE, k = {k}", 1.0, "#008837"),
                                     ("test_elbo", "ELBO", 1.0, "#1f77b4")):
         sv = _series(snap, key, sign)
         if sv is not None:
             traces.append({"type": "scatter", "mode": "lines", "x": sv[0], "y": sv[1], "name": label,
                            "line": {"color": color, "width": 2.2}})
-    lay = plots.curves_layout("Held-out log-likelihood and its bounds (nats per point)", "nats per point")
+    lay = plots.curves_layout("Held-out log p(x) and its lower bounds", "nats per point")
     lay["uirevision"] = f"vae-bounds-{snap.dataset}"
+    lay["legend"] = dict(lay["legend"], y=-0.34, yanchor="top", font={"size": 10})
+    lay["margin"] = dict(lay["margin"], b=84)
     if snap.data_nll is not None:
         traces.append(plots.hline(-snap.data_nll, "true density"))
         lay = plots.with_reference_axis(lay)
@@ -375,24 +380,26 @@ def vae_bounds_figure(snap) -> dict:
 def vae_terms_figure(snap) -> dict:
     """The ELBO's two terms and the gaps log p(x) - ELBO = KL(q || p(z|x)) and log p(x) - IWAE_k."""
     traces = []
-    for key, label, color in (("test_recon", "E_q[log p(x|z)] (reconstruction)", "#9467bd"),
+    for key, label, color in (("test_recon", "E_q log p(x|z)", "#9467bd"),
                               ("test_kl", "KL(q(z|x) ‖ p(z))", "#8c564b")):
         sv = _series(snap, key)
         if sv is not None:
             traces.append({"type": "scatter", "mode": "lines", "x": sv[0], "y": sv[1], "name": label,
                            "line": {"color": color, "width": 2}})
     logp = _series(snap, "test_nll", -1.0)
-    for key, label, color in (("test_elbo", "gap log p(x) − ELBO = KL(q ‖ p(z|x))", "#1f77b4"),
-                              ("test_iwae", "gap log p(x) − IWAE_k", "#008837")):
+    for key, label, color in (("test_elbo", "log p − ELBO = KL(q ‖ p(z|x))", "#1f77b4"),
+                              ("test_iwae", "log p − IWAE", "#008837")):
         sv = _series(snap, key)
         if sv is not None and logp is not None and len(logp[0]):
             gap = np.interp(sv[0], logp[0], logp[1]) - sv[1]
             traces.append({"type": "scatter", "mode": "lines", "x": sv[0], "y": gap.astype(np.float32), "name": label,
                            "yaxis": "y2", "line": {"color": color, "width": 2, "dash": "dash"}})
-    lay = plots.curves_layout("ELBO = reconstruction − KL (left) and the gaps (right, dashed)", "nats per point")
+    lay = plots.curves_layout("ELBO = E_q log p(x|z) − KL (left); gaps (right, dashed)", "nats per point")
     lay["uirevision"] = f"vae-terms-{snap.dataset}"
+    lay["legend"] = dict(lay["legend"], y=-0.34, yanchor="top", font={"size": 10})
+    lay["margin"] = dict(lay["margin"], b=84)
     lay["yaxis2"] = {"title": {"text": "gap (nats)"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
-                     "showgrid": False}
+                     "showgrid": False, "tickformat": ".2f"}
     lay["margin"] = dict(lay["margin"], r=55)
     return {"data": traces, "layout": lay}
 
