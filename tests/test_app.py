@@ -7,12 +7,33 @@ import pytest
 from gradio_client import Client
 
 
-def latent_args(dataset="8gaussians", K=8, method="em", n=1000, batch=4096, seed=0):
-    # source, dataset, n, noise, drawing, stroke spread, csv, standardise, model, device,
-    # K, covariance, method, log10 reg, log10 lr, batch, seed
+_SCHEMA = {}
+LABEL_CSV = "CSV with two numeric columns (header optional)"
+
+
+def latent_args(client, dataset="8gaussians", K=8, method="em", n=1000, batch=4096, seed=0, **by_label):
+    """The /latent_* endpoints' arguments, built from the API's own schema (labels and defaults), so the
+    tests follow the tab as it grows; keyword arguments override by widget label."""
+    if "params" not in _SCHEMA:
+        info = client.view_api(return_format="dict", print_info=False)
+        _SCHEMA["params"] = info["named_endpoints"]["/latent_train"]["parameters"]
     noise = {"8gaussians": 0.25, "moons": 0.1}[dataset]
-    return ["Built-in", dataset, n, noise, "", 0.08, None, False, "mog", "cpu",
-            K, "full", method, -4.0, -2.0, batch, seed]
+    want = {"source": "Built-in", "dataset": dataset, "number of points": n, "noise": noise,
+            "model": "mog", "device": "cpu", "components K": K, "covariance": "full",
+            "fitting method": method, "batch size": batch, "seed": seed, **by_label}
+    args, used = [], set()
+    for p in _SCHEMA["params"]:
+        label = p["label"]
+        if label in want:
+            args.append(want[label])
+            used.add(label)
+        elif label.startswith("learning rate"):
+            args.append(-2.0)
+        else:
+            args.append(p.get("parameter_default"))
+    missing = set(want) - used
+    assert not missing, f"the latent endpoints no longer take {missing}"
+    return args
 
 
 def frames_of(job):
@@ -33,7 +54,7 @@ def n_components(frame) -> int:
 
 
 def test_training_streams_frames_and_stops(client):
-    job = client.submit(*latent_args(), api_name="/latent_train")
+    job = client.submit(*latent_args(client), api_name="/latent_train")
     seen = []
     for out in job:
         seen.append(out)
@@ -53,7 +74,7 @@ def test_two_visitors_train_at_once_without_mixing(app_url):
 
     def visit(name, dataset, K):
         c = Client(app_url, verbose=False)
-        job = c.submit(*latent_args(dataset=dataset, K=K), api_name="/latent_train")
+        job = c.submit(*latent_args(c, dataset=dataset, K=K), api_name="/latent_train")
         frames = []
         for out in job:
             frames.append(out)
@@ -82,15 +103,14 @@ def test_bad_upload_is_refused_in_the_status_line(client, tmp_path):
 
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y\n1,2\n")
-    args = latent_args()
-    args[0], args[6] = "Upload CSV", handle_file(str(bad))
+    args = latent_args(client, source="Upload CSV", **{LABEL_CSV: handle_file(str(bad))})
     out = client.predict(*args, api_name="/latent_step")
     assert "at least 10 rows" in out[0]
 
 
 def test_step_walks_em(client):
-    client.predict(*latent_args(K=4), api_name="/latent_reset")
-    first = client.predict(*latent_args(K=4), api_name="/latent_step")
-    second = client.predict(*latent_args(K=4), api_name="/latent_step")
+    client.predict(*latent_args(client, K=4), api_name="/latent_reset")
+    first = client.predict(*latent_args(client, K=4), api_name="/latent_step")
+    second = client.predict(*latent_args(client, K=4), api_name="/latent_step")
     assert "E-step done" in first[0] and "step **0**" in first[0]
     assert "M-step done" in second[0] and "step **1**" in second[0]

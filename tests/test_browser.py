@@ -82,7 +82,7 @@ def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifac
 
 def test_csv_upload_refused_with_reason(page, app_url, tmp_path):
     open_tab(page, app_url)
-    page.get_by_label("Upload CSV").check()
+    page.locator("#latent-source").get_by_label("Upload CSV").check()
     bad = tmp_path / "bad.csv"
     bad.write_text("x\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n")
     page.locator("#latent-csv input[type=file]").set_input_files(str(bad))
@@ -92,7 +92,7 @@ def test_csv_upload_refused_with_reason(page, app_url, tmp_path):
 
 def test_drawn_data_becomes_points(page, app_url, artifacts):
     open_tab(page, app_url)
-    page.get_by_label("Draw").check()
+    page.locator("#latent-source").get_by_label("Draw").check()
     canvas = page.locator("#latent-sketch canvas.dp-canvas")
     canvas.wait_for(timeout=15000)
     box = canvas.bounding_box()
