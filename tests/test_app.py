@@ -6,7 +6,6 @@ import threading
 import pytest
 from gradio_client import Client
 
-
 _SCHEMA = {}
 LABEL_CSV = "CSV with two numeric columns (header optional)"
 
