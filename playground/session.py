@@ -136,6 +136,27 @@ class History:
         return out
 
 
+
+def _copy_into(tree: Any, prev: Any) -> Any:
+    """A detached copy of a (nested dict / list of) tensors, written into `prev`'s tensors where
+    they match in shape, dtype and device (so repeated checkpoints allocate nothing)."""
+    if isinstance(tree, torch.Tensor):
+        if (isinstance(prev, torch.Tensor) and prev.shape == tree.shape and prev.dtype == tree.dtype
+                and prev.device == tree.device):
+            return prev.copy_(tree.detach())
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        prev = prev if isinstance(prev, dict) else {}
+        out = type(tree)() if type(tree) is not dict else {}
+        for k, v in tree.items():
+            out[k] = _copy_into(v, prev.get(k))
+        return out
+    if isinstance(tree, (list, tuple)):
+        prev = prev if isinstance(prev, (list, tuple)) and len(prev) == len(tree) else [None] * len(tree)
+        return type(tree)(_copy_into(v, q) for v, q in zip(tree, prev))
+    return copy.deepcopy(tree)
+
+
 class Session:
     """One training run of one model on one data split.
 
@@ -225,8 +246,12 @@ class Session:
         return self.train_x[idx]
 
     def _checkpoint(self) -> None:
-        self._good = (copy.deepcopy(self.model.state_dict()),
-                      {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()})
+        """Keep the current parameters and optimizer states as the last good ones. After the first
+        call the copies are reused and refreshed in place (a deepcopy per frame cost several ms for a
+        flow with a few hundred small tensors; copying into the kept buffers costs well under one)."""
+        prev = self._good or (None, {})
+        self._good = (_copy_into(self.model.state_dict(), prev[0]),
+                      {k: _copy_into(o.state_dict(), prev[1].get(k)) for k, o in self.optimizers.items()})
         self._good_step = self.step_count
 
     def _params_finite(self) -> bool:
@@ -236,7 +261,9 @@ class Session:
         state, opt_states = self._good
         self.model.load_state_dict(state)
         for k, o in self.optimizers.items():
-            o.load_state_dict(opt_states[k])
+            # fresh copies: torch's load_state_dict may adopt the tensors it is given as the live state,
+            # which would let later steps overwrite the kept checkpoint in place
+            o.load_state_dict(_copy_into(opt_states[k], None))
         self.status = "diverged"
         self.message = (f"stopped at step {self.step_count + 1}: {why}. Restored the parameters of "
                         f"step {self._good_step} (the last finite ones); try a lower learning rate.")
@@ -301,9 +328,9 @@ class Session:
                 now = time.perf_counter()
                 if frames and now - last_frame >= interval:
                     self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
+                    t_frame = now  # the frame's cost includes the checkpoint taken with it
                     if self._params_finite():
                         self._checkpoint()
-                    t_frame = time.perf_counter()
                     snap = self.snapshot()
                     self._idle.set()  # suspended at a yield, the model is not being touched
                     yield snap

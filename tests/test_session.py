@@ -76,6 +76,33 @@ def test_non_finite_loss_stops_and_restores_the_last_good_parameters(sess):
     assert all(torch.isfinite(p).all() for p in sess.model.parameters())
 
 
+def _adam_state(sess):
+    return {k: {i: {n: t.clone() for n, t in st.items()} for i, st in o.state_dict()["state"].items()}
+            for k, o in sess.optimizers.items()}
+
+
+def test_checkpoint_is_a_copy_that_later_steps_and_rollbacks_do_not_touch(sess):
+    """Checkpoints refresh kept buffers in place: they must never alias the live parameters or the
+    optimiser's moments, before or after a rollback (a later rollback must return the same state)."""
+    list(sess.run(max_steps=15))
+    for _ in range(2):  # twice: the second refresh writes into the buffers of the first
+        sess.train_steps(5)
+        sess._checkpoint()
+    params = {k: v.clone() for k, v in sess.model.state_dict().items()}
+    moments = _adam_state(sess)
+    sess.train_steps(10)  # moves parameters and Adam's moments; the checkpoint must not follow
+    for round_ in range(2):
+        sess._restore("test")
+        for k, v in sess.model.state_dict().items():
+            assert torch.equal(v, params[k]), (round_, k)
+        now = _adam_state(sess)
+        for k in moments:
+            for i in moments[k]:
+                for n, t in moments[k][i].items():
+                    assert torch.equal(now[k][i][n], t), (round_, k, i, n)
+        sess.train_steps(10)  # training after the rollback must not write into the checkpoint either
+
+
 def test_failed_closed_form_update_is_caught():
     sess = Session("mog", {"K": 3}, make_split("moons", 500, seed=0), TrainSettings(batch=4096), device="cpu")
 
