@@ -161,3 +161,56 @@ def _zuko_reference(key: str):
 
 
 REFERENCES.update(realnvp=_zuko_reference("realnvp"), maf=_zuko_reference("maf"))
+
+
+# --- MCMC throughput (notes 7.3): chains x steps per second -------------------------------------------
+
+SAMPLER_TARGETS = ("donut", "ebm")
+
+
+def _sampler_target(name: str, device: torch.device):
+    """log p up to a constant: an analytic energy target, or the energy network of an EBM as the EBM
+    tab builds it (the default contrastive-divergence model, untrained: the cost does not depend on
+    the weights)."""
+    from models import build
+    from models.targets import ENERGIES
+
+    if name == "ebm":
+        model = build("ebm_cd").to(device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model.f
+    energy = ENERGIES[name]
+    return lambda x: -energy(x)
+
+
+def bench_samplers(chains: tuple[int, ...] = (100, 1000, 10000), seconds: float = 1.5,
+                   device: str = "auto", targets: tuple[str, ...] = SAMPLER_TARGETS) -> dict:
+    """Chain-steps per second of Langevin, MALA and random-walk Metropolis–Hastings (models/samplers.py)
+    for several numbers of chains run as one batch, on an analytic target and on an EBM's network."""
+    from models.samplers import METHODS, run_chains
+
+    from .session import resolve_device
+
+    threads = configure_threads()
+    dev = resolve_device(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    rows = []
+    for tname in targets:
+        log_prob = _sampler_target(tname, dev)
+        for method in METHODS:
+            for n in chains:
+                x = (torch.randn(n, 2, generator=gen) * 2.0).to(dev)
+                run_chains(log_prob, x, method, n_steps=5)  # warm-up
+                steps, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    out = run_chains(log_prob, x, method, n_steps=20, step_size=0.01, proposal_std=0.3)
+                    x = out.x
+                    steps += 20
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                rows.append({"target": tname, "method": method, "chains": n, "steps_per_second": round(steps / dt, 1),
+                             "chain_steps_per_second": round(n * steps / dt, 1),
+                             "accept_rate": None if out.accept_rate != out.accept_rate else round(out.accept_rate, 3)})
+    return {"device": str(dev), "threads": threads, "results": rows}

@@ -64,8 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     co.add_argument("--json", action="store_true")
 
-    be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered")
-    be.add_argument("model", nargs="?", default="mog")
+    be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered; "
+                                      "'bench samplers': MCMC chains x steps per second")
+    be.add_argument("model", nargs="?", default="mog", help="a model key, or 'samplers'")
+    be.add_argument("--chains", default="100,1000,10000", help="'samplers' only: numbers of chains to time")
     _data_args(be)
     be.add_argument("--seconds", type=float, default=4.0, help="length of each timed run")
     be.add_argument("--repeats", type=int, default=3, help="bare/live pairs; the median ratio is reported")
@@ -238,8 +240,25 @@ def cmd_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench
+    from .bench import bench, bench_samplers
 
+    if args.model == "samplers":
+        try:
+            chains = tuple(int(c) for c in args.chains.split(","))
+        except ValueError:
+            raise UsageError(f"--chains wants comma-separated integers, not '{args.chains}'") from None
+        if not chains or min(chains) < 1 or max(chains) > 1_000_000:
+            raise UsageError("--chains: between 1 and 1,000,000 chains")
+        res = bench_samplers(chains, seconds=min(max(args.seconds / 2, 0.2), 30.0), device=args.device)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"MCMC throughput ({res['device']}, {res['threads']} thread(s)), chains x steps per second:")
+            for r in res["results"]:
+                acc = "" if r["accept_rate"] is None else f"  acceptance {r['accept_rate']:.2f}"
+                print(f"  {r['target']:<6} {r['method']:<9} {r['chains']:>7} chains  "
+                      f"{r['chain_steps_per_second']:>14,.0f}  ({r['steps_per_second']:,.0f} steps/s){acc}")
+        return 0
     cfg, extra = parse_sets(args.model, args.set, {"batch": args.batch, "seed": args.seed})
     settings = TrainSettings.make(**extra)
     args.test_data = None

@@ -75,6 +75,8 @@ def test_own_data_test_data_and_saved_samples(tmp_path):
     (["train", "mog", "--data", "/no/such.csv"], "no such file"),
     (["train", "mog", "--device", "tpu"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
+    (["bench", "samplers", "--chains", "ten"], "comma-separated integers"),
+    (["bench", "samplers", "--chains", "0"], "between 1 and"),
 ])
 def test_bad_arguments_exit_with_one_line(args, reason):
     r = cli(*args, check=False)
@@ -97,3 +99,17 @@ def test_bench_reports_a_ratio():
     assert out["bare_steps_per_second"] > 0 and out["live_steps_per_second"] > 0
     assert out["ratio"] == pytest.approx(out["live_steps_per_second"] / out["bare_steps_per_second"], rel=0.05)
     assert out["frames_per_second"] > 0
+
+
+def test_bench_samplers_times_every_sampler_on_every_target():
+    out = json.loads(cli("bench", "samplers", "--chains", "10,50", "--seconds", "0.4", "--json").stdout)
+    rows = out["results"]
+    assert {(r["target"], r["method"], r["chains"]) for r in rows} == {
+        (t, m, n) for t in ("donut", "ebm") for m in ("langevin", "mala", "mh") for n in (10, 50)}
+    for r in rows:
+        assert r["chain_steps_per_second"] == pytest.approx(r["chains"] * r["steps_per_second"], rel=0.01)
+        assert r["steps_per_second"] > 0
+        # unadjusted Langevin accepts everything (no rate); MALA and MH report a probability
+        assert (r["accept_rate"] is None) == (r["method"] == "langevin")
+        if r["accept_rate"] is not None:
+            assert 0.0 < r["accept_rate"] <= 1.0
