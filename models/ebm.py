@@ -35,7 +35,9 @@ from .samplers import METHODS, ChainTracker, log_prob_and_score, run_chains
 N_CHAINS = 1000  # persistent display chains: the samples of every frame
 N_TRACKED = 8  # the first chains, whose paths are animated
 BURN_IN = 300  # steps for chains that lagged far behind the energy (no frames: the command line)
-STALE_AFTER = 200  # training steps without a frame after which the display chains re-equilibrate
+STALE_AFTER = 200  # training steps without a frame after which the display chains catch up
+CATCH_UP_EVERY, CATCH_UP_MAX = 10, 8  # ... by one sampler step per 10 training steps, at most 8 steps,
+LONG_GAP = 2000  # ... unless f trained this long unseen (the command line): then a full BURN_IN
 SCORE_RES = 17  # the score field's arrows: a SCORE_RES x SCORE_RES grid
 WALL = 50.0  # steepness of the wall around the data's box (standardised units)
 
@@ -124,10 +126,17 @@ class EnergyModel(Model2D):
     def advance_chains(self, n_steps: int) -> None:
         """Move the display chains; the first N_TRACKED record their path (in data units)."""
         if self._stale > STALE_AFTER:  # they sat still while f changed a lot: catch up first
-            res = self.run(self.chains, BURN_IN, record=N_TRACKED)
+            # a few steps, so a fast model's frames (a few hundred training steps apart) stay cheap
+            # (a full burn-in per frame cost 0.3-0.6 s there); after a long run unseen, a full burn-in
+            catch_up = BURN_IN if self._stale > LONG_GAP else min(CATCH_UP_MAX, self._stale // CATCH_UP_EVERY)
+            res = self.run(self.chains, catch_up, record=N_TRACKED)
             self.chains.copy_(res.x)
-            self.tracker.reset()
-            self.tracker.add(self.standardizer.inverse(res.path[BURN_IN // 2:]))
+            if catch_up == BURN_IN:  # re-equilibrated: the old trails no longer mean anything
+                self.tracker.reset()
+                self.tracker.add(self.standardizer.inverse(res.path[BURN_IN // 2:]))
+            else:
+                first = 0 if len(self.tracker.path) == 0 else 1
+                self.tracker.add(self.standardizer.inverse(res.path[first:]))
         self._stale = 0
         res = self.run(self.chains, n_steps, record=N_TRACKED)
         self.chains.copy_(res.x)

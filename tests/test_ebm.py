@@ -284,3 +284,31 @@ def test_sandbox_loop_runs_on_an_analytic_target_and_on_the_learned_energy():
     x = torch.randn(10, 2)
     with torch.no_grad():
         assert not torch.allclose(st2.box.log_prob(x), sess.model.log_prob(x))
+
+
+def test_display_chains_catch_up_a_little_per_frame_and_fully_after_a_long_gap():
+    """A fast model trains a few hundred steps between frames: its display chains take a few catch-up
+    steps (not a full burn-in, which made every frame cost 0.3-0.6 s); after a long run without
+    frames (the command line) they re-equilibrate with BURN_IN steps."""
+    from models import ebm as E
+
+    m = build("ebm_nce")
+    m.init_from_data(torch.as_tensor(make_split("moons", 500, seed=0).train))
+    asked = []
+    real_run = m.run
+
+    def counting_run(z, n_steps, record=0):
+        asked.append(int(n_steps))
+        return real_run(z, n_steps, record)
+
+    m.run = counting_run
+    steps = m.cfg.chain_steps
+    for stale, expected in ((E.STALE_AFTER - 1, [steps]), (250, [min(E.CATCH_UP_MAX, 25), steps]),
+                            (E.LONG_GAP + 1, [E.BURN_IN, steps])):
+        asked.clear()
+        m._stale = stale
+        m.advance_chains(steps)
+        assert asked == expected, stale
+        assert m._stale == 0
+    # after the full burn-in the trails restart: the second half of the burn-in plus this frame's steps
+    assert len(m.tracker.path) <= E.BURN_IN // 2 + steps + 1
