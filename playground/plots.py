@@ -215,6 +215,23 @@ def curve_traces(snap, series: list[tuple[str, str, float]], colors=None) -> lis
     return out
 
 
+def polylines(lines: np.ndarray) -> np.ndarray:
+    """(n_lines, n_pts, 2) -> one (n_lines * (n_pts + 1), 2) array with a NaN row between lines, so that
+    many lines (a warped grid, a generator's manifold) are one trace instead of n_lines."""
+    lines = np.asarray(lines, np.float32)
+    nan = np.full((lines.shape[0], 1, 2), np.nan, np.float32)
+    return np.concatenate([lines, nan], 1).reshape(-1, 2)
+
+
+def lines_trace(xy: np.ndarray, name: str, color: str, width: float = 1.5, dash: str = "solid",
+                showlegend: bool = True, opacity: float = 1.0) -> dict:
+    """Lines through (n, 2) points, broken at NaN rows (see polylines)."""
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    return {"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(xy[:, 0]),
+            "y": np.ascontiguousarray(xy[:, 1]), "name": name, "hoverinfo": "skip", "showlegend": showlegend,
+            "line": {"color": color, "width": width, "dash": dash}, "opacity": opacity, "connectgaps": False}
+
+
 def hline(y: float, name: str, color: str = "#444", dash: str = "dash") -> dict:
     """A horizontal reference line across the whole x range (shape-free, so it has a legend)."""
     return {"type": "scatter", "mode": "lines", "x": [0.0, 1.0], "y": [y, y], "xaxis": "x2",

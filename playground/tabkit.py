@@ -501,25 +501,22 @@ class FamilyTab:
             bad.append(f"dataset={q['dataset']}")
         vals += [model, q["device"] if q.get("device") in DEVICES else gr.skip()]
         cfg_cls = REGISTRY[model].Config
-        for k in self.spec.models:
-            for name, c in self.model_controls[k].items():
-                if k != model or name not in q:
-                    vals.append(gr.skip())
-                    continue
-                try:
-                    vals.append(_raw_value(c, cfg_cls.coerce(name, q[name])))
-                except ConfigError:
-                    bad.append(f"{name}={q[name]}")
-                    vals.append(gr.skip())
-        for name, c in self.settings_controls.items():
+
+        def from_query(name: str, c: Control, coerce) -> Any:
+            """The link's value for this control, checked against its safe range; else leave it."""
             if name not in q:
-                vals.append(gr.skip())
-                continue
+                return gr.skip()
             try:
-                vals.append(_raw_value(c, TrainSettings.coerce(name, q[name])))
+                return _raw_value(c, coerce(name, q[name]))
             except ConfigError:
                 bad.append(f"{name}={q[name]}")
-                vals.append(gr.skip())
+                return gr.skip()
+
+        for k in self.spec.models:
+            for name, c in self.model_controls[k].items():
+                vals.append(from_query(name, c, cfg_cls.coerce) if k == model else gr.skip())
+        for name, c in self.settings_controls.items():
+            vals.append(from_query(name, c, TrainSettings.coerce))
         note = "Settings loaded from the link. Press **Train**."
         if bad:
             note += f" Ignored (unknown or outside the safe range): {', '.join(bad)}."

@@ -94,3 +94,13 @@ def test_models_without_density_say_so():
     snap.log_density = None
     figs = views.render(snap)
     assert "no density" in json.dumps(figs["main"]["layout"]["annotations"])
+
+
+def test_polylines_break_between_lines_and_the_trace_does_not_bridge_them():
+    lines = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2)
+    xy = plots.polylines(lines)
+    assert xy.shape == (15, 2) and xy.dtype == np.float32
+    assert np.isnan(xy[[4, 9, 14]]).all() and np.isfinite(np.delete(xy, [4, 9, 14], 0)).all()
+    np.testing.assert_array_equal(xy[5:9], lines[1])
+    tr = plots.lines_trace(xy, "grid", "#123456", dash="dash")
+    assert tr["connectgaps"] is False and tr["line"]["dash"] == "dash" and len(tr["x"]) == 15

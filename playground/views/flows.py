@@ -44,18 +44,6 @@ def density_panel(snap, log_scale: bool, title: str | None = None) -> dict:
     return fig
 
 
-def _polylines(lines: np.ndarray) -> np.ndarray:
-    """(k, m, 2) lines as one (k*(m+1), 2) polyline with NaN breaks (one trace, not k)."""
-    gap = np.full((lines.shape[0], 1, 2), np.nan, np.float32)
-    return np.concatenate([lines.astype(np.float32), gap], 1).reshape(-1, 2)
-
-
-def _line_trace(xy: np.ndarray, name: str, color: str) -> dict:
-    return {"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(xy[:, 0]),
-            "y": np.ascontiguousarray(xy[:, 1]), "name": name, "hoverinfo": "skip",
-            "line": {"color": color, "width": 1.1}, "opacity": 0.75, "connectgaps": False}
-
-
 def stage_index(snap, layer) -> tuple[int, int]:
     """The stage the slider asks for, clamped to this model's depth: (k, L)."""
     n_layers = snap.extras["stage_lines"].shape[0] - 1
@@ -92,8 +80,8 @@ def layer_panel(snap, layer=None, log_scale: bool = False, who: str = "") -> dic
     half = lines.shape[0] // 2
     traces = [plots.points(snap.test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35),
               nodes,
-              _line_trace(_polylines(lines[:half]), "z₂ = const", LINE_COLORS[0]),
-              _line_trace(_polylines(lines[half:]), "z₁ = const", LINE_COLORS[1])]
+              plots.lines_trace(plots.polylines(lines[:half]), "z₂ = const", LINE_COLORS[0], width=1.1, opacity=0.75),
+              plots.lines_trace(plots.polylines(lines[half:]), "z₁ = const", LINE_COLORS[1], width=1.1, opacity=0.75)]
     lay = plots.data_layout(snap.box, title, uirevision=f"layers-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}

@@ -118,21 +118,6 @@ def arrow_segments(xy: np.ndarray, push: np.ndarray, length: float) -> tuple[np.
     return seg.astype(np.float32), float(norms.mean())
 
 
-def lines_trace(xy: np.ndarray, name: str, color: str, width: float = 1.5, dash: str = "solid",
-                showlegend: bool = True) -> dict:
-    xy = np.asarray(xy, np.float32).reshape(-1, 2)
-    return {"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(xy[:, 0]),
-            "y": np.ascontiguousarray(xy[:, 1]), "name": name, "hoverinfo": "skip", "showlegend": showlegend,
-            "line": {"color": color, "width": width, "dash": dash}, "connectgaps": False}
-
-
-def polylines(lines: np.ndarray) -> np.ndarray:
-    """(n_lines, n_pts, 2) -> one (n_lines * (n_pts + 1), 2) array with a NaN row between lines."""
-    lines = np.asarray(lines, np.float32)
-    nan = np.full((lines.shape[0], 1, 2), np.nan, np.float32)
-    return np.concatenate([lines, nan], 1).reshape(-1, 2)
-
-
 def discriminator_figure(snap, show_push: bool = True) -> dict:
     ex = snap.extras
     label = SURFACE_LABEL[kind(snap.model_key)]
@@ -149,7 +134,7 @@ def discriminator_figure(snap, show_push: bool = True) -> dict:
         seg, mean = arrow_segments(ex["fake_xy"], ex["fake_push"], 0.06 * width)
         traces.append(plots.points(ex["fake_xy"], "tracked fakes", color=FAKE_COLOR, size=6, opacity=1.0,
                                    line_color="white", showlegend=False))
-        traces.append(lines_trace(seg, f"G's push −∇ₓℓ_G (mean size {mean:.2g})", ARROW_COLOR, width=1.4))
+        traces.append(plots.lines_trace(seg, f"G's push −∇ₓℓ_G (mean size {mean:.2g})", ARROW_COLOR, width=1.4))
     return {"data": traces, "layout": lay}
 
 
@@ -171,9 +156,10 @@ def manifold_figure(snap) -> dict:
         traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z), z ~ N(0, I)", color=FAKE_COLOR, size=3.5,
                                    opacity=0.5))
     u_name = "G(z) along z" if dim == 1 else "lines of constant z₂"
-    traces.append(lines_trace(polylines(ex["manifold_u"]), u_name, "#2166ac", width=1.4))
+    traces.append(plots.lines_trace(plots.polylines(ex["manifold_u"]), u_name, "#2166ac", width=1.4))
     if "manifold_v" in ex:
-        traces.append(lines_trace(polylines(ex["manifold_v"]), "lines of constant z₁", "#e08214", width=1.4))
+        traces.append(plots.lines_trace(plots.polylines(ex["manifold_v"]), "lines of constant z₁", "#e08214",
+                                        width=1.4))
     return {"data": traces, "layout": lay}
 
 

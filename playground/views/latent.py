@@ -66,21 +66,6 @@ def position_colors(xy: np.ndarray, box) -> dict:
     return {"color": angle.astype(np.float32), "colorscale": CYCLIC, "cmin": 0.0, "cmax": 1.0, "showscale": False}
 
 
-def lines_trace(xy: np.ndarray, name: str, color: str, width: float = 1.5, dash: str = "solid",
-                showlegend: bool = True) -> dict:
-    xy = np.asarray(xy, np.float32).reshape(-1, 2)
-    return {"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(xy[:, 0]),
-            "y": np.ascontiguousarray(xy[:, 1]), "name": name, "hoverinfo": "skip", "showlegend": showlegend,
-            "line": {"color": color, "width": width, "dash": dash}, "connectgaps": False}
-
-
-def polylines(lines: np.ndarray) -> np.ndarray:
-    """(n_lines, n_pts, 2) -> one (n_lines * (n_pts + 1), 2) array with a NaN row between lines."""
-    lines = np.asarray(lines, np.float32)
-    nan = np.full((lines.shape[0], 1, 2), np.nan, np.float32)
-    return np.concatenate([lines, nan], 1).reshape(-1, 2)
-
-
 def node_terms(ex: dict, x: np.ndarray) -> np.ndarray:
     """log w_j + log N(x; mu(z_j), diag sigma(z_j)^2) over the latent grid: the discrete joint log p(x, z_j)
     whose logsumexp is the model's log p(x) (the same quadrature as its log_prob)."""
@@ -196,7 +181,7 @@ def vae_latent_figure(snap, i: int, colors: dict) -> dict:
     agg = ex["aggregate"]
     traces = [plots.heatmap(axis, axis, agg, "aggregate posterior q(z)", colorscale=BLUES, zmin=0.0,
                             zmax=float(np.quantile(agg, 0.995)) or 1.0, showscale=False),
-              lines_trace(polylines(np.stack(circles)), "prior 1, 2, 3σ", "#444", dash="dash"),
+              plots.lines_trace(plots.polylines(np.stack(circles)), "prior 1, 2, 3σ", "#444", dash="dash"),
               plots.points(m, "m(x), coloured by x's place", color=colors, size=4.5, opacity=0.85),
               *_diag_ellipses(m[i], s[i], "q(z|x)", Q_COLOR), _star(m[i], "chosen point")]
     traces[0]["zsmooth"] = "fast"
@@ -219,11 +204,11 @@ def vae_manifold_figure(snap, x: np.ndarray, colors: dict) -> dict:
                                "colorbar": {"title": {"text": "z", "side": "right"}, "thickness": 12, "len": 0.6}}}]
     else:
         title = f"Decoder μ(z) on a latent grid in [−3.5, 3.5]² — step {snap.step}"
-        traces += [lines_trace(polylines(ex["lines_z1"]), "lines of constant z₁", LINE_COLORS[0], width=1.3),
-                   lines_trace(polylines(ex["lines_z2"]), "lines of constant z₂", LINE_COLORS[1], width=1.3)]
+        traces += [plots.lines_trace(plots.polylines(ex[f"lines_z{i}"]), f"lines of constant z{sub}",
+                                     LINE_COLORS[i - 1], width=1.3) for i, sub in ((1, "₁"), (2, "₂"))]
         mid = len(ex["line_levels"]) // 2
-        traces += [lines_trace(ex["lines_z1"][mid], "z₁ = 0", LINE_COLORS[0], width=3.5, showlegend=False),
-                   lines_trace(ex["lines_z2"][mid], "z₂ = 0", LINE_COLORS[1], width=3.5, showlegend=False)]
+        traces += [plots.lines_trace(ex["lines_z1"][mid], "z₁ = 0", LINE_COLORS[0], width=3.5, showlegend=False),
+                   plots.lines_trace(ex["lines_z2"][mid], "z₂ = 0", LINE_COLORS[1], width=3.5, showlegend=False)]
     traces.append(_star(x, "chosen point"))
     lay = plots.data_layout(snap.box, title, uirevision=f"vae-man-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
