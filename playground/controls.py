@@ -45,7 +45,10 @@ def make_control(spec: dict, value: Any = None, elem_prefix: str = "") -> Contro
         return Control(name, comp, str, spec["live"])
     lo, hi = spec["min"], spec["max"]
     if spec["log"] and lo and hi and lo > 0:
-        comp = gr.Slider(math.log10(lo), math.log10(hi), value=round(math.log10(default), 2), step=0.05,
+        # ends rounded outwards to 0.01 so the slider shows -1.7, not -1.6989700043360187; the
+        # conversion below clamps back to [lo, hi]
+        lo_s, hi_s = math.floor(math.log10(lo) * 100) / 100, math.ceil(math.log10(hi) * 100) / 100
+        comp = gr.Slider(lo_s, hi_s, value=round(math.log10(default), 2), step=0.05,
                          label=f"{label} (log₁₀; default {_fmt(default)})", info=info, elem_id=elem_id)
         conv = (lambda r, _lo=lo, _hi=hi: float(min(max(10 ** float(r), _lo), _hi)))
         return Control(name, comp, conv, spec["live"])

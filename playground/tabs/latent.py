@@ -67,7 +67,7 @@ fine agrees): the held-out NLL, the heatmap and the gaps below are the real thin
 """
 
 VAE_PANELS = (("latent", "Latent space", 470), ("manifold", "Decoder manifold", 470),
-              ("posterior", "Posterior of the chosen point", 470), ("estimator", "Estimating p(x)", 400))
+              ("posterior", "Posterior of the chosen point", 470), ("estimator", "Estimating p(x)", 470))
 
 # Settings that suit each model when it is picked by hand (EM wants the full batch; a VAE small batches)
 MODEL_SETTINGS = {"mog": {"lr": 0.01, "batch": 4096}, "vae": {"lr": 3e-3, "batch": 256}}

@@ -310,10 +310,10 @@ def vae_estimator_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict
                    "name": f"log p(x) = {log_px:.3f}", "line": {"color": "#111", "dash": "dash", "width": 1.5}})
     lay = plots.curves_layout(f"Estimating log p(x) for point #{i} with k samples", "log p̂(x) (nats)",
                               uirevision=f"vae-est-{snap.dataset}")
-    lay["xaxis"] = {"title": {"text": "samples k"}, "type": "log"}
+    lay["xaxis"] = {"title": {"text": "samples k"}, "type": "log", "dtick": 1}  # 1, 10, 100: no minor labels
     lay["yaxis"].update(range=[lo_y - 0.3, log_px + 3.0], zeroline=False)
-    lay["legend"] = dict(lay["legend"], y=-0.3, yanchor="top")
-    lay["margin"] = dict(lay["margin"], b=110)
+    lay["legend"] = dict(lay["legend"], y=-0.5, yanchor="top")  # below the axis title
+    lay["margin"] = dict(lay["margin"], b=150)
     return {"data": traces, "layout": lay}
 
 
