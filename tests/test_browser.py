@@ -53,7 +53,7 @@ def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifac
     page.locator("#latent-dataset input").click()
     page.get_by_role("option", name="Two moons").click()
     lr = page.locator("#latent-lr input[type=number]")
-    lr.fill("-3.5")  # a slow learning rate: the density keeps changing for many seconds
+    lr.fill("-4.5")  # a slow learning rate: the density keeps changing for minutes, even on a fast machine
     lr.press("Enter")
     page.click("#latent-reset")
     page.click("#latent-train")
