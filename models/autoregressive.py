@@ -96,6 +96,7 @@ class DiscreteAutoregressive(Model2D):
 
     family = "autoregressive"
     density = "exact"
+    probe_kind = "autoregressive"
     Config = DiscreteConfig
 
     def __init__(self, cfg=None):

@@ -64,6 +64,7 @@ class RNADE(Model2D):
     key = "rnade"
     family = "autoregressive"
     title = "RNADE (continuous, mixture of Gaussians)"
+    probe_kind = "rnade"
     density = "exact"
     Config = RNADEConfig
 

@@ -183,6 +183,9 @@ class Model2D(nn.Module):
         density: "exact" (log_prob is a normalised log-density), "unnormalized" (log_prob is
             f(x); the session normalises it on a grid), "bound" (log_prob is estimated, e.g. by
             latent integration, and the loss is a bound) or "none" (no density: GANs).
+        probe_kind: which typed record of playground/snapshot.py (PROBES) the dict returned by
+            :meth:`probe` fills: "mixture", "vae", "flow", "student", "gan", "ebm", "autoregressive",
+            "rnade", or "none" (no probe). A plain string: models never import the playground.
         Config: the model's hyperparameters (a BaseConfig dataclass).
     """
 
@@ -190,6 +193,7 @@ class Model2D(nn.Module):
     family: ClassVar[str] = ""
     title: ClassVar[str] = ""
     density: ClassVar[str] = "exact"
+    probe_kind: ClassVar[str] = "none"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
 
     def __init__(self, cfg: BaseConfig | None = None):
@@ -239,7 +243,8 @@ class Model2D(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no density")
 
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
-        """What this family can show: values on the (m, 2) grid and on the shown data points."""
+        """What this family can show: values on the (m, 2) grid and on the shown data points, as numpy.
+        The keys are exactly the fields of the record named by :attr:`probe_kind` (strictly checked)."""
         return {}
 
     def metrics(self, x_test: torch.Tensor) -> dict[str, float]:

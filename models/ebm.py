@@ -66,6 +66,7 @@ class EnergyModel(Model2D):
 
     family = "ebm"
     density = "unnormalized"
+    probe_kind = "ebm"
     Config = EnergyConfig
 
     def __init__(self, cfg=None):

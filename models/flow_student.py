@@ -47,6 +47,7 @@ class TeacherStudent(Model2D):
     key = "iaf_student"
     family = "flow"
     title = "MAF teacher → IAF student (Parallel WaveNet)"
+    probe_kind = "student"
     density = "exact"
     Config = StudentConfig
 

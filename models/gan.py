@@ -92,6 +92,7 @@ class GAN(Model2D):
     """
 
     family = "gan"
+    probe_kind = "gan"
     density = "none"
     Config = GANConfig
     surface_mid: float | None = 0.0  # the surface's value where D cannot tell real from fake

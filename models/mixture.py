@@ -48,6 +48,7 @@ class MixtureOfGaussians(Model2D):
     key = "mog"
     family = "latent"
     title = "Mixture of Gaussians"
+    probe_kind = "mixture"
     density = "exact"
     Config = MoGConfig
 

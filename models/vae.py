@@ -83,6 +83,7 @@ class VAE(Model2D):
     key = "vae"
     family = "latent"
     title = "Variational autoencoder (VAE)"
+    probe_kind = "vae"
     density = "exact"
     Config = VAEConfig
 

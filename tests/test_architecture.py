@@ -1,6 +1,8 @@
 """The rooms of ../shared/ARCHITECTURE.md, held by walking every import."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,10 +30,25 @@ def test_models_never_import_ui(path):
     assert not imports(path) & {"gradio", "plotly", "playground"}, path
 
 
-@pytest.mark.parametrize("path", [ROOT / "playground" / "plots.py"] + files("playground", "views"),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [ROOT / "playground" / "plots.py", ROOT / "playground" / "snapshot.py"]
+                         + files("playground", "views"), ids=lambda p: p.name)
 def test_plots_never_import_torch_or_gradio(path):
     assert not imports(path) & {"torch", "gradio", "models"}, path
+
+
+def test_snapshot_imports_only_the_standard_library_and_numpy():
+    """The model -> view contract is numpy only: the worker side reads it without the plotting stack."""
+    assert imports(ROOT / "playground" / "snapshot.py") - set(sys.stdlib_module_names) <= {"numpy"}
+
+
+def test_drawing_side_loads_without_torch_or_gradio():
+    """The same rule at run time: importing the views, the snapshot and the plots pulls in neither
+    (an indirect import through a package __init__ would pass the walk above)."""
+    code = ("import playground.views, playground.snapshot, playground.plots, sys; "
+            "assert 'torch' not in sys.modules and 'gradio' not in sys.modules, "
+            "[m for m in ('torch', 'gradio') if m in sys.modules]")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("path", files("playground", "tabs"), ids=lambda p: p.name)

@@ -1,19 +1,28 @@
 """One contract over every registered model: whatever family a model is, it must keep these."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from models import REGISTRY, TrainSettings, build, load
 from playground.datasets import make_split
+from playground.metrics import make_grid
+from playground.snapshot import PROBES, MixtureProbe, Probe, make_probe
 
 KEYS = sorted(REGISTRY)
 
 
 @pytest.fixture(scope="module")
-def data():
-    return torch.as_tensor(make_split("moons", 600, seed=0).train)
+def split():
+    return make_split("moons", 600, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data(split):
+    return torch.as_tensor(split.train)
 
 
 def _model(key, data):
@@ -61,8 +70,74 @@ def test_step_sample_and_density_shapes(key, data):
         with torch.no_grad():
             lp = m.log_prob(data[:50])
         assert lp.shape == (50,) and torch.isfinite(lp).all()
-    extras = m.probe(data[:20], data[:20])
-    assert isinstance(extras, dict)
+    raw = m.probe(data[:20], data[:20])
+    assert isinstance(raw, dict)
+
+
+def _no_tensors(v, where: str) -> None:
+    assert not isinstance(v, torch.Tensor), where
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _no_tensors(x, f"{where}.{k}")
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _no_tensors(x, f"{where}[{i}]")
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_probe_fills_its_typed_record(key, split, data):
+    """After a few steps, what probe() returns converts strictly (no undeclared, missing or mistyped
+    key) into the record its probe_kind names, as the session does, and its arrays are finite numpy
+    arrays (apart from fields documented to allow inf / NaN)."""
+    m = _model(key, data)
+    assert m.probe_kind == "none" or m.probe_kind in PROBES, m.probe_kind
+    opts = m.configure_optimizers(TrainSettings(lr=1e-3))
+    for _ in range(5):
+        m.step(data[:64], opts)
+    m.sample(50)  # what a frame does before probing (EBMs move their display chains here)
+    grid = torch.as_tensor(make_grid(split.box, 24)[2])
+    raw = m.probe(grid, data[:100])
+    rec = make_probe(m.probe_kind, raw)
+    if m.probe_kind == "none":
+        assert rec is None
+        return
+    assert type(rec) is PROBES[m.probe_kind]
+    _no_tensors(dataclasses.asdict(rec), key)
+    arrays = rec.arrays()
+    assert arrays, "a record with no arrays"
+    for name, v in arrays.items():
+        assert isinstance(v, np.ndarray) and v.size, name
+    assert not rec.nonfinite(), f"non-finite values in {rec.nonfinite()}"
+    declared = {f.name for f in dataclasses.fields(rec)}
+    assert set(raw) <= declared
+
+
+def test_every_record_is_some_models():
+    kinds = {cls.probe_kind for cls in REGISTRY.values()}
+    assert set(PROBES) <= kinds, f"records no model fills: {set(PROBES) - kinds}"
+
+
+def test_records_are_strict():
+    good = {"weights": np.ones(2, np.float32), "means": np.zeros((2, 2)), "covariances": np.zeros((2, 2, 2)),
+            "point_labels": np.zeros(3, np.int32), "point_confidence": np.ones(3)}
+    assert isinstance(make_probe("mixture", good), MixtureProbe)
+    assert make_probe("mixture", {}) is None
+    with pytest.raises(KeyError, match="'extra_key'"):
+        make_probe("mixture", {**good, "extra_key": np.zeros(1)})
+    with pytest.raises(KeyError, match="'weights'"):
+        make_probe("mixture", {k: v for k, v in good.items() if k != "weights"})
+    with pytest.raises(TypeError, match="MixtureProbe.means"):
+        make_probe("mixture", {**good, "means": [[0.0, 0.0]]})
+    with pytest.raises(KeyError, match="probe_kind"):
+        make_probe("none", good)
+    rec = make_probe("student", {**{k: np.zeros(2) for k in ("stage_lines", "stage_nodes", "stage_logp",
+                                                            "layer_log_det", "layer_names", "latent",
+                                                            "teacher_log_density", "teacher_x", "teacher_y")},
+                                 "teacher_steps": np.array(7, np.int32), "phase": np.array("student")})
+    assert rec.teacher_steps == 7 and type(rec.teacher_steps) is int and rec.phase == "student"
+    with pytest.raises(TypeError, match="teacher_steps"):
+        make_probe("student", {**dataclasses.asdict(rec), "teacher_steps": 1.5})
+    assert issubclass(type(rec), Probe)
 
 
 @pytest.mark.parametrize("key", KEYS)
