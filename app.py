@@ -15,7 +15,6 @@ import gradio as gr
 
 from playground import liveplot
 from playground.session import configure_threads, device_label, resolve_device
-from playground.tabkit import FamilyTab
 from playground.tabs import TABS, coming
 
 TITLE = "Generative Models Playground"
@@ -40,7 +39,7 @@ def build_app() -> gr.Blocks:
     gr.set_static_paths(liveplot.static_paths())
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**.")
-        family_tabs = []
+        loaders = []  # tabs and live areas with a page-load event (their channel token, a shared link)
         with gr.Tabs() as tabs:
             for name in TABS:
                 try:
@@ -53,14 +52,15 @@ def build_app() -> gr.Blocks:
                 with gr.Tab(title, id=name, elem_id=f"tab-{name}"):
                     if module:
                         built = module.build()
-                        if isinstance(built, FamilyTab):
-                            family_tabs.append(built)
+                        loaders += [b for b in (built if isinstance(built, list) else [built])
+                                    if hasattr(b, "load_args")]
                     else:
                         coming.build(name)
         # a shared link (?tab=flows&dataset=moons&...) opens its tab with its settings
         demo.load(_select_tab, None, tabs, api_visibility="private", queue=False)
-        for tab in family_tabs:
-            demo.load(tab.apply_query, None, tab.query_outputs(), api_visibility="private", queue=False)
+        for obj in loaders:
+            fn, inputs, outputs = obj.load_args()
+            demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
     demo.queue(default_concurrency_limit=8)
     return demo
 

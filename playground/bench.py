@@ -1,7 +1,8 @@
 """`python -m playground bench`: the same training run timed bare and inside the live session.
 
 Bare: Session.train_steps(N) with no frames. Live: Session.run(max_steps=N) with every frame
-rendered to figures and encoded to JSON exactly as the app sends them (views.render + to_json).
+rendered to figures and encoded as a frame update exactly as the app sends it (views.render +
+frames.FrameEncoder), for a page that always wants the next frame.
 The two alternate `repeats` times in one process and the median ratio live/bare is reported,
 so a noisy shared machine affects both sides alike. Target: ratio >= 0.95. `ratio_cpu` is the same
 ratio in this process's CPU time, which other processes on a busy machine disturb far less.
@@ -14,8 +15,9 @@ import time
 
 import torch
 
-from . import plots, views
+from . import views
 from .datasets import DataSplit
+from .frames import FrameEncoder
 from .session import Session, configure_threads
 
 # model key -> function(cfg, data, settings, seconds, device) -> {name: value}: the same model built
@@ -41,32 +43,49 @@ def _bare(key, cfg, data, settings, device, steps=None, seconds=None) -> tuple[i
     return steps, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _live(key, cfg, data, settings, device, steps) -> tuple[float, int, float]:
+def _live(key, cfg, data, settings, device, steps) -> tuple[float, int, float, dict]:
+    """The run as the app makes it for a page that always wants the next frame: every frame's snapshot is
+    rendered by the views and encoded as a frame update (playground/frames.py), and that cost is charged
+    to the frame budget exactly as the channel reports it."""
     sess = Session(key, cfg, data, settings, device=device)
     sess.train_steps(20)
-    for fig in views.render(sess.snapshot()).values():  # warm-up of the frame path (first calls are slow)
-        plots.to_json(fig)
+    enc = FrameEncoder()
+    enc.encode(views.render(sess.snapshot()), status="", have=enc.seq)  # warm-up of the frame path
     sess.history = type(sess.history)()
-    frames = 0
+    frames, cost = 0, [0.0]
+    snap_ms, enc_ms, sizes = [], [], []
     c0 = time.process_time()
     t0 = time.perf_counter()
-    for snap in sess.run(max_steps=steps):
-        for fig in views.render(snap).values():
-            plots.to_json(fig)
+    for snap in sess.run(max_steps=steps, frame_cost=lambda: cost[0]):
+        if snap is None:
+            continue
+        t1 = time.perf_counter()
+        msg = enc.encode(views.render(snap), status="", have=enc.seq)
+        cost[0] = time.perf_counter() - t1
+        enc_ms.append(cost[0] * 1000)
+        snap_ms.append(sess.last_snapshot_seconds * 1000)
+        sizes.append(len(msg))
         frames += 1
     if sess.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0, frames, time.process_time() - c0
+    costs = {"snapshot_ms": _median(snap_ms[1:] or snap_ms), "encode_ms": _median(enc_ms[1:] or enc_ms),
+             "bytes_per_frame": _median(sizes[1:] or sizes)}
+    return time.perf_counter() - t0, frames, time.process_time() - c0, costs
+
+
+def _median(v: list[float]) -> float:
+    return statistics.median(v) if v else 0.0
 
 
 def bench(key: str, cfg: dict, data: DataSplit, settings, seconds: float = 4.0, repeats: int = 3,
           device: str = "auto") -> dict:
     threads = configure_threads()
-    ratios, bare_rates, live_rates, fps, cpu_ratios = [], [], [], [], []
+    ratios, bare_rates, live_rates, fps, cpu_ratios, costs = [], [], [], [], [], []
     steps = None
     for _ in range(max(1, repeats)):
         steps, t_bare, c_bare = _bare(key, cfg, data, settings, device, steps=steps, seconds=seconds)
-        t_live, frames, c_live = _live(key, cfg, data, settings, device, steps)
+        t_live, frames, c_live, cost = _live(key, cfg, data, settings, device, steps)
+        costs.append(cost)
         bare_rates.append(steps / t_bare)
         live_rates.append(steps / t_live)
         fps.append(frames / t_live)
@@ -78,7 +97,10 @@ def bench(key: str, cfg: dict, data: DataSplit, settings, seconds: float = 4.0, 
            "live_steps_per_second": round(statistics.median(live_rates), 2),
            "frames_per_second": round(statistics.median(fps), 2),
            "ratio": round(statistics.median(ratios), 4), "ratios": [round(r, 4) for r in ratios],
-           "ratio_cpu": round(statistics.median(cpu_ratios), 4)}
+           "ratio_cpu": round(statistics.median(cpu_ratios), 4),
+           "frame_snapshot_ms": round(statistics.median(c["snapshot_ms"] for c in costs), 2),
+           "frame_encode_ms": round(statistics.median(c["encode_ms"] for c in costs), 2),
+           "frame_bytes": round(statistics.median(c["bytes_per_frame"] for c in costs))}
     if key in REFERENCES:
         res["references"] = REFERENCES[key](cfg, data, settings, seconds, device)
     return res

@@ -65,11 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--json", action="store_true")
 
     be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered; "
-                                      "'bench samplers': MCMC chains x steps per second")
-    be.add_argument("model", nargs="?", default="mog", help="a model key, or 'samplers'")
+                                      "'bench samplers': MCMC chains x steps per second; 'bench browser': what "
+                                      "the page paints per tab; 'bench frames MODEL': the browser's cost per frame")
+    be.add_argument("model", nargs="?", default="mog", help="a model key, or 'samplers', 'browser', 'frames'")
+    be.add_argument("target", nargs="?", default=None, help="'frames' only: the model whose frames to replay")
+    be.add_argument("--tab", action="append", default=[], help="'browser' only: a tab to measure (repeatable; "
+                                                              "default: every tab with training)")
+    be.add_argument("--app-dir", default=None, help="'browser' only: run the app of another checkout (to compare "
+                                                     "before/after in one run)")
+    be.add_argument("--frames", type=int, default=25, help="'frames' only: how many frames to record and replay")
     be.add_argument("--chains", default="100,1000,10000", help="'samplers' only: numbers of chains to time")
     _data_args(be)
-    be.add_argument("--seconds", type=float, default=4.0, help="length of each timed run")
+    be.add_argument("--seconds", type=float, default=None,
+                    help="length of each timed run (default 4; 'browser': seconds watched per tab, default 8)")
     be.add_argument("--repeats", type=int, default=3, help="bare/live pairs; the median ratio is reported")
     be.add_argument("--batch", type=int, default=None)
     be.add_argument("--seed", type=int, default=0)
@@ -240,6 +248,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.model in ("browser", "frames"):
+        return cmd_bench_web(args)
+    args.seconds = 4.0 if args.seconds is None else args.seconds
     from .bench import bench, bench_samplers
 
     if args.model == "samplers":
@@ -271,8 +282,36 @@ def cmd_bench(args) -> int:
         print(f"  bare      {res['bare_steps_per_second']:.1f} steps/s")
         print(f"  live      {res['live_steps_per_second']:.1f} steps/s with {res['frames_per_second']:.1f} frames/s")
         print(f"  ratio     {res['ratio']:.3f}  (live / bare; target >= 0.95)")
+        print(f"  a frame   snapshot {res['frame_snapshot_ms']:.1f} ms + views and encoding "
+              f"{res['frame_encode_ms']:.1f} ms, {res['frame_bytes'] / 1024:.1f} KB (median frame update)")
         for k, v in res.get("references", {}).items():
             print(f"  vs {k:<6} {v}")
+    return 0
+
+
+def cmd_bench_web(args) -> int:
+    from . import benchweb
+
+    args.seconds = 8.0 if args.seconds is None else args.seconds
+    if args.seconds <= 0 or args.frames < 2:
+        raise UsageError("--seconds must be > 0 and --frames >= 2")
+    try:
+        if args.model == "browser":
+            tabs = [t for arg in args.tab for t in arg.split(",")] or list(benchweb.TABS)
+            bad = [t for t in tabs if t not in benchweb.TABS]
+            if bad:
+                raise UsageError(f"unknown tab(s): {', '.join(bad)} (known: {', '.join(benchweb.TABS)})")
+            res = benchweb.bench_browser(tabs, seconds=args.seconds,
+                                         app_dir=args.app_dir)
+            print(benchweb.to_json(res)) if args.json else benchweb.print_browser(res)
+        else:
+            key = args.target or "mog"
+            if key not in REGISTRY:
+                raise UsageError(f"unknown model '{key}' (known: {', '.join(sorted(REGISTRY))})")
+            res = benchweb.bench_frames(key, args.dataset, frames=args.frames)
+            print(benchweb.to_json(res)) if args.json else benchweb.print_frames(res)
+    except benchweb.BenchError as err:
+        raise UsageError(str(err)) from None
     return 0
 
 

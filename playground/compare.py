@@ -56,7 +56,7 @@ def compare(keys: list[str], data: DataSplit, seconds: float = 10.0, seed: int =
         try:
             sess = Session(e.key, None, data, TrainSettings(seed=seed), device=device, n_samples=n_samples)
             t0 = time.perf_counter()
-            for _ in sess.run(max_seconds=seconds, frame_interval=progress_every, frames=True):
+            for _ in sess.run(max_seconds=seconds, frames=False, heartbeat=progress_every):
                 e.steps, e.seconds = sess.step_count, time.perf_counter() - t0
                 yield entries
             e.steps, e.seconds = sess.step_count, time.perf_counter() - t0

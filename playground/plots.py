@@ -72,11 +72,62 @@ def _finite(o):
     return o
 
 
+# --- colour ranges that hold still ------------------------------------------------------------------------
+# A colour bar is Plotly's to draw: each change of a colour range redraws the plot (20-60 ms in the browser).
+# Ranges rounded to a few "nice" steps change a handful of times in a run, not every frame.
+
+_NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def nice_ceil(v: float) -> float:
+    """The smallest of ±{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8} x 10^k at least v (0 stays 0)."""
+    v = float(v)
+    if not math.isfinite(v) or v == 0.0:
+        return v
+    if v < 0:
+        return -nice_floor(-v)
+    k = math.floor(math.log10(v))
+    for m in _NICE:
+        if _dec(m, k) >= v * (1 - 1e-12):
+            return _dec(m, k)
+    return _dec(1.0, k + 1)
+
+
+def nice_floor(v: float) -> float:
+    """The largest of ±{1, 1.2, ..., 8} x 10^k at most v (0 stays 0)."""
+    v = float(v)
+    if not math.isfinite(v) or v == 0.0:
+        return v
+    if v < 0:
+        return -nice_ceil(-v)
+    k = math.floor(math.log10(v))
+    for m in reversed(_NICE):
+        if _dec(m, k) <= v * (1 + 1e-12):
+            return _dec(m, k)
+    return _dec(8.0, k - 1)
+
+
+def _dec(m: float, k: int) -> float:
+    """m x 10^k as the float nearest the decimal (0.3, not 0.30000000000000004)."""
+    return float(f"{m}e{k}")
+
+
+def step_ceil(v: float, step: float = 0.5) -> float:
+    """v rounded up to a multiple of step (a log-density's top, in nats)."""
+    return math.ceil(float(v) / step) * step if math.isfinite(v) else v
+
+
+def step_floor(v: float, step: float = 0.5) -> float:
+    return math.floor(float(v) / step) * step if math.isfinite(v) else v
+
+
 # --- layout ------------------------------------------------------------------------------------------
 
 def data_layout(box, title: str, uirevision: str = "data", height: int = 430, legend: bool = True) -> dict:
-    """A square x1/x2 view of `box` (xmin, xmax, ymin, ymax) with fixed ranges."""
+    """A square x1/x2 view of `box` (xmin, xmax, ymin, ymax) with fixed ranges. It is a *live* panel
+    (meta.live): the browser draws its heatmaps and points on a canvas (see playground/frames.py)."""
     return {
+        "meta": {"live": True},
         "title": {"text": title, "x": 0.02, "xanchor": "left", "y": 0.985, "yanchor": "top",
                   "font": {"size": 14}},
         "xaxis": {"title": {"text": "x₁"}, "range": [box[0], box[1]], "zeroline": False,
@@ -146,14 +197,14 @@ def density_heatmap(snap, log_scale: bool = False, name: str = "model density") 
         return None
     lp = np.asarray(snap.log_density, np.float32)
     if log_scale:
-        top = float(np.nanmax(lp)) if np.isfinite(lp).any() else 0.0
+        top = step_ceil(float(np.nanmax(lp))) if np.isfinite(lp).any() else 0.0
         z = np.clip(lp, top - 12.0, top)
         return heatmap(snap.grid_x, snap.grid_y, z, name, zmin=top - 12.0, zmax=top,
                        colorbar_title="log p(x)")
     p = np.exp(lp.astype(np.float64))
     hi = float(np.nanquantile(p, 0.999)) if np.isfinite(p).any() else 1.0
     return heatmap(snap.grid_x, snap.grid_y, p.astype(np.float32), name, zmin=0.0,
-                   zmax=max(hi, 1e-12), colorbar_title="p(x)")
+                   zmax=nice_ceil(max(hi, 1e-12)), colorbar_title="p(x)")
 
 
 def points(xy, name: str, color=DATA_COLOR, size: float = 4, opacity: float = 0.7,

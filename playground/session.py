@@ -1,9 +1,10 @@
 """A training session: one model, its optimisers, a data split, the step count and the history.
 
-``Session.run()`` trains as fast as it can and yields a :class:`Snapshot` (plain numpy, no torch)
-about every 0.25 s of elapsed time, so fast models are not slowed by drawing and slow models still
-animate. A non-finite loss (or a failed closed-form update) stops the run and restores the last
-parameters known to be finite. Sessions hold no global state: a web visitor owns one in gr.State.
+``Session.run()`` trains as fast as it can and yields a :class:`Snapshot` (plain numpy, no torch;
+defined in playground/snapshot.py and re-exported here) about every 0.25 s of elapsed time, so fast
+models are not slowed by drawing and slow models still animate. A non-finite loss (or a failed
+closed-form update) stops the run and restores the last parameters known to be finite. Sessions hold
+no global state: a web visitor owns one in gr.State.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,20 @@ from models import REGISTRY, TrainSettings, build
 
 from . import metrics
 from .datasets import DataSplit
+from .snapshot import Snapshot, make_probe
 
-# a frame may take at most this share of the wall-clock time; beyond it frames are spaced out
-MAX_FRAME_SHARE = 0.06
+__all__ = ["History", "Session", "Snapshot", "configure_threads", "device_label", "resolve_device"]
+
+# frames (snapshot + rendering + encoding) take at most this share of the time while a page watches; beyond it
+# they are spaced out. Held-out evaluations have their own, smaller share (MAX_EVAL_SHARE). A run nobody
+# watches (the command line, an API client) makes no frames at all.
+MAX_FRAME_SHARE = 0.08
+MIN_FRAME_INTERVAL = 1 / 12  # at most 12 frames a second, however fast the page draws
+MAX_FRAME_GAP = 1.0  # and at least one a second, however costly a frame
+EVAL_INTERVAL = 1.0  # held-out metrics (NLL, sample distance...) at most once a second while running
+MAX_EVAL_SHARE = 0.02  # ... and taking at most this share of the time (frames have their own budget)
+LIVE_GRID_SECONDS = 0.004  # the density grid of a frame while running costs about this much (see _fit_live_grid)
+MIN_LIVE_RES = 40
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -53,35 +64,6 @@ def configure_threads() -> int:
     n = int(os.environ.get("PLAYGROUND_THREADS", "1"))
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
-
-
-@dataclass
-class Snapshot:
-    """Everything a frame shows, as plain numpy: the only thing that crosses to the plots."""
-
-    step: int
-    status: str  # idle | running | stopped | diverged | done
-    message: str
-    model_key: str
-    family: str
-    density: str
-    box: tuple[float, float, float, float]
-    train: np.ndarray
-    test: np.ndarray
-    samples: np.ndarray | None = None
-    sample_labels: np.ndarray | None = None
-    grid_x: np.ndarray | None = None
-    grid_y: np.ndarray | None = None
-    log_density: np.ndarray | None = None  # (ny, nx), normalised where the family allows
-    grid_mass: float | None = None  # probability mass of the density on the grid
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    latest: dict[str, float] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
-    data_nll: float | None = None  # held-out NLL under the true density, when known
-    steps_per_sec: float = 0.0
-    elapsed: float = 0.0
-    device: str = "cpu"
-    dataset: str = ""
 
 
 class History:
@@ -115,25 +97,45 @@ class History:
             vals.append(float(v))
 
     def curves(self, max_points: int = 600) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """All series as (steps, values) with at most max_points each (bin means for the steps)."""
+        """All series as (steps, values) with at most max_points each, decimated so that from one frame
+        to the next a series changes only at its end (the browser is sent just the changed tail).
+
+        Per-step terms: means of bins of b steps, b the smallest power of two that fits, at the bins'
+        centre steps. A full bin never changes until b doubles; the last, partial bin is the tail.
+        Per-frame evaluations: every b-th point (b again a power of two) and always the last one."""
+        if max_points < 2:
+            raise ValueError("max_points must be at least 2")
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         n = self.n
+        b = pow2_bin(n, max_points)
+        full = n // b
         for k, buf in self.step_terms.items():
             v = buf[:n]
-            steps = np.arange(1, n + 1, dtype=np.float32)
-            if n > max_points:
-                b = n // max_points
-                m = (n // b) * b
-                v = np.nanmean(v[:m].reshape(-1, b), 1)
-                steps = steps[:m].reshape(-1, b).mean(1)
-            out[k] = (steps.astype(np.float32), v.astype(np.float32))
+            if b == 1:
+                out[k] = (np.arange(1, n + 1, dtype=np.float32), v.astype(np.float32))
+                continue
+            vals = np.nanmean(v[: full * b].reshape(full, b), 1)
+            steps = np.arange(full) * b + (b + 1) / 2
+            if n > full * b:  # the partial last bin
+                vals = np.append(vals, np.nanmean(v[full * b:]))
+                steps = np.append(steps, (full * b + 1 + n) / 2)
+            out[k] = (steps.astype(np.float32), vals.astype(np.float32))
         for k, (s, v) in self.evals.items():
             s_arr, v_arr = np.asarray(s, np.float32), np.asarray(v, np.float32)
             if len(s_arr) > max_points:
-                idx = np.linspace(0, len(s_arr) - 1, max_points).astype(int)
+                last = len(s_arr) - 1
+                idx = np.append(np.arange(0, last, pow2_bin(last, max_points - 1)), last)
                 s_arr, v_arr = s_arr[idx], v_arr[idx]
             out[k] = (s_arr, v_arr)
         return out
+
+
+def pow2_bin(n: int, max_points: int) -> int:
+    """The smallest power of two b with ceil(n / b) <= max_points (max_points >= 1)."""
+    b = 1
+    while -(-n // b) > max_points:
+        b *= 2
+    return b
 
 
 
@@ -167,12 +169,13 @@ class Session:
         settings: learning rate, batch size and seed.
         device: "auto", "cpu" or "cuda".
         grid_res: the density grid is grid_res x grid_res over the data's box.
-        n_show: at most this many data points are drawn; n_samples model samples per frame.
+        n_show: at most this many data points are drawn; n_samples model samples per frame (the sample
+            distance of the curves uses 500 of them).
     """
 
     def __init__(self, model_key: str, config: dict | None, data: DataSplit,
                  settings: TrainSettings | None = None, device: str = "auto", grid_res: int = 100,
-                 n_show: int = 1000, n_samples: int = 1000):
+                 n_show: int = 1000, n_samples: int = 600):
         if model_key not in REGISTRY:
             raise KeyError(f"unknown model '{model_key}'")
         self.settings = settings or TrainSettings()
@@ -205,10 +208,16 @@ class Session:
         self._good_step = 0
         self._train_time = 0.0
         self._rate = 0.0
+        self._evals: dict[str, float] = {}  # the last held-out metrics (see snapshot)
+        self._next_eval = -math.inf
+        self.last_eval_cpu = 0.0
+        self.last_snapshot_seconds = 0.0
         self._checkpoint()
         xs, ys, pts = metrics.make_grid(data.box, self.grid_res)
         self.grid_x, self.grid_y = xs, ys
         self.grid = torch.as_tensor(pts, device=self.device)
+        self._grids: dict[int, tuple] = {self.grid_res: (xs, ys, self.grid, metrics.cell_area(xs, ys))}
+        self.live_res = self.grid_res  # the grid of frames while running (see _grid_for)
         self.cell_area = metrics.cell_area(xs, ys)
         self._test_sub = data.test[:500]
         self.data_nll = (float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None)
@@ -227,6 +236,15 @@ class Session:
             if name == "batch":
                 return
         self.model.live_update(name, value, self.optimizers)
+
+    def progress(self) -> dict[str, Any]:
+        """Where the run is, without building a frame: status, step, speed and the last step's terms."""
+        h = self.history
+        latest = {k: float(buf[h.n - 1]) for k, buf in h.step_terms.items()} if h.n else {}
+        return {"status": self.status, "step": self.step_count, "message": self.message, "model": self.key,
+                "dataset": self.data.name, "steps_per_sec": round(float(self._rate), 2),
+                "latest": {**{k: v for k, v in self._evals.items() if math.isfinite(v)},
+                           **{k: v for k, v in latest.items() if math.isfinite(v)}}}
 
     def request_stop(self) -> None:
         self._stop = True
@@ -255,7 +273,11 @@ class Session:
         self._good_step = self.step_count
 
     def _params_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """All parameters finite: one reduction over their norms instead of two ops per tensor."""
+        params = [p for p in self.model.parameters() if p.numel()]
+        if not params:
+            return True
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
 
     def _restore(self, why: str) -> None:
         state, opt_states = self._good
@@ -302,42 +324,70 @@ class Session:
         return True
 
     def run(self, max_steps: int | None = None, max_seconds: float | None = None,
-            frame_interval: float = 0.25, frames: bool = True) -> Iterator[Snapshot]:
-        """Train until stopped (or max_steps / max_seconds), yielding a Snapshot about every
-        frame_interval seconds. The interval grows when a frame (building it and whatever the
-        consumer does with it) would take more than MAX_FRAME_SHARE of the time."""
+            frame_interval: float = MIN_FRAME_INTERVAL, frames: bool = True,
+            want_frame: Callable[[], bool] | None = None, frame_cost: Callable[[], float] | None = None,
+            heartbeat: float | None = None, stop_when: Callable[[], bool] | None = None,
+            ) -> Iterator[Snapshot | None]:
+        """Train until stopped (or max_steps / max_seconds) and yield a Snapshot whenever a frame is due:
+
+        * the consumer wants one (``want_frame()``: the page is waiting for a frame; default: always),
+        * at least ``frame_interval`` after the previous one, and
+        * spaced so that frames cost at most MAX_FRAME_SHARE of the time (a moving average of the CPU time of
+          the snapshot itself plus ``frame_cost()``, what drawing it costs elsewhere: the channel's
+          rendering and encoding), but never more than MAX_FRAME_GAP apart.
+
+        The first frame comes before the first step (a page shows the run at once), the last when the
+        loop ends. With ``heartbeat``, None is yielded at least that often between frames (a caller's
+        chance to react). ``stop_when()`` true stops the run as Stop does (its page is gone). Training
+        never waits for a frame."""
         self._stop = False
         self._idle.clear()
         self.status, self.message = "running", "training"
         target = None if max_steps is None else self.step_count + int(max_steps)
         t_start = time.perf_counter()
         interval = frame_interval
-        last_frame = t_start
+        last_frame = last_beat = t_start - interval
+        frames_made, avg_cost = 0, None
         steps_at_start = self.step_count
         try:
             while not self._stop:
                 if target is not None and self.step_count >= target:
                     break
-                if max_seconds is not None and time.perf_counter() - t_start >= max_seconds:
+                if stop_when is not None and stop_when():
+                    self._stop = True
                     break
-                if not self._one_step():
-                    snap = self.snapshot()
-                    self._idle.set()
-                    yield snap
-                    return
                 now = time.perf_counter()
-                if frames and now - last_frame >= interval:
+                if max_seconds is not None and now - t_start >= max_seconds:
+                    break
+                if frames and now - last_frame >= interval and (want_frame is None or want_frame()):
                     self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
-                    t_frame = now  # the frame's cost includes the checkpoint taken with it
-                    if self._params_finite():
-                        self._checkpoint()
+                    cpu = time.thread_time()
+                    if self.step_count > steps_at_start and self._params_finite():
+                        self._checkpoint()  # the frame's cost includes the checkpoint taken with it
                     snap = self.snapshot()
+                    # the CPU this thread spent on the frame (checkpoint + snapshot): on a busy machine the
+                    # wall time of a frame and of training steps stretch alike, their CPU shares do not
+                    built = time.thread_time() - cpu - self.last_eval_cpu  # evaluations have their own budget
                     self._idle.set()  # suspended at a yield, the model is not being touched
                     yield snap
                     self._idle.clear()
-                    cost = time.perf_counter() - t_frame
-                    interval = max(frame_interval, cost / MAX_FRAME_SHARE)
-                    last_frame = time.perf_counter()
+                    last_frame = last_beat = time.perf_counter()
+                    cost = built + (frame_cost() if frame_cost is not None else 0.0)
+                    frames_made += 1
+                    if frames_made > 1:  # the first frame pays for warm-ups: it says little about the rest
+                        avg_cost = cost if avg_cost is None else 0.7 * avg_cost + 0.3 * cost
+                        interval = min(max(frame_interval, avg_cost / MAX_FRAME_SHARE), MAX_FRAME_GAP)
+                elif heartbeat is not None and now - last_beat >= heartbeat:
+                    self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
+                    self._idle.set()
+                    yield None
+                    self._idle.clear()
+                    last_beat = time.perf_counter()
+                if not self._one_step():
+                    snap = self.snapshot(evaluate=True)
+                    self._idle.set()
+                    yield snap
+                    return
             elapsed = time.perf_counter() - t_start
             self._rate = (self.step_count - steps_at_start) / max(elapsed, 1e-9)
             self._train_time += elapsed
@@ -345,7 +395,7 @@ class Session:
                 self.status, self.message = "stopped", f"stopped at step {self.step_count}"
             else:
                 self.status, self.message = "done", f"finished at step {self.step_count}"
-            snap = self.snapshot()
+            snap = self.snapshot(evaluate=True)
             self._idle.set()
             yield snap
         finally:
@@ -439,44 +489,89 @@ class Session:
             out["data_nll"] = self.data_nll
         return out
 
-    def snapshot(self) -> Snapshot:
-        """Build a frame: density on the grid, samples, held-out metrics and family extras."""
+    def _grid(self, res: int) -> tuple:
+        """(xs, ys, points, cell area) of the res x res grid over the data's box, made once."""
+        if res not in self._grids:
+            xs, ys, pts = metrics.make_grid(self.data.box, res)
+            self._grids[res] = (xs, ys, torch.as_tensor(pts, device=self.device), metrics.cell_area(xs, ys))
+        return self._grids[res]
+
+    def _fit_live_grid(self, res: int, seconds: float) -> None:
+        """Frames while running use a grid whose density costs about LIVE_GRID_SECONDS (a flow's density on
+        100 x 100 points costs more than a training step ten times over): the full grid_res for cheap models,
+        down to 40 x 40 for expensive ones (the browser smooths it). Frames at rest use the full grid."""
+        per_point = seconds / (res * res)
+        fit = int(math.sqrt(LIVE_GRID_SECONDS / max(per_point, 1e-12)) // 8 * 8)
+        self.live_res = int(min(self.grid_res, max(MIN_LIVE_RES, fit)))
+
+    def _frame_metrics(self, samples: np.ndarray, log_z: float | None) -> dict[str, float]:
+        """The held-out metrics a frame's curves and status line show: train / held-out NLL where the family
+        has a density (an EBM's normalised on the full grid), the sample distance, the family's own."""
         m = self.model
-        shown = self.train_x[: self.n_show]
+        out: dict[str, float] = {}
+        if m.density != "none":
+            if m.density == "unnormalized":
+                if log_z is None:
+                    log_z = metrics.grid_log_normalizer(metrics.batched(m.log_prob, self.grid), self.cell_area)
+                out["log_z_grid"] = log_z
+            out["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:2000], log_z))
+            out["test_nll"] = metrics.mean_nll(self._log_density(self.test_x[:5000], log_z))
+        out["energy_distance"] = metrics.energy_distance(samples, self._test_sub, max_n=500)
+        out.update(self._family_metrics(self.test_x[:2000], samples))
+        return out
+
+    def snapshot(self, evaluate: bool | None = None) -> Snapshot:
+        """Build a frame: density on the grid, samples and the family's probe record; and, at most every
+        EVAL_INTERVAL seconds while running (always when not running, or with evaluate=True), the held-out
+        metrics that the curves and the status line show (their CPU time: last_eval_cpu). A frame in between
+        repeats the last ones: they would cost as much as the rest of the frame and barely move in a
+        fraction of a second."""
+        m = self.model
+        now = time.perf_counter()
+        if evaluate is None:
+            evaluate = self.status != "running" or not self._evals or now >= self._next_eval
         snap = Snapshot(step=self.step_count, status=self.status, message=self.message,
                         model_key=m.key, family=m.family, density=m.density, box=self.data.box,
                         train=self.data.train[: self.n_show], test=self.data.test[: self.n_show],
                         data_nll=self.data_nll, steps_per_sec=self._rate,
                         elapsed=self._train_time, device=device_label(self.device),
                         dataset=self.data.name)
-        evals: dict[str, float] = {}
+        frame: dict[str, float] = {}
         log_z = None
+        res = self.live_res if self.status == "running" else self.grid_res
+        xs, ys, grid, area = self._grid(res)
         if m.density != "none":
-            lp = metrics.batched(m.log_prob, self.grid)
+            t_grid = time.perf_counter()
+            lp = metrics.batched(m.log_prob, grid)
+            self._fit_live_grid(res, time.perf_counter() - t_grid)
             if m.density == "unnormalized":
-                log_z = metrics.grid_log_normalizer(lp, self.cell_area)
+                log_z = metrics.grid_log_normalizer(lp, area)
                 lp = lp - log_z
-                evals["log_z_grid"] = log_z
-            grid_lp = lp.double().cpu().numpy().reshape(self.grid_res, self.grid_res)
-            snap.grid_x, snap.grid_y = self.grid_x, self.grid_y
+                frame["log_z_grid"] = log_z
+            grid_lp = lp.double().cpu().numpy().reshape(res, res)
+            snap.grid_x, snap.grid_y = xs, ys
             snap.log_density = grid_lp.astype(np.float32)
-            snap.grid_mass = metrics.grid_mass(grid_lp, self.cell_area)
-            evals["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:2000], log_z))
-            evals["test_nll"] = metrics.mean_nll(self._log_density(self.test_x[:5000], log_z))
+            snap.grid_mass = metrics.grid_mass(grid_lp, area)
         if hasattr(m, "sample_labeled"):
             s, lab = m.sample_labeled(self.n_samples)
             snap.sample_labels = lab.detach().cpu().numpy().astype(np.int32)
         else:
             s = m.sample(self.n_samples)
         snap.samples = s.detach().float().cpu().numpy()
-        evals["energy_distance"] = metrics.energy_distance(snap.samples, self._test_sub, max_n=500)
-        evals.update(self._family_metrics(self.test_x[:2000], snap.samples))
-        snap.extras = m.probe(self.grid, shown)
-        if self.step_count > 0 or not self.history.evals:
-            self.history.log_eval(self.step_count, evals)
+        snap.probe = make_probe(m.probe_kind, m.probe(grid, self.train_x[: self.n_show]))
+        self.last_eval_cpu = 0.0
+        if evaluate:
+            cpu = time.thread_time()
+            self._evals = self._frame_metrics(snap.samples, log_z if res == self.grid_res else None)
+            frame.pop("log_z_grid", None)
+            if self.step_count > 0 or not self.history.evals:
+                self.history.log_eval(self.step_count, self._evals)
+            self.last_eval_cpu = time.thread_time() - cpu
+            self._next_eval = now + max(EVAL_INTERVAL, self.last_eval_cpu / MAX_EVAL_SHARE)
         snap.curves = self.history.curves()
-        snap.latest = dict(evals)
+        snap.latest = {**self._evals, **frame}
         for k, buf in self.history.step_terms.items():
             if self.history.n:
                 snap.latest[k] = float(buf[self.history.n - 1])
+        self.last_snapshot_seconds = time.perf_counter() - now
         return snap

@@ -24,6 +24,7 @@ import numpy as np
 from models import REGISTRY, ConfigError, TrainSettings
 
 from . import plots, views
+from .channel import Frame, LiveState, StaticSource
 from .controls import Control, make_control, make_controls
 from .datasets import (
     DATASETS,
@@ -37,9 +38,13 @@ from .datasets import (
 )
 from .drawpad import BOX as DRAW_BOX
 from .drawpad import draw_pad
-from .liveplot import live_plot
+from .liveplot import escape, live_bus, live_panel
 from .session import Session, Snapshot
 
+START = "Pick data and a model, then press <b>Train</b>."
+STOPPED = "stopped: press Train to resume"
+ABANDONED_SECONDS = 30.0  # a run whose page has not asked for anything this long stops
+HEARTBEAT = 1.0  # an API client's progress, in seconds
 SOURCES = ("Built-in", "Draw", "Upload CSV")
 TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
 MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
@@ -72,15 +77,32 @@ class TabSpec:
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class TabState:
-    """One visitor's state in one tab: the session, the settings it was built from, view options."""
+class TabState(LiveState):
+    """One visitor's state in one tab: the session, the settings it was built from, view options, and
+    the channel their page pulls frames from."""
 
     def __init__(self):
         self.session: Session | None = None
         self.signature: tuple | None = None
         self.view_opts: dict[str, Any] = {}
         self.last: Snapshot | None = None
+        self.note: str = ""
         self.preview: DataSplit | None = None
+
+
+class SnapshotSource:
+    """A training frame: the views of one Snapshot, rendered when the page asks (with the view options
+    of that moment, so a ticked box shows in the next frame)."""
+
+    def __init__(self, tab: FamilyTab, st: TabState, snap: Snapshot, note: str = ""):
+        self.tab, self.st, self.snap, self.note = tab, st, snap, note
+
+    def render(self, visible: set[str]) -> Frame:
+        snap = self.snap
+        figs = views.render(snap, **self.st.view_opts)
+        settings = self.st.session.settings if self.st.session is not None else None
+        return Frame({k: v for k, v in figs.items() if k in visible}, status_html(snap, self.note, settings),
+                     self.tab.texts(snap), final=snap.status != "running")
 
 
 @dataclass
@@ -127,8 +149,10 @@ class FamilyTab:
                 self._build_model(p)
                 self._build_training(p)
             with gr.Column(scale=3):
-                self.status = gr.Markdown("Pick data and a model, then press **Train**.",
-                                          elem_id=f"{p}status", elem_classes=["status-line"])
+                panel_ids = {name: f"{p}plot-{name}" for name, _, _ in spec.panels}
+                self.status = live_bus(spec.key, panel_ids, START, elem_id=f"{p}status", stop_id=f"{p}stop",
+                                       live=self.live_controls())
+                self.info = gr.JSON(visible=False, label="run")  # the run's state for API clients
                 with gr.Row():
                     self.train_btn = gr.Button("▶ Train", variant="primary", elem_id=f"{p}train", scale=2)
                     self.stop_btn = gr.Button("■ Stop", variant="stop", elem_id=f"{p}stop")
@@ -147,15 +171,19 @@ class FamilyTab:
                     self.options = {name: make() for name, make in spec.options.items()}
                 self.plots: dict[str, gr.HTML] = {}
                 panels = list(spec.panels)
-                first = _preview_figure(make_split(spec.default_dataset, 2000, seed=0))
+                self.initial_figs = {}
                 for i in range(0, len(panels), 2):
                     with gr.Row(equal_height=False):
                         for name, title, height in panels[i:i + 2]:
                             with gr.Column(min_width=320):
-                                fig = first if not self.plots else plots.message_figure(
-                                    f"{title}: press Train", title=title, height=height, axes=False)
+                                fig = plots.message_figure(f"{title}: press Train", title=title, height=height,
+                                                           axes=False)
                                 fig["layout"]["height"] = height
-                                self.plots[name] = live_plot(fig, height=height, elem_id=f"{p}plot-{name}")
+                                self.initial_figs[name] = fig
+                                self.plots[name] = live_panel(height=height, elem_id=panel_ids[name])
+                first = panels[0][0]
+                self.initial_figs[first] = _preview_figure(make_split(spec.default_dataset, 2000, seed=0),
+                                                           panels[0][2])
                 self.explain = markdown(spec.explain.get(spec.models[0], ""), elem_classes=["explain"])
 
     def _build_data(self, p: str) -> None:
@@ -286,40 +314,78 @@ class FamilyTab:
         return st.session, True
 
     def outputs(self) -> list:
-        return [self.status] + list(self.plots.values()) + self.extra_outputs
+        """What a handler returns through Gradio: the run's state as JSON (for API clients) and the tab's
+        own extra widgets. The panels and the status line travel through the channel instead."""
+        return [self.info] + self.extra_outputs
 
-    def frame(self, st: TabState, snap: Snapshot | None, note: str = "") -> list:
-        """The output values for a snapshot: the status line and every panel's figure JSON."""
-        if snap is None:
-            return [note or "Press **Train**."] + [gr.skip()] * (len(self.plots) + len(self.extra_outputs))
-        st.last = snap
-        figs = views.render(snap, **st.view_opts)
-        vals = [status_line(snap, note)]
-        for name in self.plots:
-            vals.append(plots.to_json(figs[name]) if name in figs else gr.skip())
-        vals += self.extra_values(st, snap)
-        return vals
+    def values(self, st: TabState, error: Exception | None = None, extras: bool = False,
+               progress: bool = False) -> list:
+        """The outputs through gradio: the run's state as JSON (the last frame's, or with progress the
+        session's own, for an API client that has no page to draw frames), and the extra widgets."""
+        snap, sess = st.last, st.session
+        info: dict[str, Any] = {"tab": self.spec.key}
+        if error is not None:
+            info["error"] = str(error)
+        if progress and sess is not None:
+            info.update(sess.progress())
+        elif snap is not None:
+            info.update(status=snap.status, step=snap.step, message=snap.message, model=snap.model_key,
+                        dataset=snap.dataset, steps_per_sec=round(float(snap.steps_per_sec), 2),
+                        latest={k: float(v) for k, v in snap.latest.items() if np.isfinite(v)})
+        if sess is not None:
+            info["config"] = sess.model.cfg.as_dict()
+        rest = self.extra_values(st, snap) if extras and snap is not None else [gr.skip()] * len(self.extra_outputs)
+        return [info] + rest
+
+    def publish(self, st: TabState, snap: Snapshot, note: str = "") -> None:
+        st.last, st.note = snap, note
+        st.channel.publish(SnapshotSource(self, st, snap, note))
+
+    def show(self, st: TabState, status: str, figs: dict[str, dict] | None = None) -> None:
+        """A message in the status line (HTML), with figures for some panels or none."""
+        st.channel.publish(StaticSource(Frame(figs or {}, status, final=True)))
+
+    def texts(self, snap: Snapshot) -> dict[str, str]:
+        """Text blocks a frame rewrites, {elem_id: html} (a tab overrides this by assignment)."""
+        return {}
 
     def extra_values(self, st: TabState, snap: Snapshot) -> list:
         """Values for outputs a tab added to extra_outputs (override by assigning a function)."""
         return [gr.skip()] * len(self.extra_outputs)
 
-    def error(self, err: Exception) -> list:
-        return [f"<span style='color:#dc2626'>▲</span> **{type(err).__name__.replace('Error', ' error')}:** {err}"] + \
-            [gr.skip()] * (len(self.plots) + len(self.extra_outputs))
+    def show_error(self, st: TabState, err: Exception) -> list:
+        kind = type(err).__name__.replace("Error", " error")
+        self.show(st, f"<span style='color:#dc2626'>▲</span> <b>{escape(kind)}:</b> {escape(err)}")
+        return self.values(st, error=err)
 
     def train(self, st: TabState, *raw):
         try:
             run = self.parse(list(raw))
             sess, fresh = self.ensure_session(st, run)
         except (DataError, ConfigError, ValueError, KeyError) as err:
-            yield self.error(err)
+            yield self.show_error(st, err)
             return
         note = "new run" if fresh else "resumed"
-        for snap in sess.run(max_seconds=MAX_RUN_SECONDS):
-            yield self.frame(st, snap, note)
+        ch = st.channel
+        ch.controls["stop"] = sess.request_stop
+        # Frames reach the page through the channel: gradio hears from the run only at its start (the
+        # tab's extra widgets) and its end, since each message through gradio costs the page's main thread
+        # 100+ ms with this many components. A client with no page (the API) gets progress once a second.
+        api = ch.last_seen is None
+        first = True
+        for snap in sess.run(max_seconds=MAX_RUN_SECONDS, want_frame=ch.wants_frame,
+                             frame_cost=lambda: ch.encode_seconds, heartbeat=HEARTBEAT if api else None,
+                             stop_when=lambda: ch.abandoned(ABANDONED_SECONDS)):
+            if snap is None:
+                yield self.values(st, progress=True)
+                continue
+            self.publish(st, snap, STOPPED if snap.status == "stopped" else note)
+            if first:
+                yield self.values(st, extras=True)
+                first = False
         if sess.status == "done":
-            yield self.frame(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on")
+            self.publish(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on")
+        yield self.values(st, extras=True)
 
     def action(self, fn: Callable[[Session], Snapshot | None]):
         """A handler that runs fn on the visitor's session (built from the controls if needed)."""
@@ -329,55 +395,87 @@ class FamilyTab:
                 sess, fresh = self.ensure_session(st, run)
                 snap = fn(sess)
             except (DataError, ConfigError, ValueError, KeyError) as err:
-                return self.error(err)
-            return self.frame(st, snap if snap is not None else sess.snapshot(), "new run" if fresh else "")
+                return self.show_error(st, err)
+            self.publish(st, snap if snap is not None else sess.snapshot(), "new run" if fresh else "")
+            return self.values(st, extras=True)
         return handler
 
     def wire_action(self, button: gr.Button, fn: Callable[[Session], Snapshot | None], **kw):
         return button.click(self.action(fn), self.inputs(), self.outputs(), cancels=[self.train_evt], **kw)
 
     def stop(self, st: TabState):
-        """Stop the run; wait (briefly) until its loop has left the step it was in, then show it."""
+        """Stop the run: the loop leaves at its next step; show the state it stopped in."""
         sess = st.session
         if sess is None:
-            return [gr.skip()] * len(self.outputs())
+            return self.values(st)
         sess.request_stop()
         sess.wait_idle(2.0)
         if sess.status == "running":
             sess.status, sess.message = "stopped", f"stopped at step {sess.step_count}"
-        return self.frame(st, sess.snapshot(), "stopped: press Train to resume")
+        last = st.last
+        if last is None or last.step != sess.step_count or last.status != sess.status:  # not shown yet
+            self.publish(st, sess.snapshot(), STOPPED)
+        return self.values(st, extras=True)
 
     def reset(self, st: TabState, *raw):
+        if st.session is not None:
+            st.session.request_stop()
         st.session, st.signature, st.last = None, None, None
         return self.preview(st, *raw, note="reset: press Train to start a new run")
 
     def preview(self, st: TabState, *raw, note: str = ""):
         """Show the chosen data before training (skipped while a run is going)."""
         if st.session is not None and st.session.status == "running":
-            return [gr.skip()] * len(self.outputs())
+            return self.values(st)
         try:
             run = self.parse(list(raw))
             data = run.build_data()
         except (DataError, ConfigError, ValueError, KeyError) as err:
-            return self.error(err)
+            return self.show_error(st, err)
         st.preview = data
-        fig = _preview_figure(data)
         info = (f"{len(data.train):,} training and {len(data.test):,} held-out points"
                 + (" · true density known" if data.log_prob is not None else ""))
-        vals = [f"{note or 'Data ready'} · {info}. Press **Train**."]
-        first = True
-        for _name in self.plots:
-            vals.append(plots.to_json(fig) if first else gr.skip())
-            first = False
-        return vals + [gr.skip()] * len(self.extra_outputs)
+        figs = dict(self.initial_figs)
+        first, _, height = self.spec.panels[0]
+        figs[first] = _preview_figure(data, height)
+        self.show(st, f"{escape(note or 'Data ready')} · {escape(info)}. Press <b>Train</b>.", figs)
+        return self.values(st)
 
     def set_option(self, name: str):
         def handler(st: TabState, value):
             st.view_opts[name] = value
-            if st.last is None or (st.session is not None and st.session.status == "running"):
-                return [gr.skip()] * len(self.outputs())
-            return self.frame(st, st.last)
+            if st.last is not None and not (st.session is not None and st.session.status == "running"):
+                st.channel.publish(SnapshotSource(self, st, st.last, st.note))
         return handler
+
+    def live_controls(self) -> dict[str, str]:
+        """elem_id -> key of the sliders and checkboxes that change a running session ("lr", "batch", or
+        "<model key>.<name>"): the page sends their changes straight to the run (see set_from_page)."""
+        out = {self.settings_controls[n].component.elem_id: n for n in ("lr", "batch")}
+        for k, ctrls in self.model_controls.items():
+            for name, c in ctrls.items():
+                if c.live and isinstance(c.component, (gr.Slider, gr.Checkbox)):
+                    out[c.component.elem_id] = f"{k}.{name}"
+        return out
+
+    def set_from_page(self, st: TabState, req: Any) -> None:
+        """A live control's new value from the page ({"key", "value"}: the widget's raw value), for the
+        visitor's session if it is of that model. Values outside a control's range are refused."""
+        sess = st.session
+        if sess is None or not isinstance(req, dict):
+            return
+        key = str(req.get("key", ""))
+        model, _, name = key.rpartition(".")
+        if not model and name in ("lr", "batch"):
+            control = self.settings_controls[name]
+        elif model == sess.key and name in self.model_controls.get(model, {}):
+            control = self.model_controls[model][name]
+        else:
+            return
+        try:
+            sess.set_live(name, control.value(req.get("value")))
+        except (ConfigError, ValueError, TypeError):
+            pass
 
     def set_live(self, name: str, control: Control):
         def handler(st: TabState, raw):
@@ -394,25 +492,22 @@ class FamilyTab:
         self.train_evt = self.train_btn.click(self.train, ins, outs, concurrency_limit=TRAIN_CONCURRENCY,
                                               concurrency_id="train", api_name=f"{self.spec.key}_train",
                                               show_progress="hidden")
-        self.stop_btn.click(self.stop, [self.state], outs, cancels=[self.train_evt],
+        self.stop_btn.click(self.stop, [self.state], outs,
                             api_name=f"{self.spec.key}_stop", concurrency_limit=None, show_progress="hidden")
         self.step_btn.click(self.action(lambda s: s.single_step()), ins, outs, cancels=[self.train_evt],
                             api_name=f"{self.spec.key}_step", show_progress="hidden")
         self.reset_btn.click(self.reset, ins, outs, cancels=[self.train_evt], api_name=f"{self.spec.key}_reset",
                              show_progress="hidden")
-        self.log_scale.change(self.set_option("log_scale"), [self.state, self.log_scale], outs,
+        self.log_scale.change(self.set_option("log_scale"), [self.state, self.log_scale], None,
                               show_progress="hidden", api_visibility="private")
         for name, comp in self.options.items():
-            comp.change(self.set_option(name), [self.state, comp], outs, show_progress="hidden",
+            comp.change(self.set_option(name), [self.state, comp], None, show_progress="hidden",
                         api_visibility="private", trigger_mode="always_last")
-        lr = self.settings_controls["lr"]
-        lr.component.release(self.set_live("lr", lr), [self.state, lr.component], None,
-                             api_visibility="private")
-        b = self.settings_controls["batch"]
-        b.component.release(self.set_live("batch", b), [self.state, b.component], None, api_visibility="private")
+        # the sliders and checkboxes of live_controls() reach the run through the channel; dropdowns here
+        live = set(self.live_controls())
         for ctrls in self.model_controls.values():
             for name, c in ctrls.items():
-                if c.live:
+                if c.live and c.component.elem_id not in live:
                     c.component.change(self.set_live(name, c), [self.state, c.component], None,
                                        api_visibility="private")
         self.source.change(self._source_changed, [self.source],
@@ -479,13 +574,28 @@ class FamilyTab:
         comps += [c.component for c in self.settings_controls.values()]
         return comps + [self.status]
 
-    def apply_query(self, request: gr.Request):
-        """On page load: settings from a shared link (?tab=<this tab>&...) go into the controls.
-        Unknown or out-of-range values are ignored and the status line says which."""
-        n_out = len(self.query_outputs())
+    def load_args(self) -> tuple:
+        """(fn, inputs, outputs) of this tab's page-load event (app.py registers it)."""
+        return self.on_load, [self.state], self.query_outputs()
+
+    def on_load(self, st: TabState, request: gr.Request):
+        """On page load: give the page its channel (the bus's value is the token), show the tab's first
+        frame, and put the settings of a shared link (?tab=<this tab>&...) into the controls."""
+        vals, note = self.apply_query(request)
+        st.channel.controls["set"] = lambda req: self.set_from_page(st, req)
+        if not st.channel.has_source:
+            self.show(st, escape(note) if note else START, self.initial_figs)
+        elif note:
+            self.show(st, escape(note))
+        return vals + [st.channel.token]
+
+    def apply_query(self, request: gr.Request) -> tuple[list, str]:
+        """Settings from a shared link as control values (gr.skip() where the link says nothing), and a
+        note for the status line. Unknown or out-of-range values are ignored and the note says which."""
+        n_out = len(self.query_outputs()) - 1
         q = dict(request.query_params) if request is not None else {}
         if q.get("tab") != self.spec.key:
-            return [gr.skip()] * n_out
+            return [gr.skip()] * n_out, ""
         bad: list[str] = []
         model = q.get("model", self.spec.models[0])
         if model not in self.spec.models:
@@ -517,18 +627,20 @@ class FamilyTab:
                 vals.append(from_query(name, c, cfg_cls.coerce) if k == model else gr.skip())
         for name, c in self.settings_controls.items():
             vals.append(from_query(name, c, TrainSettings.coerce))
-        note = "Settings loaded from the link. Press **Train**."
+        note = "Settings loaded from the link. Press Train."
         if bad:
             note += f" Ignored (unknown or outside the safe range): {', '.join(bad)}."
-        return vals + [note]
+        return vals, note
 
     def _model_changed(self, key):
         return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.spec.explain.get(key, "")]
 
 
-def _preview_figure(data: DataSplit) -> dict:
-    return plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
-                             uirevision=f"preview-{data.name}")
+def _preview_figure(data: DataSplit, height: int = 430) -> dict:
+    fig = plots.data_figure(data.train, data.test, data.box, f"Data: {data.info.get('title', data.name)}",
+                            uirevision=f"preview-{data.name}")
+    fig["layout"]["height"] = height
+    return fig
 
 
 def _clamped(raw, lo, hi, kind, bad: list[str], name: str):
@@ -554,18 +666,21 @@ def _raw_value(control: Control, value: Any) -> Any:
     return value
 
 
-def status_line(snap: Snapshot, note: str = "") -> str:
-    """One line a user reads at a glance: state, step, speed, loss, held-out metrics, device."""
-    color = {"running": "#16a34a", "stopped": "#6b7280", "done": "#2563eb", "diverged": "#dc2626"}.get(
-        snap.status, "#6b7280")
-    parts = [f"<span style='color:{color}'>●</span> **{snap.status}**", f"step **{snap.step:,}**"]
+STATUS_COLORS = {"running": "#16a34a", "stopped": "#6b7280", "done": "#2563eb", "diverged": "#dc2626"}
+
+
+def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None = None) -> str:
+    """One line a user reads at a glance: state, step, speed, loss, held-out metrics, the live settings
+    (so a moved slider visibly reaches the run), device; then a note or the model's message."""
+    color = STATUS_COLORS.get(snap.status, "#6b7280")
+    parts = [f"<span style='color:{color}'>●</span> <b>{escape(snap.status)}</b>", f"step <b>{snap.step:,}</b>"]
     if snap.status == "running" or snap.steps_per_sec:
         parts.append(f"{snap.steps_per_sec:,.0f} steps/s")
     lt = snap.latest
     if "loss" in lt:
         parts.append(f"loss {lt['loss']:.4g}")
     if "test_nll" in lt:
-        nll = f"held-out NLL **{lt['test_nll']:.3f}** nats"
+        nll = f"held-out NLL <b>{lt['test_nll']:.3f}</b> nats"
         if snap.data_nll is not None:
             nll += f" (true density: {snap.data_nll:.3f})"
         parts.append(nll)
@@ -573,11 +688,14 @@ def status_line(snap: Snapshot, note: str = "") -> str:
         parts.append(f"energy distance {lt['energy_distance']:.2g}")
     if snap.grid_mass is not None:
         parts.append(f"∫p on grid ≈ {snap.grid_mass:.3f}")
-    parts.append(snap.device)
+    if settings is not None:
+        lr = "" if snap.family == "gan" else f"lr {settings.lr:.2g} · "  # GANs: a rate per player
+        parts.append(f"<span class='pg-settings'>{lr}batch {settings.batch}</span>")
+    parts.append(escape(snap.device))
     line = " · ".join(parts)
     msg = snap.message if snap.status in ("diverged",) or snap.message.startswith(("E-step", "M-step")) else ""
-    extra = " — ".join(x for x in (note, msg) if x)
-    return line + (f"  \n{extra}" if extra else "")
+    extra = " — ".join(escape(x) for x in (note, msg) if x)
+    return line + (f"<br>{extra}" if extra else "")
 
 
 def build_tab(spec: TabSpec) -> FamilyTab:

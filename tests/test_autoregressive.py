@@ -140,7 +140,7 @@ def test_rnade_slice_from_the_grid_is_its_exact_conditional(order):
     first = m.first
     from playground.views.autoregressive import conditional_at
     for i in (10, 50, 87):
-        a = float(snap.extras["marg_x"][i])
+        a = float(snap.probe.marg_x[i])
         x, dens = conditional_at(snap, a)
         sh, sc = m.std.shift, m.std.scale
         with torch.no_grad():

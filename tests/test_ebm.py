@@ -185,8 +185,8 @@ def test_display_chains_move_and_are_tracked(key):
     torch.manual_seed(0)
     sess = Session(key, {"hidden": 32}, make_split("8gaussians", 1000, seed=0), device="cpu")
     sess.train_steps(5)
-    a = sess.snapshot().extras["chains"]
-    b = sess.snapshot().extras["chains"]
+    a = sess.snapshot().probe.chains
+    b = sess.snapshot().probe.chains
     k = sess.model.cfg.chain_steps
     assert a.shape[1:] == (N_TRACKED, 2) and len(b) == len(a) + k
     assert not np.allclose(a[-1], b[-1])  # the heads moved between two frames
@@ -251,35 +251,30 @@ def test_views_render_every_panel(key):
 
 
 def test_sandbox_loop_runs_on_an_analytic_target_and_on_the_learned_energy():
-    """The tab's sandbox generator (no browser): frames with chains, and the learned energy as a
-    frozen copy of the visitor's trained model."""
-    import json
+    """The tab's sandbox frames (no browser): chains advance by `steps per frame` each frame, and the
+    learned energy is a frozen copy of the visitor's trained model."""
     from types import SimpleNamespace
 
     from playground.tabs import ebm as tab
 
     st = tab.SandboxState()
-    gen = tab.sandbox_run(st, SimpleNamespace(session=None, signature=None), "donut", "mh", -2, 0.5, 1.0, 5,
-                          max_seconds=30)
-    fig, curves, text = next(gen)
-    fig2, _, text2 = next(gen)
-    gen.close()
-    assert "Metropolis–Hastings" in text and "step **10**" in text2
-    names = [t.get("name", "") for t in json.loads(fig2)["data"]]
+    assert tab.sandbox_prepare(st, SimpleNamespace(session=None, signature=None), "donut", "mh", -2, 0.5, 1.0,
+                               5) is None
+    first, second = tab.sandbox_frame(st), tab.sandbox_frame(st)
+    assert "Metropolis–Hastings" in first.status and "step <b>10</b>" in second.status
+    names = [t.get("name", "") for t in second.figs["plot"]["data"]]
     assert "chain heads" in names and any("MCMC chains" in n for n in names)
     assert len(st.history["ed"]) == 2
     # no model trained yet: the learned target says so
-    msg = next(tab.sandbox_run(tab.SandboxState(), SimpleNamespace(session=None, signature=None), "learned",
-                               "langevin", -2, 0.3, 1.0, 5))[2]
-    assert "train an energy-based model" in msg
+    why = tab.sandbox_prepare(tab.SandboxState(), SimpleNamespace(session=None, signature=None), "learned",
+                              "langevin", -2, 0.3, 1.0, 5)
+    assert "train an energy-based model" in why
     sess = Session("ebm_nce", {"hidden": 16}, make_split("moons", 600, seed=0), device="cpu")
     sess.train_steps(20)
     st2 = tab.SandboxState()
-    gen = tab.sandbox_run(st2, SimpleNamespace(session=sess, signature=("sig",)), "learned", "mala", -2, 0.3,
-                          1.0, 3, max_seconds=30)
-    _, _, text = next(gen)
-    gen.close()
-    assert "MALA" in text and "learned energy" in st2.box.title
+    assert tab.sandbox_prepare(st2, SimpleNamespace(session=sess, signature=("sig",)), "learned", "mala", -2, 0.3,
+                               1.0, 3) is None
+    assert "MALA" in tab.sandbox_frame(st2).status and "learned energy" in st2.box.title
     sess.train_steps(5)  # the frozen copy does not follow the training
     x = torch.randn(10, 2)
     with torch.no_grad():

@@ -34,13 +34,13 @@ def test_flow_frame_has_every_panel_and_the_slider_picks_the_layer(key, dataset)
         json.loads(plots.to_json(fig))
     assert "layer 2/" in figs["layers"]["layout"]["title"]["text"].lower()
     assert "Base N(0, I)" in views.render(snap, layer=0)["layers"]["layout"]["title"]["text"]
-    depth = len(snap.extras["layer_names"])  # NICE adds its scaling layer
+    depth = len(snap.probe.layer_names)  # NICE adds its scaling layer
     assert depth == 4 + (key == "nice")
     assert f"{depth}/{depth}" in views.render(snap, layer=99)["layers"]["layout"]["title"]["text"]  # clamped
     bars = figs["perlayer"]["data"][0]
     assert len(bars["y"]) == depth and bars["marker"]["color"][1] != bars["marker"]["color"][0]  # layer 2 lit
     nodes = traces_named(figs["layers"], "grid nodes")[0]
-    assert len(nodes["x"]) == len(snap.extras["stage_nodes"][2]) and np.isfinite(nodes["marker"]["color"]).all()
+    assert len(nodes["x"]) == len(snap.probe.stage_nodes[2]) and np.isfinite(nodes["marker"]["color"]).all()
     assert "∫p dx on the grid ≈" in figs["main"]["layout"]["title"]["text"]
     names = [t["name"] for t in figs["terms"]["data"]]
     if key == "planar":  # reverse KL: the KL, its two terms and the bounds on log Z

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from playground import plots, views
-from playground.session import Snapshot
+from playground.snapshot import MixtureProbe, Snapshot
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -31,9 +31,9 @@ def fake_snapshot(model_key="mog", family="latent", density="exact", K=3):
                             "energy_distance": (np.arange(5, dtype=np.float32), np.zeros(5, np.float32)),
                             "loss": (np.arange(5, dtype=np.float32), np.ones(5, np.float32))},
                     latest={"loss": 1.0, "test_nll": 2.2},
-                    extras={"weights": np.full(K, 1 / K, np.float32), "means": rng.normal(size=(K, 2)),
-                            "covariances": covs, "point_labels": rng.integers(0, K, 100).astype(np.int32),
-                            "point_confidence": np.ones(100, np.float32)},
+                    probe=MixtureProbe(weights=np.full(K, 1 / K, np.float32), means=rng.normal(size=(K, 2)),
+                                       covariances=covs, point_labels=rng.integers(0, K, 100).astype(np.int32),
+                                       point_confidence=np.ones(100, np.float32)),
                     data_nll=2.0)
 
 
@@ -86,7 +86,20 @@ def test_log_density_view_clips_the_tails():
     snap = fake_snapshot()
     snap.log_density[0, 0] = -1e6
     tr = plots.density_heatmap(snap, log_scale=True)
-    assert tr["z"].min() >= tr["zmin"] and tr["zmax"] == pytest.approx(float(snap.log_density.max()))
+    top = float(snap.log_density.max())
+    assert tr["z"].min() >= tr["zmin"] and top <= tr["zmax"] < top + 0.5  # the top, rounded up to 0.5 nats
+    assert tr["zmax"] - tr["zmin"] == 12.0
+
+
+@pytest.mark.parametrize("v", [1e-9, 0.0123, 0.3, 0.99, 1.0, 1.01, 7.3, 123.0, -0.37, -5.1])
+def test_colour_ranges_round_to_few_nice_steps(v):
+    """A density's peak grows a little every frame; its colour bar's end moves only between nice steps."""
+    up, down = plots.nice_ceil(v), plots.nice_floor(v)
+    assert down <= v <= up and up / down <= 1.34 if v > 0 else down <= v <= up
+    mantissa = abs(up) / 10 ** np.floor(np.log10(abs(up)))
+    assert round(mantissa, 6) in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    ends = {plots.nice_ceil(x) for x in np.linspace(0.31, 0.39, 50)}
+    assert len(ends) <= 2
 
 
 def test_models_without_density_say_so():

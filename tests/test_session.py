@@ -4,12 +4,14 @@ import dataclasses
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from models import TrainSettings
 from playground.datasets import make_split
-from playground.session import Session, Snapshot, resolve_device
+from playground.session import History, Session, Snapshot, resolve_device
+from playground.snapshot import MixtureProbe
 
 
 @pytest.fixture
@@ -130,6 +132,9 @@ def test_snapshot_is_plain_numpy(sess):
 
     def check(v, where):
         assert not isinstance(v, torch.Tensor), where
+        if dataclasses.is_dataclass(v):  # the probe record
+            for f in dataclasses.fields(v):
+                check(getattr(v, f.name), f"{where}.{f.name}")
         if isinstance(v, dict):
             for k, x in v.items():
                 check(x, f"{where}.{k}")
@@ -143,6 +148,52 @@ def test_snapshot_is_plain_numpy(sess):
     assert 0.8 < snap.grid_mass < 1.01  # a normalised density: at most 1 on the box
     assert snap.samples.shape == (sess.n_samples, 2)
     assert math.isfinite(snap.latest["test_nll"])
+    assert isinstance(snap.probe, MixtureProbe) and snap.probe.means.shape == (4, 2)
+
+
+def test_curves_are_prefix_stable():
+    """Frames send only the changed tail of each curve: as training goes on, the decimated curve's
+    full bins (means of b = 2^j steps, at their centre steps) stay bitwise the same until b doubles;
+    only the last, partial bin changes."""
+    rng = np.random.default_rng(0)
+    values = (rng.normal(size=(5000, 2)) * [1.0, 1e3]).astype(np.float32)
+    h = History()
+    got = {}
+    for i, (a, big) in enumerate(values, 1):
+        h.log_step({"loss": float(a), "big": float(big)} if i > 7 else {"loss": float(a)})  # "big" starts late
+        if i in (3000, 3100, 3700, 4800, 5000):
+            got[i] = h.curves(max_points=600)
+    b, k = 8, 3000 // 8  # the bin size at n = 3000 (the smallest power of two that fits) and its full bins
+    for n in (3100, 3700, 4800):  # b stays 8 up to n = 4800 (the old n // max_points went from 5 to 6 at 3600)
+        for key in ("loss", "big"):
+            s0, v0 = got[3000][key]
+            s1, v1 = got[n][key]
+            assert s0[:k].tobytes() == s1[:k].tobytes() and v0[:k].tobytes() == v1[:k].tobytes(), (n, key)
+    for n in (3000, 3100, 3700, 4800):
+        assert len(got[n]["loss"][0]) == -(-n // b) <= 600  # the partial last bin included
+    s, v = got[3100]["loss"]
+    np.testing.assert_array_equal(s[:3], [4.5, 12.5, 20.5])  # bin centres
+    np.testing.assert_allclose(v[1], values[8:16, 0].mean(), rtol=1e-6)
+    assert s[-1] == (3096 + 1 + 3100) / 2  # the partial last bin: steps 3097-3100
+    assert v[-1] == pytest.approx(values[3096:3100, 0].mean(), rel=1e-5)
+    assert got[3000]["big"][1][0] == pytest.approx(values[7, 1])  # a late term's first bin: what it has
+    s, v = got[5000]["loss"]  # b doubled to 16
+    assert len(s) == 313 and s[0] == 8.5
+
+
+def test_eval_curves_are_prefix_stable():
+    """Per-frame evaluations: every b-th point (b a power of two) and always the last."""
+    h = History()
+    for i in range(1, 2001):
+        h.log_eval(i, {"m": float(i)})
+        if i == 500:
+            assert h.curves(max_points=600)["m"][0].tolist() == list(range(1, 501))  # not decimated yet
+        if i == 1500:
+            e0 = h.curves(max_points=600)["m"][0]
+    e1 = h.curves(max_points=600)["m"][0]
+    assert len(e0) <= 600 and len(e1) <= 600 and e0[-1] == 1500 and e1[-1] == 2000
+    assert e0[:-1].tobytes() == e1[: len(e0) - 1].tobytes()
+    np.testing.assert_array_equal(e1[:3], [1, 5, 9])  # every 4th
 
 
 def test_em_step_button_counts_one_step_per_e_and_m():

@@ -157,11 +157,11 @@ def test_estimators_are_unbiased_for_the_grid_likelihood(trained):
     """Naive Monte Carlo (z uniform) and importance sampling (z ~ q) average to p(x) (notes 4.3.2-4.3.3),
     the IS spread is far smaller, and the mean of log IS estimates (IWAE_k) rises towards log p(x)."""
     snap = trained.snapshot()
-    ex = snap.extras
+    p = snap.probe
     x = snap.train[3].astype(np.float64)
-    terms = V.node_terms(ex, x)
+    terms = V.node_terms(p, x)
     log_px = float(V._logsumexp(terms))
-    spreads = [V.estimator_spread(terms, V.q_log_mass(ex, 3), seed=s) for s in range(20)]
+    spreads = [V.estimator_spread(terms, V.q_log_mass(p, 3), seed=s) for s in range(20)]
     for key in ("naive", "is"):
         k1000 = np.concatenate([sp[key][:, -1] for sp in spreads])
         assert np.mean(np.exp(k1000 - log_px)) == pytest.approx(1.0, abs=0.15 if key == "naive" else 0.01)
@@ -183,11 +183,11 @@ def test_views_render_every_panel(which, request):
         assert set(figs) == {"main", "samples", "curves", "extra", "latent", "manifold", "posterior", "estimator"}
         for fig in figs.values():
             json.loads(plots.to_json(fig))
-    post = V.node_terms(snap.extras, snap.train[17].astype(np.float64))
+    post = V.node_terms(snap.probe, snap.train[17].astype(np.float64))
     assert np.exp(post - V._logsumexp(post)).sum() == pytest.approx(1.0)
     # the gap shown for the chosen point is log p(x) - ELBO = KL(q || p(z|x)) >= 0
-    gaps = [float(V._logsumexp(t)) - V.point_elbo(snap.extras, i, t)
-            for i, t in ((i, V.node_terms(snap.extras, snap.train[i].astype(np.float64))) for i in range(30))]
+    gaps = [float(V._logsumexp(t)) - V.point_elbo(snap.probe, i, t)
+            for i, t in ((i, V.node_terms(snap.probe, snap.train[i].astype(np.float64))) for i in range(30))]
     assert min(gaps) > -1e-3
     empty = views.render(Snapshot(step=0, status="idle", message="", model_key="vae", family="latent",
                                   density="exact", box=snap.box, train=snap.train, test=snap.test))

@@ -6,3 +6,18 @@ coming instead.
 """
 
 TABS = ["autoregressive", "latent", "flows", "gans", "ebm", "compare"]
+
+
+def panels_for(key: str):
+    """(the TabSpec of the tab showing model `key`, its panels as (name, height), that model's usual
+    training settings): what `bench frames` lays out."""
+    import importlib
+
+    for name in TABS:
+        spec = getattr(importlib.import_module(f"{__name__}.{name}"), "SPEC", None)
+        if spec is not None and key in spec.models:
+            settings = dict(spec.settings)
+            per_model = getattr(importlib.import_module(f"{__name__}.{name}"), "MODEL_SETTINGS", {})
+            settings.update(per_model.get(key, {}))
+            return spec, [(n, h) for n, _, h in spec.panels], settings
+    raise KeyError(f"no tab shows model '{key}'")

@@ -7,7 +7,8 @@ import math
 
 import gradio as gr
 
-from ..session import Snapshot
+from ..liveplot import inline_html, text_block
+from ..snapshot import AutoregressiveProbe, RNADEProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec
 
 TITLE = "Autoregressive"
@@ -105,12 +106,12 @@ INFO_START = "Held-out NLL is reported in **nats per unit area** for every model
 def nll_text(snap: Snapshot) -> str:
     """How the held-out NLL is measured: per unit area, and for discrete models per cell as well (plain
     text: it is redrawn every frame, and maths would make the browser typeset it every time)."""
-    lt, ex = snap.latest, snap.extras
-    if "test_nll" not in lt or "first" not in ex:
+    lt, p = snap.latest, snap.probe
+    if "test_nll" not in lt or not isinstance(p, (AutoregressiveProbe, RNADEProbe)):
         return INFO_START
     text = f"Held-out NLL **{lt['test_nll']:.3f}** nats per unit area"
-    if ex.get("discrete") and "test_discrete_nll" in lt:
-        area = ex["log_bin_area"]
+    if isinstance(p, AutoregressiveProbe) and "test_discrete_nll" in lt:
+        area = p.log_bin_area
         text += (f" = **{lt['test_discrete_nll']:.3f}** nats per cell (−log P(bin), the discrete model's own) "
                  f"{'+' if area >= 0 else '−'} {abs(area):.3f} (log of the bin area, cells of {math.exp(area):.3g})")
         out = lt.get("test_outside_box", 0.0)
@@ -129,8 +130,7 @@ def build() -> FamilyTab:
     tab.build()
     with tab.options_row:
         with gr.Column(scale=3, min_width=480):
-            info = gr.Markdown(INFO_START, elem_id="autoregressive-info")
-    tab.extra_outputs = [info]
-    tab.extra_values = lambda st, snap: [nll_text(snap)]
+            text_block(inline_html(INFO_START), elem_id="autoregressive-info")
+    tab.texts = lambda snap: {"autoregressive-info": inline_html(nll_text(snap))}
     tab.wire()
     return tab

@@ -9,9 +9,10 @@ import gradio as gr
 from models import REGISTRY
 
 from .. import plots
+from ..channel import Frame, LiveState, StaticSource
 from ..compare import DEFAULT_KEYS, available, compare, table
 from ..datasets import DATASETS, DataError, make_split
-from ..liveplot import live_plot
+from ..liveplot import LiveArea, escape
 from ..tabkit import TRAIN_CONCURRENCY, markdown
 from ..views.compare import metric_bars, samples_grid
 
@@ -53,16 +54,23 @@ def _table_md(rows: list[dict], data_nll) -> str:
     return head + "\n".join(lines) + foot
 
 
-def run(dataset, n_points, noise, keys, seconds, seed):
+def _frame(status: str, figs: dict | None = None, final: bool = False) -> StaticSource:
+    return StaticSource(Frame(figs or {}, status, final=final))
+
+
+def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
+    ch = st.channel
     keys = available(list(keys or []))
     if not keys:
-        yield "Pick at least one model.", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        ch.publish(_frame("Pick at least one model."))
+        yield gr.skip()
         return
     try:
         lo, hi = DATASETS[dataset].noise_range
         data = make_split(dataset, int(n_points), min(max(float(noise), lo), hi), int(seed or 0))
     except (DataError, KeyError) as err:
-        yield f"Data error: {err}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        ch.publish(_frame(f"<b>Data error:</b> {escape(err)}"))
+        yield gr.skip()
         return
     data_nll = float(-data.log_prob(data.test).mean()) if data.log_prob is not None else None
     samples: dict = {}
@@ -73,17 +81,20 @@ def run(dataset, n_points, noise, keys, seconds, seed):
                 samples[e.key] = e.samples
         busy = [e for e in entries if e.status == "training"]
         done = sum(e.status in ("done", "diverged", "failed") for e in entries)
-        status = (f"training **{busy[0].title}** ({busy[0].steps:,} steps, {busy[0].seconds:.0f}/{seconds:.0f} s) · "
-                  f"{done}/{len(entries)} done" if busy else f"finished: {done}/{len(entries)} models")
-        yield (status, _table_md(rows, data_nll),
-               plots.to_json(samples_grid(rows, samples, data.test[:600], data.box)),
-               plots.to_json(metric_bars(rows, "test_nll", "Held-out NLL (nats, lower is better)", "NLL",
-                                         data_nll, "true density")),
-               plots.to_json(metric_bars(rows, "energy_distance", "Energy distance to held-out (lower is better)",
-                                         "energy distance", 0.0, "same distribution")))
+        status = (f"training <b>{escape(busy[0].title)}</b> ({busy[0].steps:,} steps, "
+                  f"{busy[0].seconds:.0f}/{seconds:.0f} s) · {done}/{len(entries)} done" if busy
+                  else f"finished: {done}/{len(entries)} models")
+        figs = {"samples": samples_grid(rows, samples, data.test[:600], data.box),
+                "nll": metric_bars(rows, "test_nll", "Held-out NLL (nats, lower is better)", "NLL",
+                                   data_nll, "true density"),
+                "distance": metric_bars(rows, "energy_distance", "Energy distance to held-out (lower is better)",
+                                        "energy distance", 0.0, "same distribution")}
+        ch.publish(_frame(status, figs, final=not busy))
+        yield _table_md(rows, data_nll)
 
 
-def build():
+def build() -> LiveArea:
+    area = LiveArea("compare")
     markdown(INTRO)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
@@ -103,24 +114,30 @@ def build():
                 go = gr.Button("▶ Run comparison", variant="primary", elem_id="compare-run")
                 stop = gr.Button("■ Stop", variant="stop", elem_id="compare-stop")
         with gr.Column(scale=3):
-            status = gr.Markdown("Pick models and press **Run comparison**.", elem_id="compare-status")
+            status_slot = gr.Column()
             results = gr.Markdown("", elem_id="compare-table")
-            grid = live_plot(plots.message_figure("samples appear here as each model finishes", axes=False),
-                             height=480, elem_id="compare-plot-samples")
+            area.panel("samples", 480, "compare-plot-samples",
+                       plots.message_figure("samples appear here as each model finishes", axes=False, height=480))
             with gr.Row():
                 with gr.Column(min_width=320):
-                    nll = live_plot(plots.message_figure("held-out NLL", axes=False, height=320), height=320,
-                                    elem_id="compare-plot-nll")
+                    area.panel("nll", 320, "compare-plot-nll",
+                               plots.message_figure("held-out NLL", axes=False, height=320))
                 with gr.Column(min_width=320):
-                    dist = live_plot(plots.message_figure("energy distance", axes=False, height=320), height=320,
-                                     elem_id="compare-plot-distance")
+                    area.panel("distance", 320, "compare-plot-distance",
+                               plots.message_figure("energy distance", axes=False, height=320))
+            with status_slot:
+                area.status("Pick models and press <b>Run comparison</b>.", "compare-status")
 
     def dataset_changed(name):
         d = DATASETS[name]
         return gr.update(minimum=d.noise_range[0], maximum=d.noise_range[1], value=d.noise, info=d.noise_help)
 
+    def stopped(st: LiveState):
+        st.channel.publish(_frame("stopped", final=True))
+
     dataset.input(dataset_changed, dataset, noise, queue=False, api_visibility="private")
-    evt = go.click(run, [dataset, n_points, noise, keys, seconds, seed], [status, results, grid, nll, dist],
+    evt = go.click(run, [area.state, dataset, n_points, noise, keys, seconds, seed], [results],
                    concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train", api_name="compare",
                    show_progress="hidden")
-    stop.click(lambda: "stopped", None, status, cancels=[evt], queue=False, api_name="compare_stop")
+    stop.click(stopped, [area.state], None, cancels=[evt], api_name="compare_stop")
+    return area

@@ -12,13 +12,14 @@ from models.samplers import METHODS, SamplerSandbox
 from models.targets import dataset_log_prob
 
 from .. import metrics, plots
+from ..channel import Frame, LiveState, StaticSource
 from ..datasets import DATASETS
-from ..liveplot import live_plot
-from ..tabkit import FamilyTab, TabSpec, markdown
+from ..liveplot import LiveArea, escape
+from ..tabkit import ABANDONED_SECONDS, FamilyTab, TabSpec, markdown
 from ..views.ebm import CURVE_HEIGHT, KEYS, SAMPLER_NAMES, sandbox_curves, sandbox_figure
 
 TITLE = "Energy-based models"
-SANDBOX_FRAME_SECONDS = 0.4
+SANDBOX_FPS = 10  # the sandbox draws at most this many frames a second
 
 COMMON = r"""
 **Top left, the energy** $-f_\theta(x)$ (bright = low energy = likely) with **8 MCMC chains** drawn as trails
@@ -119,8 +120,9 @@ SPEC = TabSpec(
 )
 
 
-class SandboxState:
-    """One visitor's sandbox: the chains, what they were built for, and their curves."""
+class SandboxState(LiveState):
+    """One visitor's sandbox: the chains, what they were built for, their curves, and the channel their
+    page pulls the sandbox's frames from."""
 
     def __init__(self):
         self.box: SamplerSandbox | None = None
@@ -148,14 +150,14 @@ def _stats(st: SandboxState, s: dict) -> str:
         st.history.setdefault(k, []).append(float(v))
     acc = "—" if s["accept"] != s["accept"] else f"{100 * s['accept']:.0f}%"
     rhat = "—" if s["rhat"] != s["rhat"] else f"{s['rhat']:.2f}"
-    return (f"**{SAMPLER_NAMES[s['method']]}** · step **{s['steps']:,}** · acceptance {acc} · "
-            f"split R-hat (8 chains) {rhat} · energy distance to exact samples **{ed:.3f}**")
+    return (f"<b>{SAMPLER_NAMES[s['method']]}</b> · step <b>{s['steps']:,}</b> · acceptance {acc} · "
+            f"split R-hat (8 chains) {rhat} · energy distance to exact samples <b>{ed:.3f}</b>")
 
 
-def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame,
-                max_seconds: float = 120.0):
-    """The sandbox's own loop: advance the chains, yield a frame about 2.5 times a second (the browser,
-    not the sampler, is the bottleneck: ../shared/GRADIO.md)."""
+def sandbox_prepare(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale,
+                    steps_per_frame) -> str | None:
+    """The sandbox's settings and chains for this target (kept when only the sampler changed); a reason
+    when the target cannot be run."""
     st.settings = dict(method=method, step_size=10 ** float(step_log10), proposal_std=float(mh_scale),
                        noise_scale=float(noise_scale), steps=int(steps_per_frame))
     sess = getattr(tab_state, "session", None)
@@ -164,25 +166,55 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
         try:
             log_prob, box, title = _target(target, tab_state)
         except (ValueError, KeyError) as err:
-            yield gr.skip(), gr.skip(), f"**Cannot run:** {err}"
-            return
+            return str(err)
         st.box, st.signature, st.history = SamplerSandbox(log_prob, box, title), sig, {}
-    box = st.box
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_seconds and st.box is box:  # a reset ends the loop
-        t_frame = time.perf_counter()
-        cfg = st.settings
-        box.configure(cfg["method"], cfg["step_size"], cfg["proposal_std"], cfg["noise_scale"])
-        box.advance(cfg["steps"])
-        s = box.state()
-        text = _stats(st, s)
-        yield plots.to_json(sandbox_figure(s)), plots.to_json(sandbox_curves(st.history)), text
-        time.sleep(max(0.0, SANDBOX_FRAME_SECONDS - (time.perf_counter() - t_frame)))
+    return None
+
+
+def sandbox_frame(st: SandboxState) -> Frame:
+    """Advance the chains by `steps per frame` with the current settings; the figures and the status."""
+    cfg, box = st.settings, st.box
+    box.configure(cfg["method"], cfg["step_size"], cfg["proposal_std"], cfg["noise_scale"])
+    box.advance(cfg["steps"])
+    s = box.state()
+    return Frame({"plot": sandbox_figure(s), "curves": sandbox_curves(st.history)}, _stats(st, s), final=False)
+
+
+def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame,
+                max_seconds: float = 120.0):
+    """The sandbox's own loop: a frame each time the page asks for one (at most SANDBOX_FPS a second), so
+    the animation runs at the browser's pace and never queues; Stop (straight from the page), Reset, a
+    new target, the page leaving or `max_seconds` end it."""
+    ch = st.channel
+    why = sandbox_prepare(st, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame)
+    if why is not None:
+        ch.publish(StaticSource(Frame({}, f"<b>Cannot run:</b> {escape(why)}")))
+        yield gr.skip()
+        return
+    box, stopped, frame = st.box, [], None
+    ch.controls["stop"] = lambda: stopped.append(True)
+    t0 = last = time.perf_counter()
+    while (time.perf_counter() - t0 < max_seconds and st.box is box and not stopped
+           and not ch.abandoned(ABANDONED_SECONDS)):
+        now = time.perf_counter()
+        if ch.wants_frame() and now - last >= 1.0 / SANDBOX_FPS:
+            last = now
+            frame = sandbox_frame(st)
+            ch.publish(StaticSource(frame))
+        else:
+            time.sleep(0.01)
+    if frame is not None and st.box is box:
+        ch.publish(StaticSource(Frame({}, frame.status + " — <b>stopped</b>: press <b>Run chains</b> to go on")))
+    yield gr.skip()
 
 
 def sandbox_reset(st: SandboxState):
     st.box, st.signature, st.history = None, None, {}
-    return "Sandbox reset: press **Run chains**."
+    st.channel.publish(StaticSource(Frame({}, "Sandbox reset: press <b>Run chains</b>.")))
+
+
+SANDBOX_LIVE = {"ebm-sb-step": ("step_size", lambda v: 10 ** float(v)), "ebm-sb-noise": ("noise_scale", float),
+                "ebm-sb-mh": ("proposal_std", float), "ebm-sb-steps": ("steps", int)}
 
 
 def _set(name: str, conv):
@@ -192,10 +224,23 @@ def _set(name: str, conv):
     return handler
 
 
-def build_sandbox(tab: FamilyTab) -> None:
+def _set_from_page(st: SandboxState, req) -> None:
+    """A sandbox slider's new value from the page: the running chains take it at their next frame."""
+    if not isinstance(req, dict) or not st.settings:
+        return
+    name, conv = SANDBOX_LIVE.get(str(req.get("key")), (None, None))
+    if name is not None:
+        try:
+            st.settings[name] = conv(req.get("value"))
+        except (TypeError, ValueError):
+            pass
+
+
+def build_sandbox(tab: FamilyTab) -> LiveArea:
+    area = LiveArea("ebm-sandbox", SandboxState, on_set=_set_from_page)
     with gr.Accordion("Sampler sandbox: Langevin, MALA and Metropolis–Hastings on a fixed target", open=True):
         markdown(SANDBOX_INTRO)
-        sb = gr.State(SandboxState)
+        sb = area.state
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 target = gr.Dropdown(SANDBOX_TARGETS, value="banana", label="target", elem_id="ebm-sb-target")
@@ -213,30 +258,30 @@ def build_sandbox(tab: FamilyTab) -> None:
                     stop_btn = gr.Button("■ Stop", variant="stop", elem_id="ebm-sb-stop")
                     reset_btn = gr.Button("Reset", elem_id="ebm-sb-reset")
             with gr.Column(scale=3):
-                info = gr.Markdown("Pick a target and a sampler, then press **Run chains**.", elem_id="ebm-sb-info")
+                status_slot = gr.Column()
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=320):
-                        fig = live_plot(plots.message_figure("press Run chains", title="Sampler sandbox", height=470),
-                                        height=470, elem_id="ebm-sb-plot")
+                        area.panel("plot", 470, "ebm-sb-plot",
+                                   plots.message_figure("press Run chains", title="Sampler sandbox", height=470))
                     with gr.Column(min_width=320):
-                        curves = live_plot(plots.message_figure("press Run chains", title="Sandbox chains",
-                                                                height=470, axes=False),
-                                           height=470, elem_id="ebm-sb-curves")
+                        area.panel("curves", 470, "ebm-sb-curves",
+                                   plots.message_figure("press Run chains", title="Sandbox chains", height=470,
+                                                        axes=False))
+                with status_slot:
+                    area.status("Pick a target and a sampler, then press <b>Run chains</b>.", "ebm-sb-info",
+                                stop_id="ebm-sb-stop", live={k: k for k in SANDBOX_LIVE})
     run_evt = run_btn.click(sandbox_run, [sb, tab.state, target, method, step, mh, noise, per_frame],
-                            [fig, curves, info], concurrency_limit=4, concurrency_id="ebm-sandbox",
+                            None, concurrency_limit=4, concurrency_id="ebm-sandbox",
                             show_progress="hidden", api_name="ebm_sandbox")
     stop_btn.click(None, None, None, cancels=[run_evt], api_visibility="private")
-    reset_btn.click(sandbox_reset, [sb], [info], cancels=[run_evt], api_visibility="private")
-    target.change(sandbox_reset, [sb], [info], cancels=[run_evt], api_visibility="private")
-    for comp, name, conv in ((method, "method", str), (step, "step_size", lambda v: 10 ** float(v)),
-                             (mh, "proposal_std", float), (noise, "noise_scale", float),
-                             (per_frame, "steps", int)):
-        comp.change(_set(name, conv), [sb, comp], None, api_visibility="private", queue=False)
+    reset_btn.click(sandbox_reset, [sb], None, cancels=[run_evt], api_visibility="private")
+    target.change(sandbox_reset, [sb], None, cancels=[run_evt], api_visibility="private")
+    method.change(_set("method", str), [sb, method], None, api_visibility="private", queue=False)
+    return area
 
 
-def build() -> FamilyTab:
+def build() -> list:
     tab = FamilyTab(SPEC)
     tab.build()
     tab.wire()
-    build_sandbox(tab)
-    return tab
+    return [tab, build_sandbox(tab)]

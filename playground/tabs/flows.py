@@ -8,7 +8,7 @@ import gradio as gr
 from models.flows import TARGET_DATASET_NAMES
 
 from ..datasets import DATASETS
-from ..session import Snapshot
+from ..snapshot import FlowProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec, TabState
 
 TITLE = "Normalizing flows"
@@ -135,8 +135,7 @@ def build() -> FamilyTab:
 
     def extra_values(st: TabState, snap: Snapshot) -> list:
         """Fit the layer slider to this model's depth when the depth changes."""
-        lines = snap.extras.get("stage_lines")
-        depth = None if lines is None else int(lines.shape[0]) - 1
+        depth = int(snap.probe.stage_lines.shape[0]) - 1 if isinstance(snap.probe, FlowProbe) else None
         if depth is None or getattr(st, "layer_max", None) == depth:
             return [gr.skip()]
         st.layer_max = depth

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..session import Snapshot
-from ..tabkit import FamilyTab, TabSpec, markdown
+from ..liveplot import inline_html, text_block
+from ..snapshot import Snapshot
+from ..tabkit import FamilyTab, TabSpec
 from ..views.gans import CURVE_HEIGHT, DIVERGENCE_LABEL, KEYS, N_MODES
 
 TITLE = "GANs"
@@ -177,10 +178,9 @@ def build() -> FamilyTab:
         g_btn = gr.Button("one G step", elem_id="gans-gstep", size="sm", scale=0, min_width=110)
         both_btn = gr.Button("D + G step", elem_id="gans-both", size="sm", scale=0, min_width=110)
         with gr.Column(scale=1, min_width=640):  # wide enough to wrap onto its own line
-            info = markdown("**No density:** a GAN's generator only samples — there is no $p(x)$, so no "
-                            "likelihood (NLL) to report. Press **Train**.", elem_id="gans-info")
-    tab.extra_outputs = [info]
-    tab.extra_values = lambda st, snap: [info_text(snap)]
+            text_block(inline_html("**No density:** a GAN's generator only samples — there is no $p(x)$, so no "
+                                   "likelihood (NLL) to report. Press **Train**."), elem_id="gans-info")
+    tab.texts = lambda snap: {"gans-info": inline_html(info_text(snap))}
     tab.wire()
     tab.wire_action(d_btn, lambda s: s.apply(one_d_step, "one D step"), show_progress="hidden")
     tab.wire_action(g_btn, lambda s: s.apply(one_g_step, "one G step", counts_as_step=True),

@@ -1,8 +1,9 @@
 """Which figures a frame shows, per model key or family: Snapshot -> {panel name: figure dict}.
 
 A view module registers a function with ``@view("mog")`` (model keys) or ``@view(family="gan")``.
-Views import numpy and plotly (through playground.plots) only, so the benchmark and the tests can
-render frames exactly as the app does without a browser or gradio.
+Views import numpy and plotly (through playground.plots) and the numpy-only playground.snapshot, so
+the benchmark and the tests can render frames exactly as the app does without a browser or gradio.
+A view reads its family's typed probe record (``snap.probe``, None before the first frame).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pkgutil
 from collections.abc import Callable
 
 from .. import plots
+from ..snapshot import Snapshot
 
 _BY_KEY: dict[str, Callable] = {}
 _BY_FAMILY: dict[str, Callable] = {}
@@ -27,14 +29,14 @@ def view(*keys: str, family: str | None = None):
     return deco
 
 
-def generic(snap, log_scale: bool = False, **_) -> dict[str, dict]:
+def generic(snap: Snapshot, log_scale: bool = False, **_) -> dict[str, dict]:
     """Density (when there is one), samples and curves: what every model can show."""
     return {"main": plots.density_figure(snap, log_scale), "samples": plots.samples_figure(snap),
             "curves": plots.likelihood_figure(snap) if snap.density != "none" else plots.loss_figure(snap),
             "extra": plots.distance_figure(snap)}
 
 
-def render(snap, **opts) -> dict[str, dict]:
+def render(snap: Snapshot, **opts) -> dict[str, dict]:
     fn = _BY_KEY.get(snap.model_key) or _BY_FAMILY.get(snap.family) or generic
     return fn(snap, **opts)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plots
+from ..snapshot import AutoregressiveProbe, RNADEProbe, Snapshot
 from . import view
 
 KEYS = ("fvsbn", "nade", "made", "rnade")
@@ -27,40 +28,40 @@ def axis_range(box, coord: int) -> tuple[float, float]:
     return (box[0], box[1]) if coord == 0 else (box[2], box[3])
 
 
-def slice_value(snap, slice_pos: float) -> float:
+def slice_value(snap: Snapshot, slice_pos: float) -> float:
     """The slice x_first = a, given as a fraction of the plot's range of x_first (0: left / bottom)."""
-    lo, hi = axis_range(snap.box, snap.extras["first"])
+    lo, hi = axis_range(snap.box, snap.probe.first)
     return float(lo + min(max(float(slice_pos), 0.0), 1.0) * (hi - lo))
 
 
-def conditional_at(snap, a: float) -> tuple[np.ndarray, np.ndarray] | None:
+def conditional_at(snap: Snapshot, a: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(x, density) of p(x_second | x_first = a); None when there is none to show (a discrete model's a
     outside its box, or no grid yet). Discrete: the exact row of the cell table, steps over the bins (x
     holds the K+1 edges, density K+1 values). Continuous: the grid line nearest a, where
     log p(x_second | a) = log p(a, x_second) - log p(a) — the joint heatmap's column minus the marginal."""
-    ex = snap.extras
-    if ex["discrete"]:
-        edges = ex["marg_edges"]
+    p = snap.probe
+    if p.discrete:
+        edges = p.marg_edges
         i = int(np.searchsorted(edges, a, side="right")) - 1
         if a == edges[-1]:
             i = len(edges) - 2
         if not 0 <= i < len(edges) - 1:
             return None
-        dens = np.exp(ex["log_cond"][i].astype(np.float64))
-        return ex["cond_edges"], np.append(dens, dens[-1]).astype(np.float32)
+        dens = np.exp(p.log_cond[i].astype(np.float64))
+        return p.cond_edges, np.append(dens, dens[-1]).astype(np.float32)
     if snap.log_density is None:
         return None
-    i = int(np.argmin(np.abs(ex["marg_x"] - a)))
-    joint = snap.log_density[:, i] if ex["first"] == 0 else snap.log_density[i, :]
-    axis = snap.grid_y if ex["first"] == 0 else snap.grid_x
-    return axis, np.exp(joint.astype(np.float64) - float(ex["log_marg"][i])).astype(np.float32)
+    i = int(np.argmin(np.abs(p.marg_x - a)))
+    joint = snap.log_density[:, i] if p.first == 0 else snap.log_density[i, :]
+    axis = snap.grid_y if p.first == 0 else snap.grid_x
+    return axis, np.exp(joint.astype(np.float64) - float(p.log_marg[i])).astype(np.float32)
 
 
-def marginal(ex) -> tuple[np.ndarray, np.ndarray]:
-    if ex["discrete"]:
-        dens = np.exp(ex["log_marg"].astype(np.float64))
-        return ex["marg_edges"], np.append(dens, dens[-1]).astype(np.float32)
-    return ex["marg_x"], np.exp(ex["log_marg"].astype(np.float64)).astype(np.float32)
+def marginal(p: AutoregressiveProbe | RNADEProbe) -> tuple[np.ndarray, np.ndarray]:
+    if p.discrete:
+        dens = np.exp(p.log_marg.astype(np.float64))
+        return p.marg_edges, np.append(dens, dens[-1]).astype(np.float32)
+    return p.marg_x, np.exp(p.log_marg.astype(np.float64)).astype(np.float32)
 
 
 def line(x, y, name: str, color: str, width: float = 2.5, step: bool = False, dash: str = "solid",
@@ -87,17 +88,18 @@ def histogram(values: np.ndarray, edges: np.ndarray, name: str, **kw) -> dict | 
 
 # --- the joint ----------------------------------------------------------------------------------------
 
-def cell_heatmap(ex, log_scale: bool) -> dict:
+def cell_heatmap(p: AutoregressiveProbe, log_scale: bool) -> dict:
     """The exact K x K cell density P(cell) / area, drawn as cells (bin edges, no smoothing)."""
-    lp = np.asarray(ex["log_density"], np.float64)
+    lp = np.asarray(p.log_density, np.float64)
     if log_scale:
-        top = float(lp.max())
-        tr = plots.heatmap(ex["edges"][0], ex["edges"][1], np.clip(lp, top - 12, top), "model density",
+        top = plots.step_ceil(float(lp.max()))
+        tr = plots.heatmap(p.edges[0], p.edges[1], np.clip(lp, top - 12, top), "model density",
                            zmin=top - 12, zmax=top, colorbar_title="log p(x)")
     else:
-        p = np.exp(lp)
-        tr = plots.heatmap(ex["edges"][0], ex["edges"][1], p, "model density", zmin=0.0,
-                           zmax=max(float(np.quantile(p, 0.999)), 1e-12), colorbar_title="p(x)")
+        dens = np.exp(lp)
+        tr = plots.heatmap(p.edges[0], p.edges[1], dens, "model density", zmin=0.0,
+                           zmax=plots.nice_ceil(max(float(np.quantile(dens, 0.999)), 1e-12)),
+                           colorbar_title="p(x)")
     tr["zsmooth"] = False
     return tr
 
@@ -108,38 +110,38 @@ def slice_line(box, first: int, a: float, name: str) -> dict:
     return line(*xy, name, SLICE_COLOR, width=2.5)
 
 
-def joint_figure(snap, log_scale: bool, a: float) -> dict:
-    ex = snap.extras
-    f, s = NAMES[ex["first"]], NAMES[1 - ex["first"]]
+def joint_figure(snap: Snapshot, log_scale: bool, a: float) -> dict:
+    p = snap.probe
+    f, s = NAMES[p.first], NAMES[1 - p.first]
     title = f"Joint p(x₁, x₂) = p({f})·p({s} | {f}) — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"ar-joint-{snap.dataset}")
-    if ex["discrete"]:
-        heat = cell_heatmap(ex, log_scale)
-        e = ex["edges"]
+    if p.discrete:
+        heat = cell_heatmap(p, log_scale)
+        e = p.edges
         outline = line([e[0][0], e[0][-1], e[0][-1], e[0][0], e[0][0]], [e[1][0], e[1][0], e[1][-1], e[1][-1], e[1][0]],
                        "the bins' box (outside: floor density only)", "#bbbbbb", width=1.5, dash="dash")
         traces = [heat, outline]
     else:
         traces = [plots.density_heatmap(snap, log_scale)]
     traces.append(plots.points(snap.train, "training data", color="white", size=3.5, opacity=0.5))
-    traces.append(slice_line(snap.box, ex["first"], a, f"slice {f} = {a:.2f}"))
+    traces.append(slice_line(snap.box, p.first, a, f"slice {f} = {a:.2f}"))
     return {"data": traces, "layout": lay}
 
 
 # --- the two factors -------------------------------------------------------------------------------------
 
-def factors_figure(snap, a: float) -> dict:
+def factors_figure(snap: Snapshot, a: float) -> dict:
     """Top: the marginal p(x_first) with the slice; bottom: the conditional p(x_second | x_first = a), each
     over a histogram of the training data (for the conditional: the points in the slice's bin or band)."""
-    ex = snap.extras
-    first = ex["first"]
+    p = snap.probe
+    first = p.first
     f, s = NAMES[first], NAMES[1 - first]
     train = np.asarray(snap.train, np.float64)
     f_lo, f_hi = axis_range(snap.box, first)
     s_lo, s_hi = axis_range(snap.box, 1 - first)
-    mx, my = marginal(ex)
-    disc = ex["discrete"]
-    top_edges = ex["marg_edges"] if disc else np.linspace(f_lo, f_hi, 41)
+    mx, my = marginal(p)
+    disc = p.discrete
+    top_edges = p.marg_edges if disc else np.linspace(f_lo, f_hi, 41)
     traces = [t for t in (histogram(train[:, first], top_edges, "training data, histogram", xaxis="x2",
                                     yaxis="y2", legendgroup="data"),) if t]
     traces.append(line(mx, my, f"model p({f})", MODEL_COLOR, step=disc, xaxis="x2", yaxis="y2"))
@@ -148,10 +150,10 @@ def factors_figure(snap, a: float) -> dict:
     cond = conditional_at(snap, a)
     if disc:
         band = cond is not None
-        i = int(np.searchsorted(ex["marg_edges"], a, side="right")) - 1
-        lo_e, hi_e = (ex["marg_edges"][i], ex["marg_edges"][i + 1]) if band else (a, a)
+        i = int(np.searchsorted(p.marg_edges, a, side="right")) - 1
+        lo_e, hi_e = (p.marg_edges[i], p.marg_edges[i + 1]) if band else (a, a)
         near = train[(train[:, first] >= lo_e) & (train[:, first] < hi_e), 1 - first]
-        bottom_edges, band_text = ex["cond_edges"], f"{f} in the slice's bin"
+        bottom_edges, band_text = p.cond_edges, f"{f} in the slice's bin"
     else:
         h = 0.04 * (f_hi - f_lo)
         near = train[np.abs(train[:, first] - a) < h, 1 - first]
@@ -178,11 +180,11 @@ def factors_figure(snap, a: float) -> dict:
 
 # --- sequential sampling -----------------------------------------------------------------------------
 
-def sequential_traces(snap) -> list[dict]:
+def sequential_traces(snap: Snapshot) -> list[dict]:
     """For a few samples: the first draw as a line across the plot, the conditional it selects drawn
     along that line (a profile bulging towards +x_first), and the second draw on it."""
-    ex = snap.extras
-    first = ex["first"]
+    p = snap.probe
+    first = p.first
     f, s = NAMES[first], NAMES[1 - first]
     f_lo, f_hi = axis_range(snap.box, first)
     s_lo, s_hi = axis_range(snap.box, 1 - first)
@@ -204,7 +206,7 @@ def sequential_traces(snap) -> list[dict]:
         prof = line(*xy(a + 0.15 * (f_hi - f_lo) * cy[keep] / peak, cx[keep]),
                     f"② p({s} | {f}) along it; {s} drawn from it", DEMO_COLORS[k % len(DEMO_COLORS)], width=2,
                     legendgroup="draw2", showlegend=not any(t.get("legendgroup") == "draw2" for t in out))
-        prof["line"]["shape"] = ("vh" if first == 0 else "hv") if ex["discrete"] else "linear"
+        prof["line"]["shape"] = ("vh" if first == 0 else "hv") if p.discrete else "linear"
         out.append(prof)
     sx, sy = xy(pts[:, first], pts[:, 1 - first])
     out.append({"type": "scatter", "mode": "markers", "x": sx.astype(np.float32), "y": sy.astype(np.float32),
@@ -214,8 +216,8 @@ def sequential_traces(snap) -> list[dict]:
     return out
 
 
-def samples_panel(snap) -> dict:
-    f, s = NAMES[snap.extras["first"]], NAMES[1 - snap.extras["first"]]
+def samples_panel(snap: Snapshot) -> dict:
+    f, s = NAMES[snap.probe.first], NAMES[1 - snap.probe.first]
     fig = plots.samples_figure(snap, title=f"Sequential sampling: {f} ~ p({f}), then {s} ~ p({s} | {f})")
     if snap.samples is not None:
         fig["data"] += sequential_traces(snap)
@@ -224,10 +226,10 @@ def samples_panel(snap) -> dict:
 
 # --- connectivity --------------------------------------------------------------------------------------
 
-def network_figure(snap) -> dict:
+def network_figure(snap: Snapshot) -> dict:
     """Columns of units (inputs, hidden layers, the conditionals' outputs) and the connections that exist:
     a missing line is a weight the mask (or the model's form) holds at zero. Line width: |weight|."""
-    conn = snap.extras["conn"]
+    conn = snap.probe.conn
     cols = conn["columns"]
     ys = [np.linspace(0.6, -0.6, len(n)) if len(n) <= 2 else np.linspace(1, -1, len(n)) for n in conn["nodes"]]
     traces = []
@@ -259,7 +261,7 @@ def network_figure(snap) -> dict:
     key = snap.model_key
     what = {"made": "MADE's masks", "fvsbn": "FVSBN's connections", "nade": "NADE's tied layer",
             "rnade": "RNADE's net"}.get(key, "connections")
-    f, s = NAMES[snap.extras["first"]], NAMES[1 - snap.extras["first"]]
+    f, s = NAMES[snap.probe.first], NAMES[1 - snap.probe.first]
     lay = {"title": {"text": f"{what}: who may see whom (order {f} → {s})", "x": 0.02, "xanchor": "left",
                      "font": {"size": 14}},
            "xaxis": {"visible": False, "range": [-0.9, len(cols) - 1 + 1.4], "fixedrange": True},
@@ -271,9 +273,10 @@ def network_figure(snap) -> dict:
 
 
 @view(*KEYS)
-def autoregressive_frame(snap, log_scale: bool = False, slice_pos: float = 0.5, **_) -> dict[str, dict]:
+def autoregressive_frame(snap: Snapshot, log_scale: bool = False, slice_pos: float = 0.5,
+                         **_) -> dict[str, dict]:
     """The joint with the slice, the two factors at the slice, sequential sampling, the network, curves."""
-    if "first" not in snap.extras:
+    if not isinstance(snap.probe, (AutoregressiveProbe, RNADEProbe)):
         title = "Joint p(x₁, x₂)"
         return {"main": plots.message_figure("press Train", snap.box, title)}
     a = slice_value(snap, slice_pos)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plots
+from ..snapshot import EBMProbe, Snapshot
 from . import view
 
 KEYS = ("ebm_cd", "ebm_sm", "ebm_nce")
@@ -19,7 +20,7 @@ SHOWN_SAMPLES, SHOWN_NEGATIVES = 600, 300  # SVG points cost the browser: a fram
 SAMPLER_NAMES = {"langevin": "Langevin", "mala": "MALA", "mh": "Metropolis–Hastings"}
 
 
-def energy_on_grid(snap) -> np.ndarray | None:
+def energy_on_grid(snap: Snapshot) -> np.ndarray | None:
     """−f_θ on the grid from the frame's normalised log-density: log p = f − log Z, so −f = −(log p + log Z)."""
     if snap.log_density is None or "log_z_grid" not in snap.latest:
         return None
@@ -29,7 +30,7 @@ def energy_on_grid(snap) -> np.ndarray | None:
 def energy_trace(xs, ys, energy: np.ndarray) -> dict:
     """−f on the grid: low energy (high density) bright, clipped ENERGY_SPAN nats above its minimum."""
     e = np.asarray(energy, np.float32).reshape(len(ys), len(xs))
-    lo = float(np.nanmin(e)) if np.isfinite(e).any() else 0.0
+    lo = plots.step_floor(float(np.nanmin(e))) if np.isfinite(e).any() else 0.0  # a colour bar that holds still
     tr = plots.heatmap(xs, ys, np.clip(e, lo, lo + ENERGY_SPAN), "energy −f(x)", zmin=lo,
                        zmax=lo + ENERGY_SPAN, colorbar_title="energy −f(x)")
     tr["reversescale"] = True
@@ -79,23 +80,23 @@ def score_trace(xy: np.ndarray, score: np.ndarray, box) -> dict:
             "name": "score ∇ₓ log p(x)", "line": {"color": "white", "width": 1.3}, "hoverinfo": "skip"}
 
 
-def energy_figure(snap, show_score: bool) -> dict:
-    ex = snap.extras
+def energy_figure(snap: Snapshot, show_score: bool) -> dict:
+    p = snap.probe if isinstance(snap.probe, EBMProbe) else None
     title = f"Energy −f<sub>θ</sub>(x) and MCMC chains — step {snap.step}"
     energy = energy_on_grid(snap)
     if energy is None:
         return plots.message_figure("press Train", snap.box, title)
     traces = [energy_trace(snap.grid_x, snap.grid_y, energy),
               plots.points(snap.train, "training data", color="white", size=3, opacity=0.35, visible="legendonly")]
-    if show_score and "score" in ex:
-        traces.append(score_trace(ex["score_xy"], ex["score"], snap.box))
-    traces += chain_traces(ex.get("chains", np.zeros((0, 0, 2))))
+    if show_score and p is not None:
+        traces.append(score_trace(p.score_xy, p.score, snap.box))
+    traces += chain_traces(p.chains if p is not None else np.zeros((0, 0, 2)))
     return {"data": traces, "layout": plots.data_layout(snap.box, title, uirevision=f"ebm-e-{snap.dataset}")}
 
 
-def density_figure(snap, log_scale: bool) -> dict:
+def density_figure(snap: Snapshot, log_scale: bool) -> dict:
     """p = exp(f)/Z with Z the grid's sum, and what the model samples (or contrasts with)."""
-    ex = snap.extras
+    p = snap.probe if isinstance(snap.probe, EBMProbe) else None
     title = (f"Density e<sup>f</sup>/Z, Z = Σ<sub>grid</sub> e<sup>f</sup>·ΔA"
              f"{' (log)' if log_scale else ''} — step {snap.step}")
     if snap.log_density is None:
@@ -106,11 +107,11 @@ def density_figure(snap, log_scale: bool) -> dict:
     if snap.samples is not None:
         traces.append(plots.points(snap.samples[:SHOWN_SAMPLES], f"samples (persistent chains, {SHOWN_SAMPLES} shown)",
                                    color=plots.SAMPLE_COLOR, size=4, opacity=0.75))
-    if "negatives" in ex and len(ex["negatives"]):
-        traces.append(plots.points(ex["negatives"][:SHOWN_NEGATIVES], "negatives of the last update", color="#c084fc",
+    if p is not None and p.negatives is not None and len(p.negatives):
+        traces.append(plots.points(p.negatives[:SHOWN_NEGATIVES], "negatives of the last update", color="#c084fc",
                                    size=5, opacity=0.85, symbol="x"))
-    if "noise_cov" in ex:
-        mean, cov = ex["noise_mean"][None], ex["noise_cov"][None]
+    if p is not None and p.noise_cov is not None:
+        mean, cov = p.noise_mean[None], p.noise_cov[None]
         traces += plots.ellipses(mean, cov, 1.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], width=2)
         traces += plots.ellipses(mean, cov, 2.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], dash="dash", width=1.5,
                                  showlegend=False)
@@ -127,7 +128,7 @@ def curves_layout(title: str, ytitle: str, uirevision: str, log_y: bool = False)
     return lay
 
 
-def loss_figure(snap) -> dict:
+def loss_figure(snap: Snapshot) -> dict:
     series = [("loss", "loss (per step)", 1.0)]
     if snap.model_key == "ebm_cd":
         series.append(("cd", "E[f(x⁻)] − E[f(x⁺)] (the CD term)", 1.0))
@@ -135,7 +136,7 @@ def loss_figure(snap) -> dict:
             "layout": curves_layout("Training loss", "loss", f"ebm-loss-{snap.model_key}")}
 
 
-def energies_figure(snap) -> dict:
+def energies_figure(snap: Snapshot) -> dict:
     """E[f] on data vs on samples, and log Z (grid, and NCE's learned one): E_data[f] − log Z is the
     held-out log-likelihood."""
     series = [("f_data", "E[f] on held-out data", 1.0), ("f_samples", "E[f] on the chains", 1.0),
@@ -151,7 +152,7 @@ def energies_figure(snap) -> dict:
                                                     f"ebm-f-{snap.model_key}")}
 
 
-def diagnostics_figure(snap) -> dict:
+def diagnostics_figure(snap: Snapshot) -> dict:
     series = [("chain_accept", "acceptance (display chains)", 1.0), ("accept", "acceptance (training chains)", 1.0),
               ("rhat", "split R-hat, 8 animated chains", 1.0),
               ("energy_distance", "energy distance: samples vs held-out", 1.0)]
@@ -162,7 +163,7 @@ def diagnostics_figure(snap) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def likelihood_figure(snap) -> dict:
+def likelihood_figure(snap: Snapshot) -> dict:
     fig = plots.likelihood_figure(snap, "Held-out log-likelihood, grid-normalised (nats)")
     lay = curves_layout(fig["layout"]["title"]["text"], fig["layout"]["yaxis"]["title"]["text"],
                         f"ebm-nll-{snap.model_key}")
@@ -171,7 +172,7 @@ def likelihood_figure(snap) -> dict:
 
 
 @view(*KEYS)
-def ebm_frame(snap, log_scale: bool = False, show_score: str = "auto", **_) -> dict[str, dict]:
+def ebm_frame(snap: Snapshot, log_scale: bool = False, show_score: str = "auto", **_) -> dict[str, dict]:
     """Energy-based models (notes ch. 7): every panel of the tab. show_score: "auto" (arrows for
     score matching only), "on" or "off"."""
     score = snap.model_key == "ebm_sm" if show_score == "auto" else show_score == "on"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plots
+from ..snapshot import FlowProbe, Snapshot, StudentProbe
 from . import view
 
 FLOW_KEYS = ("planar", "nice", "realnvp", "maf", "iaf")
@@ -33,36 +34,42 @@ def target_contours(snap, log_p: np.ndarray, name: str = "target p*(x)") -> dict
             "line": {"color": "white", "dash": "dot", "width": 1.3}}
 
 
-def density_panel(snap, log_scale: bool, title: str | None = None) -> dict:
+def _flow(snap: Snapshot) -> FlowProbe | None:
+    """The frame's flow record (a student's too), or None before there is one."""
+    return snap.probe if isinstance(snap.probe, FlowProbe) else None
+
+
+def density_panel(snap: Snapshot, log_scale: bool, title: str | None = None) -> dict:
     """The model's exact density p(x) (change of variables) with the data; in a reverse-KL run the
     target's contours on top."""
     title = title or f"Model density {'log p(x)' if log_scale else 'p(x)'} — step {snap.step}{_mass(snap)}"
     fig = plots.density_figure(snap, log_scale, title=title)
-    target = snap.extras.get("target_log_density")
+    p = _flow(snap)
+    target = p.target_log_density if p is not None else None
     if target is not None and snap.log_density is not None:
         fig["data"].append(target_contours(snap, _grid_values(snap, target)))
     return fig
 
 
-def stage_index(snap, layer) -> tuple[int, int]:
+def stage_index(snap: Snapshot, layer) -> tuple[int, int]:
     """The stage the slider asks for, clamped to this model's depth: (k, L)."""
-    n_layers = snap.extras["stage_lines"].shape[0] - 1
+    n_layers = snap.probe.stage_lines.shape[0] - 1
     k = n_layers if layer is None else int(np.clip(int(layer), 0, n_layers))
     return k, n_layers
 
 
-def layer_panel(snap, layer=None, log_scale: bool = False, who: str = "") -> dict:
+def layer_panel(snap: Snapshot, layer=None, log_scale: bool = False, who: str = "") -> dict:
     """Stage k of the flow: a grid of z pushed through the first k layers, its nodes coloured by the
     exact density there, log p_k = log N(z_0) - Σ log|det| (notes 5.2), over the held-out data."""
-    ex = snap.extras
-    if "stage_lines" not in ex:
+    p = _flow(snap)
+    if p is None:
         return plots.message_figure(EMPTY, snap.box, "Layer by layer")
     k, n_layers = stage_index(snap, layer)
-    names = list(ex["layer_names"])
+    names = list(p.layer_names)
     what = "base N(0, I), in data units" if k == 0 else f"layer {k}/{n_layers}: {names[k - 1]}"
     title = f"{who}{what[0].upper()}{what[1:]}"
-    logp = np.asarray(ex["stage_logp"][k], np.float64)
-    top = float(np.nanmax(logp)) if np.isfinite(logp).any() else 0.0
+    logp = np.asarray(p.stage_logp[k], np.float64)
+    top = plots.step_ceil(float(np.nanmax(logp))) if np.isfinite(logp).any() else 0.0
     if log_scale:
         color, label = np.clip(logp, top - 10.0, top), "log p"
         cmin = top - 10.0
@@ -70,13 +77,14 @@ def layer_panel(snap, layer=None, log_scale: bool = False, who: str = "") -> dic
         color, label = np.exp(logp - 0.0), "p"
         cmin = 0.0
     cmax = float(np.nanquantile(color, 0.995)) if np.isfinite(color).any() else 1.0
-    nodes = plots.points(ex["stage_nodes"][k], f"grid nodes (colour: {label})",
+    cmax = top if log_scale else plots.nice_ceil(max(cmax, 1e-9))  # colour bars that hold still
+    nodes = plots.points(p.stage_nodes[k], f"grid nodes (colour: {label})",
                          color={"color": np.asarray(color, np.float32), "colorscale": plots.DENSITY_SCALE,
                                 "cmin": cmin, "cmax": max(cmax, cmin + 1e-9), "showscale": True,
                                 "colorbar": {"title": {"text": label, "side": "right"}, "thickness": 12,
                                              "len": 0.8}},
                          size=4, opacity=0.9)
-    lines = ex["stage_lines"][k]
+    lines = p.stage_lines[k]
     half = lines.shape[0] // 2
     traces = [plots.points(snap.test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35),
               nodes,
@@ -93,13 +101,13 @@ def _angle_colors(x: np.ndarray) -> np.ndarray:
     return np.arctan2(c[:, 1], c[:, 0]).astype(np.float32)
 
 
-def latent_panel(snap, who: str = "") -> dict:
+def latent_panel(snap: Snapshot, who: str = "") -> dict:
     """The training data pulled back to z = f⁻¹(x), over the standard normal's 1, 2, 3σ circles:
     when the flow fits, the points look like N(0, I) draws (mean |z|² → 2 in 2D)."""
-    z = snap.extras.get("latent")
-    if z is None:
+    p = _flow(snap)
+    if p is None:
         return plots.message_figure(EMPTY, LATENT_BOX, "Latent space")
-    z = np.asarray(z, np.float32)
+    z = np.asarray(p.latent, np.float32)
     ok = np.isfinite(z).all(1)
     msq = float(np.mean((z[ok] ** 2).sum(1))) if ok.any() else float("nan")
     title = f"{who}Data in latent space, z = f⁻¹(x): mean |z|² = {msq:.3g} (N(0, I): 2)"
@@ -117,7 +125,7 @@ def latent_panel(snap, who: str = "") -> dict:
     return {"data": traces, "layout": lay}
 
 
-def terms_panel(snap) -> dict:
+def terms_panel(snap: Snapshot) -> dict:
     """Maximum likelihood: log p(x) = log N(z) + log|det ∂z/∂x| (notes 5.2), each term apart.
     Reverse KL: KL(q‖p*) = cross-entropy − entropy, and the bounds on log Z = 0."""
     if "cross_entropy" in snap.curves:
@@ -137,17 +145,17 @@ def terms_panel(snap) -> dict:
             "layout": plots.curves_layout("Change of variables: the terms of log p(x)", "nats per point")}
 
 
-def per_layer_panel(snap, layer=None, who: str = "") -> dict:
+def per_layer_panel(snap: Snapshot, layer=None, who: str = "") -> dict:
     """Each layer's average log|det ∂z_k/∂z_{k−1}| under the model: > 0 spreads mass out, < 0
     concentrates it; the layer the slider shows is highlighted."""
-    ex = snap.extras
-    if "layer_log_det" not in ex:
+    p = _flow(snap)
+    if p is None:
         return plots.message_figure(EMPTY, title="Per-layer volume change", axes=False, height=300)
-    vals = np.asarray(ex["layer_log_det"], np.float32)
+    vals = np.asarray(p.layer_log_det, np.float32)
     k, _ = stage_index(snap, layer)
     colors = ["#e4572e" if i + 1 == k else "#4c78a8" for i in range(len(vals))]
     bar = {"type": "bar", "x": np.arange(1, len(vals) + 1, dtype=np.int32), "y": vals, "name": "log|det|",
-           "marker": {"color": colors}, "customdata": list(ex["layer_names"]),
+           "marker": {"color": colors}, "customdata": list(p.layer_names),
            "hovertemplate": "layer %{x}: %{customdata}<br>E log|det| = %{y:.3f}<extra></extra>"}
     lay = plots.curves_layout(f"{who}Volume change per layer: E log|det Jₖ|",
                               "nats", uirevision="perlayer")
@@ -157,7 +165,7 @@ def per_layer_panel(snap, layer=None, who: str = "") -> dict:
 
 
 @view(*FLOW_KEYS)
-def flow_frame(snap, log_scale: bool = False, layer=None, **_) -> dict[str, dict]:
+def flow_frame(snap: Snapshot, log_scale: bool = False, layer=None, **_) -> dict[str, dict]:
     """Planar, NICE, Real NVP, MAF and IAF (notes 5.4.1–5.4.5)."""
     return {"main": density_panel(snap, log_scale), "samples": plots.samples_figure(snap),
             "layers": layer_panel(snap, layer, log_scale), "latent": latent_panel(snap),
@@ -167,11 +175,11 @@ def flow_frame(snap, log_scale: bool = False, layer=None, **_) -> dict[str, dict
 
 # --- teacher -> student (Parallel WaveNet, notes 5.4.6) -------------------------------------------------
 
-def student_terms_panel(snap) -> dict:
+def student_terms_panel(snap: Snapshot) -> dict:
     """Phase 1: the teacher's NLL on each data batch. Phase 2: KL(s ‖ t) on each batch of student
     samples and from 2,048 samples per frame, on a log axis: a fresh student puts mass where the
     teacher has almost none, so the KL starts enormous and falls by orders of magnitude."""
-    t = int(snap.extras.get("teacher_steps", 0))
+    t = snap.probe.teacher_steps if isinstance(snap.probe, StudentProbe) else 0
     if "loss" not in snap.curves:
         return plots.message_figure(EMPTY, title="Teacher, then student", axes=False, height=300)
     steps, vals = snap.curves["loss"]
@@ -194,7 +202,7 @@ def student_terms_panel(snap) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def student_likelihood_panel(snap) -> dict:
+def student_likelihood_panel(snap: Snapshot) -> dict:
     """Held-out log-likelihood of both flows. A fresh student can put almost no mass on the data
     (-10⁴ nats), so the y-axis shows the 8 nats below the best value (autoscale shows all)."""
     fig = plots.likelihood_figure(snap, title="Held-out log-likelihood (nats): student and teacher")
@@ -211,14 +219,13 @@ def student_likelihood_panel(snap) -> dict:
 
 
 @view("iaf_student")
-def student_frame(snap, log_scale: bool = False, layer=None, **_) -> dict[str, dict]:
+def student_frame(snap: Snapshot, log_scale: bool = False, layer=None, **_) -> dict[str, dict]:
     """MAF teacher (left) and IAF student (right) side by side; the layer and latent views follow
     the flow being trained."""
-    ex = snap.extras
-    if "teacher_log_density" not in ex:
+    p = snap.probe
+    if not isinstance(p, StudentProbe):
         return {"main": plots.message_figure(EMPTY, snap.box, "Teacher")}
-    phase = str(ex.get("phase", "teacher"))
-    t = int(ex.get("teacher_steps", 0))
+    phase, t = p.phase, p.teacher_steps
     status = f"phase 1, learning the data ({snap.step}/{t})" if phase == "teacher" else "frozen (phase 2)"
     teacher = _teacher_figure(snap, log_scale, f"Teacher (MAF): {status}")
     who = "Teacher · " if phase == "teacher" else "Student · "
@@ -234,16 +241,17 @@ def student_frame(snap, log_scale: bool = False, layer=None, **_) -> dict[str, d
             "perlayer": per_layer_panel(snap, layer, who)}
 
 
-def _teacher_figure(snap, log_scale: bool, title: str) -> dict:
-    ex = snap.extras
-    lp = np.asarray(ex["teacher_log_density"], np.float64)
+def _teacher_figure(snap: Snapshot, log_scale: bool, title: str) -> dict:
+    p: StudentProbe = snap.probe
+    lp = np.asarray(p.teacher_log_density, np.float64)
     if log_scale:
-        top = float(np.nanmax(lp))
-        heat = plots.heatmap(ex["teacher_x"], ex["teacher_y"], np.clip(lp, top - 12, top), "teacher density",
+        top = plots.step_ceil(float(np.nanmax(lp)))
+        heat = plots.heatmap(p.teacher_x, p.teacher_y, np.clip(lp, top - 12, top), "teacher density",
                              zmin=top - 12, zmax=top, colorbar_title="log p(x)")
     else:
-        p = np.exp(lp)
-        heat = plots.heatmap(ex["teacher_x"], ex["teacher_y"], p, "teacher density", zmin=0.0,
-                             zmax=max(float(np.nanquantile(p, 0.999)), 1e-12), colorbar_title="p(x)")
+        dens = np.exp(lp)
+        heat = plots.heatmap(p.teacher_x, p.teacher_y, dens, "teacher density", zmin=0.0,
+                             zmax=plots.nice_ceil(max(float(np.nanquantile(dens, 0.999)), 1e-12)),
+                             colorbar_title="p(x)")
     traces = [heat, plots.points(snap.train, "training data", color="white", size=3.5, opacity=0.55)]
     return {"data": traces, "layout": plots.data_layout(snap.box, title, uirevision=f"teacher-{snap.dataset}")}

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .. import plots
+from ..snapshot import GANProbe, Snapshot
 from . import view
 
 REAL_COLOR = "#1b7837"  # GAN Lab's convention: real is green, fake is purple
@@ -75,21 +76,23 @@ def grid_axes(box, n: int) -> tuple[np.ndarray, np.ndarray]:
             np.linspace(box[2], box[3], res, dtype=np.float32))
 
 
-def surface_trace(snap) -> dict:
+def surface_trace(snap: Snapshot) -> dict:
     """The discriminator surface as a heatmap whose middle colour is "cannot tell": D = 1/2, T = f'(1),
     or the critic's midpoint between real and fake."""
-    ex = snap.extras
-    z = np.asarray(ex["surface"], np.float32)
+    p: GANProbe = snap.probe
+    z = np.asarray(p.surface, np.float32)
     xs, ys = grid_axes(snap.box, z.size)
     z = z.reshape(len(ys), len(xs))
     label = SURFACE_LABEL[kind(snap.model_key)]
     if kind(snap.model_key) == "gan":
         lo, hi, mid = 0.0, 1.0, 0.5
     else:
-        mid = float(ex["surface_mid"])
+        mid = p.surface_mid
         finite = z[np.isfinite(z)]
         half = float(np.quantile(np.abs(finite - mid), 0.98)) if finite.size else 1.0
-        half = max(half, 1e-6)
+        half = plots.nice_ceil(max(half, 1e-6))  # colour bars that hold still: nice steps
+        if kind(snap.model_key) == "wgan":  # a critic's midpoint drifts; an f-GAN's f'(1) is a constant
+            mid = round(plots.step_floor(mid, half / 10), 12)
         lo, hi = mid - half, mid + half
     tr = plots.heatmap(xs, ys, z, label, colorscale=SURFACE_SCALE, zmin=lo, zmax=hi, colorbar_title=label)
     tr["zmid"] = mid
@@ -118,12 +121,12 @@ def arrow_segments(xy: np.ndarray, push: np.ndarray, length: float) -> tuple[np.
     return seg.astype(np.float32), float(norms.mean())
 
 
-def discriminator_figure(snap, show_push: bool = True) -> dict:
-    ex = snap.extras
+def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
+    p = snap.probe
     label = SURFACE_LABEL[kind(snap.model_key)]
     title = f"Discriminator {label}, real vs fake — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"gan-d-{snap.dataset}")
-    if "surface" not in ex:
+    if not isinstance(p, GANProbe):
         return plots.message_figure("press Train", snap.box, title)
     traces = [surface_trace(snap),
               plots.points(snap.train[:MAX_POINTS], "real", color=REAL_COLOR, size=4, opacity=0.55)]
@@ -131,16 +134,16 @@ def discriminator_figure(snap, show_push: bool = True) -> dict:
         traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z)", color=FAKE_COLOR, size=4, opacity=0.55))
     if show_push:
         width = snap.box[1] - snap.box[0]
-        seg, mean = arrow_segments(ex["fake_xy"], ex["fake_push"], 0.06 * width)
-        traces.append(plots.points(ex["fake_xy"], "tracked fakes", color=FAKE_COLOR, size=6, opacity=1.0,
+        seg, mean = arrow_segments(p.fake_xy, p.fake_push, 0.06 * width)
+        traces.append(plots.points(p.fake_xy, "tracked fakes", color=FAKE_COLOR, size=6, opacity=1.0,
                                    line_color="white", showlegend=False))
         traces.append(plots.lines_trace(seg, f"G's push −∇ₓℓ_G (mean size {mean:.2g})", ARROW_COLOR, width=1.4))
     return {"data": traces, "layout": lay}
 
 
-def manifold_figure(snap) -> dict:
-    ex = snap.extras
-    dim = int(ex.get("latent_dim", 2))
+def manifold_figure(snap: Snapshot) -> dict:
+    p = snap.probe
+    dim = p.latent_dim if isinstance(p, GANProbe) else 2
     if dim == 1:
         title = f"Generator: the latent line z ∈ [−3, 3] ↦ G(z) — step {snap.step}"
     else:
@@ -149,21 +152,21 @@ def manifold_figure(snap) -> dict:
             title = f"Generator: slice (z₁, z₂) ∈ [−2.5, 2.5]², other z = 0 — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"gan-g-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
-    if "manifold_u" not in ex:
+    if not isinstance(p, GANProbe):
         return plots.message_figure("press Train", snap.box, title)
     traces = [plots.points(snap.test[:MAX_POINTS], "held-out data", color=plots.HELDOUT_COLOR, size=4, opacity=0.35)]
     if snap.samples is not None:
         traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z), z ~ N(0, I)", color=FAKE_COLOR, size=3.5,
                                    opacity=0.5))
     u_name = "G(z) along z" if dim == 1 else "lines of constant z₂"
-    traces.append(plots.lines_trace(plots.polylines(ex["manifold_u"]), u_name, "#2166ac", width=1.4))
-    if "manifold_v" in ex:
-        traces.append(plots.lines_trace(plots.polylines(ex["manifold_v"]), "lines of constant z₁", "#e08214",
+    traces.append(plots.lines_trace(plots.polylines(p.manifold_u), u_name, "#2166ac", width=1.4))
+    if p.manifold_v is not None:
+        traces.append(plots.lines_trace(plots.polylines(p.manifold_v), "lines of constant z₁", "#e08214",
                                         width=1.4))
     return {"data": traces, "layout": lay}
 
 
-def losses_figure(snap) -> dict:
+def losses_figure(snap: Snapshot) -> dict:
     d_name = "critic loss E_q f − E_p f" if kind(snap.model_key) == "wgan" else "D loss"
     traces = plots.curve_traces(snap, [("d_loss", d_name, 1.0), ("g_loss", "G loss", 1.0)],
                                 colors=["#1b7837", "#762a83"])
@@ -177,7 +180,7 @@ def losses_figure(snap) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def divergence_figure(snap) -> dict:
+def divergence_figure(snap: Snapshot) -> dict:
     label = DIVERGENCE_LABEL.get(snap.model_key, "divergence estimate")
     traces = plots.curve_traces(snap, [("divergence", label, 1.0)], colors=["#d6604d"])
     traces.append(plots.hline(0.0, "p = q", color="#999", dash="dot"))
@@ -187,7 +190,7 @@ def divergence_figure(snap) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def modes_figure(snap) -> dict:
+def modes_figure(snap: Snapshot) -> dict:
     """Mode coverage (right axis) and the fraction of high-quality samples and histogram JS (left)."""
     traces = plots.curve_traces(snap, [("high_quality", "high-quality samples (within 3σ of a mode)", 1.0),
                                        ("hist_js", "histogram JS, real vs fake (bits, lower is better)", 1.0)],
@@ -210,7 +213,7 @@ def modes_figure(snap) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def gradient_figure(snap) -> dict:
+def gradient_figure(snap: Snapshot) -> dict:
     """The mean size of the generator's per-sample gradient: the saturating minimax loss starves G
     early on (D rejects every fake, log(1 − D) is flat there), the non-saturating loss does not."""
     series = [("g_grad_norm", "mean ‖∇ₓℓ_G‖ at the fakes", 1.0)]
@@ -224,7 +227,7 @@ def gradient_figure(snap) -> dict:
 
 
 @view(*KEYS, family="gan")
-def gan_frame(snap, show_push: bool = True, **_) -> dict[str, dict]:
+def gan_frame(snap: Snapshot, show_push: bool = True, **_) -> dict[str, dict]:
     """Every GAN: D surface + real/fake + G's push, the generator manifold, losses, divergence,
     mode coverage and the generator's gradient."""
     return {"main": discriminator_figure(snap, show_push), "samples": manifold_figure(snap),

@@ -6,31 +6,32 @@ import numpy as np
 from plotly.colors import cyclical
 
 from .. import plots
+from ..snapshot import MixtureProbe, Snapshot, VAEProbe
 from . import view
 
 
 @view("mog")
-def mixture_frame(snap, log_scale: bool = False, **_) -> dict[str, dict]:
+def mixture_frame(snap: Snapshot, log_scale: bool = False, **_) -> dict[str, dict]:
     """Mixture of Gaussians (notes 4.1): density, points coloured by their most responsible
     component z = argmax_k p(z=k|x), each component's mean and 1σ/2σ ellipses, and samples
     coloured by the component that generated them."""
-    ex = snap.extras
+    p = snap.probe
     title = f"Density {'log p(x)' if log_scale else 'p(x)'} and components — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"mog-{snap.dataset}")
-    if snap.log_density is None or "means" not in ex:
+    if snap.log_density is None or not isinstance(p, MixtureProbe):
         return {"main": plots.message_figure("press Train", snap.box, title)}
-    K = len(ex["means"])
+    K = len(p.means)
     colors = [plots.PALETTE[k % len(plots.PALETTE)] for k in range(K)]
-    labels = ex["point_labels"]
+    labels = p.point_labels
     traces = [plots.density_heatmap(snap, log_scale),
               plots.points(snap.train, "data (colour: z = argmax p(z|x))", color=plots.label_marker(labels),
                            size=5, opacity=0.85, line_color="white")]
-    traces += plots.ellipses(ex["means"], ex["covariances"], 1.0, "1σ", colors, width=2.5)
-    traces += plots.ellipses(ex["means"], ex["covariances"], 2.0, "2σ", colors, dash="dash",
+    traces += plots.ellipses(p.means, p.covariances, 1.0, "1σ", colors, width=2.5)
+    traces += plots.ellipses(p.means, p.covariances, 2.0, "2σ", colors, dash="dash",
                              width=1.5)
-    w = ex["weights"]
-    traces.append({"type": "scatter", "mode": "markers+text", "x": ex["means"][:, 0].astype(np.float32),
-                   "y": ex["means"][:, 1].astype(np.float32), "name": "means (size ∝ πₖ)",
+    w = p.weights
+    traces.append({"type": "scatter", "mode": "markers+text", "x": p.means[:, 0].astype(np.float32),
+                   "y": p.means[:, 1].astype(np.float32), "name": "means (size ∝ πₖ)",
                    "text": [str(k + 1) for k in range(K)], "textposition": "top center",
                    "textfont": {"color": "white", "size": 11},
                    "marker": {"symbol": "x", "size": (8 + 40 * np.sqrt(w)).astype(np.float32),
@@ -66,13 +67,13 @@ def position_colors(xy: np.ndarray, box) -> dict:
     return {"color": angle.astype(np.float32), "colorscale": CYCLIC, "cmin": 0.0, "cmax": 1.0, "showscale": False}
 
 
-def node_terms(ex: dict, x: np.ndarray) -> np.ndarray:
+def node_terms(p: VAEProbe, x: np.ndarray) -> np.ndarray:
     """log w_j + log N(x; mu(z_j), diag sigma(z_j)^2) over the latent grid: the discrete joint log p(x, z_j)
     whose logsumexp is the model's log p(x) (the same quadrature as its log_prob)."""
-    mu = ex["node_mean"].astype(np.float64)
-    sig = ex["node_sigma"].astype(np.float64)
+    mu = p.node_mean.astype(np.float64)
+    sig = p.node_sigma.astype(np.float64)
     z = (x[None, :] - mu) / sig
-    return ex["node_log_w"].astype(np.float64) + (-0.5 * z ** 2 - np.log(sig) - 0.5 * np.log(2 * np.pi)).sum(1)
+    return p.node_log_w.astype(np.float64) + (-0.5 * z ** 2 - np.log(sig) - 0.5 * np.log(2 * np.pi)).sum(1)
 
 
 def _logsumexp(a: np.ndarray, axis=None) -> np.ndarray:
@@ -80,10 +81,10 @@ def _logsumexp(a: np.ndarray, axis=None) -> np.ndarray:
     return (top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))).squeeze(axis)
 
 
-def q_log_mass(ex: dict, i: int) -> np.ndarray:
+def q_log_mass(p: VAEProbe, i: int) -> np.ndarray:
     """log of q(z|x_i) discretised on the latent grid (normalised over the nodes)."""
-    m, s = ex["enc_mean"][i].astype(np.float64), ex["enc_std"][i].astype(np.float64)
-    lq = (-0.5 * ((ex["nodes"] - m) / s) ** 2 - np.log(s)).sum(1)
+    m, s = p.enc_mean[i].astype(np.float64), p.enc_std[i].astype(np.float64)
+    lq = (-0.5 * ((p.nodes - m) / s) ** 2 - np.log(s)).sum(1)
     return lq - _logsumexp(lq)
 
 
@@ -134,9 +135,9 @@ def _diag_ellipses(m, s, name: str, color: str) -> list[dict]:
     return out
 
 
-def vae_density_figure(snap, log_scale: bool, x: np.ndarray) -> dict:
-    ex = snap.extras
-    nodes = f"{int(ex['nodes_per_axis'])}{'²' if int(ex['latent_dim']) == 2 else ''}"
+def vae_density_figure(snap: Snapshot, log_scale: bool, x: np.ndarray) -> dict:
+    p: VAEProbe = snap.probe
+    nodes = f"{p.nodes_per_axis}{'²' if p.latent_dim == 2 else ''}"
     title = f"Density p(x) = ∫ p(z) p(x|z) dz — step {snap.step}"
     heat = plots.density_heatmap(snap, log_scale)
     heat["zsmooth"] = "fast"
@@ -144,25 +145,25 @@ def vae_density_figure(snap, log_scale: bool, x: np.ndarray) -> dict:
               _star(x, "chosen point")]
     lay = plots.data_layout(snap.box, title, uirevision=f"vae-dens-{snap.dataset}")
     lay["annotations"] = [{"text": f"quadrature on {nodes} latent nodes; a grid half as fine agrees within "
-                                   f"{float(ex['quad_check']):.1g} nats", "x": 0.5, "y": 0.0, "xref": "paper",
+                                   f"{p.quad_check:.1g} nats", "x": 0.5, "y": 0.0, "xref": "paper",
                            "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                            "font": {"size": 10, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.75)"}]
     return {"data": traces, "layout": lay}
 
 
-def vae_latent_figure(snap, i: int, colors: dict) -> dict:
+def vae_latent_figure(snap: Snapshot, i: int, colors: dict) -> dict:
     """Encoder means m(x) coloured by the data point's position, over the aggregate posterior
     q(z) = 1/n sum_i q(z|x_i) and the prior's contours; the chosen point's q(z|x)."""
-    ex = snap.extras
-    axis = ex["latent_axis"]
-    m, s = ex["enc_mean"], ex["enc_std"]
-    if int(ex["latent_dim"]) == 1:
+    p: VAEProbe = snap.probe
+    axis = p.latent_axis
+    m, s = p.enc_mean, p.enc_std
+    if p.latent_dim == 1:
         prior = np.exp(-0.5 * axis ** 2) / np.sqrt(2 * np.pi)
         qi = np.exp(-0.5 * ((axis - m[i, 0]) / s[i, 0]) ** 2) / (s[i, 0] * np.sqrt(2 * np.pi))
-        top = float(max(prior.max(), ex["aggregate"].max()))
+        top = float(max(prior.max(), p.aggregate.max()))
         rng = np.random.default_rng(0)
         y = -top * (0.08 + 0.12 * rng.random(m.shape[0]))
-        traces = [{"type": "scatter", "x": axis, "y": ex["aggregate"].astype(np.float32), "mode": "lines",
+        traces = [{"type": "scatter", "x": axis, "y": p.aggregate.astype(np.float32), "mode": "lines",
                    "fill": "tozeroy", "name": "aggregate posterior q(z)", "line": {"color": "#6baed6"}},
                   {"type": "scatter", "x": axis, "y": prior.astype(np.float32), "mode": "lines",
                    "name": "prior N(0, 1)", "line": {"color": "#444", "dash": "dash"}},
@@ -178,9 +179,9 @@ def vae_latent_figure(snap, i: int, colors: dict) -> dict:
     for r in (1.0, 2.0, 3.0):
         t = np.linspace(0, 2 * np.pi, 80)
         circles.append(np.stack([r * np.cos(t), r * np.sin(t)], 1))
-    agg = ex["aggregate"]
+    agg = p.aggregate
     traces = [plots.heatmap(axis, axis, agg, "aggregate posterior q(z)", colorscale=BLUES, zmin=0.0,
-                            zmax=float(np.quantile(agg, 0.995)) or 1.0, showscale=False),
+                            zmax=plots.nice_ceil(float(np.quantile(agg, 0.995))) or 1.0, showscale=False),
               plots.lines_trace(plots.polylines(np.stack(circles)), "prior 1, 2, 3σ", "#444", dash="dash"),
               plots.points(m, "m(x), coloured by x's place", color=colors, size=4.5, opacity=0.85),
               *_diag_ellipses(m[i], s[i], "q(z|x)", Q_COLOR), _star(m[i], "chosen point")]
@@ -191,52 +192,52 @@ def vae_latent_figure(snap, i: int, colors: dict) -> dict:
     return {"data": traces, "layout": lay}
 
 
-def vae_manifold_figure(snap, x: np.ndarray, colors: dict) -> dict:
+def vae_manifold_figure(snap: Snapshot, x: np.ndarray, colors: dict) -> dict:
     """The decoder mean mu(z) along latent grid lines (2D) or along the latent axis (1D), over the data."""
-    ex = snap.extras
+    p: VAEProbe = snap.probe
     traces = [plots.points(snap.train, "training data (colour: position)", color=colors, size=3.5, opacity=0.45)]
-    if int(ex["latent_dim"]) == 1:
+    if p.latent_dim == 1:
         title = f"Decoder μ(z), z ∈ [−3.5, 3.5] — step {snap.step}"
-        c = ex["curve_x"]
+        c = p.curve_x
         traces += [{"type": "scatter", "mode": "lines+markers", "x": c[:, 0], "y": c[:, 1], "name": "μ(z)",
                     "line": {"color": "#333", "width": 1.5},
-                    "marker": {"color": ex["curve_z"], "colorscale": "RdBu", "size": 5, "showscale": True,
+                    "marker": {"color": p.curve_z, "colorscale": "RdBu", "size": 5, "showscale": True,
                                "colorbar": {"title": {"text": "z", "side": "right"}, "thickness": 12, "len": 0.6}}}]
     else:
         title = f"Decoder μ(z) on a latent grid in [−3.5, 3.5]² — step {snap.step}"
-        traces += [plots.lines_trace(plots.polylines(ex[f"lines_z{i}"]), f"lines of constant z{sub}",
-                                     LINE_COLORS[i - 1], width=1.3) for i, sub in ((1, "₁"), (2, "₂"))]
-        mid = len(ex["line_levels"]) // 2
-        traces += [plots.lines_trace(ex["lines_z1"][mid], "z₁ = 0", LINE_COLORS[0], width=3.5, showlegend=False),
-                   plots.lines_trace(ex["lines_z2"][mid], "z₂ = 0", LINE_COLORS[1], width=3.5, showlegend=False)]
+        traces += [plots.lines_trace(plots.polylines(lines), f"lines of constant z{sub}", color, width=1.3)
+                   for lines, sub, color in ((p.lines_z1, "₁", LINE_COLORS[0]), (p.lines_z2, "₂", LINE_COLORS[1]))]
+        mid = len(p.line_levels) // 2
+        traces += [plots.lines_trace(p.lines_z1[mid], "z₁ = 0", LINE_COLORS[0], width=3.5, showlegend=False),
+                   plots.lines_trace(p.lines_z2[mid], "z₂ = 0", LINE_COLORS[1], width=3.5, showlegend=False)]
     traces.append(_star(x, "chosen point"))
     lay = plots.data_layout(snap.box, title, uirevision=f"vae-man-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
 
 
-def point_elbo(ex: dict, i: int, terms: np.ndarray) -> float:
+def point_elbo(p: VAEProbe, i: int, terms: np.ndarray) -> float:
     """ELBO(x_i) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) (notes 4.5): the expectation by the latent grid's
     quadrature with q's normalised weights on the nodes, the KL in closed form."""
-    log_q = q_log_mass(ex, i)
-    recon = float(np.sum(np.exp(log_q) * (terms - ex["node_log_w"])))
-    m, s = ex["enc_mean"][i].astype(np.float64), ex["enc_std"][i].astype(np.float64)
+    log_q = q_log_mass(p, i)
+    recon = float(np.sum(np.exp(log_q) * (terms - p.node_log_w)))
+    m, s = p.enc_mean[i].astype(np.float64), p.enc_std[i].astype(np.float64)
     return recon - 0.5 * float(np.sum(m ** 2 + s ** 2 - 1.0 - 2.0 * np.log(s)))
 
 
-def vae_posterior_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict:
+def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: float) -> dict:
     """The true posterior p(z|x) = p(x, z) / p(x) on the latent grid next to the encoder's q(z|x): their
     difference is amortised inference's gap (notes 4.4.5), KL(q || p(z|x)) = log p(x) - ELBO (4.3.4)."""
-    ex = snap.extras
-    h = float(ex["node_spacing"])
-    d = int(ex["latent_dim"])
+    p: VAEProbe = snap.probe
+    h = p.node_spacing
+    d = p.latent_dim
     post = np.exp(terms - log_px) / h ** d  # density on the nodes
-    m, s = ex["enc_mean"][i].astype(np.float64), ex["enc_std"][i].astype(np.float64)
-    gap = log_px - point_elbo(ex, i, terms)
+    m, s = p.enc_mean[i].astype(np.float64), p.enc_std[i].astype(np.float64)
+    gap = log_px - point_elbo(p, i, terms)
     rough = " (q narrower than the grid: rough)" if float(s.min()) < 0.5 * h else ""
     name = f"KL(q ‖ p(z|x)) = log p(x) − ELBO = {gap:.3f} nats{rough}"
     title = f"Point #{i}: true p(z|x) vs encoder q(z|x) — step {snap.step}"
-    nodes = ex["nodes"]
+    nodes = p.nodes
     if d == 1:
         z = nodes[:, 0].astype(np.float64)
         qd = np.exp(-0.5 * ((z - m[0]) / s[0]) ** 2) / (s[0] * np.sqrt(2 * np.pi))
@@ -251,14 +252,14 @@ def vae_posterior_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict
                   {"type": "scatter", "mode": "lines", "x": [float(lo)], "y": [0.0], "name": name,
                    "line": {"color": "rgba(0,0,0,0)"}}]
         return {"data": traces, "layout": _axis_layout(title, "z", "density", "vae-post1", xr=(lo, hi))}
-    P = int(ex["nodes_per_axis"])
+    P = p.nodes_per_axis
     axis = nodes[:P, 0].astype(np.float64)
     grid = post.reshape(P, P)
     qd = np.exp(-0.5 * (((nodes - m) / s) ** 2).sum(1)).reshape(P, P)
     lo1, hi1 = _window(axis, grid.sum(0), qd.sum(0))
     lo2, hi2 = _window(axis, grid.sum(1), qd.sum(1))
-    half = max(hi1 - lo1, hi2 - lo2) / 2
-    c1, c2 = (lo1 + hi1) / 2, (lo2 + hi2) / 2
+    half = plots.nice_ceil(max(hi1 - lo1, hi2 - lo2) / 2)  # a window that moves in steps, not every frame
+    c1, c2 = (plots.step_floor((v + w) / 2, half / 4) for v, w in ((lo1, hi1), (lo2, hi2)))
     kx = (axis >= c1 - half - h) & (axis <= c1 + half + h)
     ky = (axis >= c2 - half - h) & (axis <= c2 + half + h)
     heat = plots.heatmap(axis[kx], axis[ky], grid[np.ix_(ky, kx)], "true posterior p(z|x)", colorscale=BLUES,
@@ -285,10 +286,10 @@ def _window(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def vae_estimator_figure(snap, i: int, terms: np.ndarray, log_px: float) -> dict:
+def vae_estimator_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: float) -> dict:
     """Naive Monte Carlo vs importance sampling estimates of log p(x) for the chosen point as k grows:
     median and 10-90% band over repeats (notes 4.3.2-4.3.3)."""
-    spread = estimator_spread(terms, q_log_mass(snap.extras, i), seed=i)
+    spread = estimator_spread(terms, q_log_mass(snap.probe, i), seed=i)
     lo_y = log_px - 8.0
     ks = K_VALUES.astype(np.float32)
     traces = []
@@ -329,14 +330,14 @@ def _series(snap, key: str, sign: float = 1.0):
     return s, (sign * v).astype(np.float32)
 
 
-def vae_bounds_figure(snap) -> dict:
+def vae_bounds_figure(snap: Snapshot) -> dict:
     """Held-out log p(x) (exact, by quadrature) with the IWAE_k bound and the ELBO below it."""
-    ex = snap.extras
-    k = int(ex.get("k", 1))
+    p = snap.probe
+    k = p.k if isinstance(p, VAEProbe) else 1
     traces = []
     loss = _series(snap, "loss", -1.0)
     if loss is not None:
-        obj = f"IWAE_{k}" if bool(ex.get("iwae_objective", False)) else "ELBO"
+        obj = f"IWAE_{k}" if isinstance(p, VAEProbe) and p.iwae_objective else "ELBO"
         traces.append({"type": "scatter", "mode": "lines", "x": loss[0], "y": loss[1],
                        "name": f"batch {obj}", "line": {"color": "#c7c7c7", "width": 1}})
     for key, label, sign, color in (("test_nll", "log p(x) (exact)", -1.0, "#111111"),
@@ -390,17 +391,17 @@ def vae_terms_figure(snap) -> dict:
 
 
 @view("vae")
-def vae_frame(snap, log_scale: bool = False, point: int = 0, **_) -> dict[str, dict]:
+def vae_frame(snap: Snapshot, log_scale: bool = False, point: int = 0, **_) -> dict[str, dict]:
     """Variational autoencoder (notes 4.2-4.5): the exact density and samples, the bounds and their gap,
     the latent space, the decoder manifold, and for one chosen point its true posterior next to q(z|x)
     and the Monte Carlo estimators of p(x)."""
-    ex = snap.extras
-    if snap.log_density is None or "enc_mean" not in ex:
+    p = snap.probe
+    if snap.log_density is None or not isinstance(p, VAEProbe):
         return {name: plots.message_figure("press Train", snap.box, name, axes=False)
                 for name in ("main", "samples", "curves", "extra", *VAE_PANELS)}
-    i = int(min(max(int(point or 0), 0), len(snap.train) - 1, len(ex["enc_mean"]) - 1))
+    i = int(min(max(int(point or 0), 0), len(snap.train) - 1, len(p.enc_mean) - 1))
     x = snap.train[i].astype(np.float64)
-    terms = node_terms(ex, x)
+    terms = node_terms(p, x)
     log_px = float(_logsumexp(terms))
     colors = position_colors(snap.train, snap.box)
     samples = plots.samples_figure(snap, title=f"Samples: z ~ N(0, I), x ~ N(μ(z), σ(z)²) — step {snap.step}")

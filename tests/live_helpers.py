@@ -1,0 +1,61 @@
+"""What browser tests read of the live panels (assets/live.js): a panel's traces, Plotly's and the
+canvas's alike, its title, zoom and frame count, through window.PGLive; and the usual waits.
+
+Panels are found by the elem_id of their container, e.g. "latent-plot-main"."""
+
+from __future__ import annotations
+
+SLOW = 90000  # ms: a loaded 2-core machine can take long to draw a frame or to answer a click
+
+
+def panel(page, elem_id: str) -> dict | None:
+    """{frames, title, xrange, yrange, ntraces, names, types, canvas, traces, zsum, annotations}, or None
+    before the panel's first figure."""
+    return page.evaluate("(id) => window.PGLive ? PGLive.inspect(id) : null", elem_id)
+
+
+def trace(page, elem_id: str, prefix: str) -> dict | None:
+    """The first trace whose name starts with `prefix`: {name, type, x, y, text}, or for a heatmap drawn
+    on the canvas {name, type, z, nx, ny} (z row by row, values decoded)."""
+    return page.evaluate("([id, p]) => window.PGLive ? PGLive.trace(id, p) : null", [elem_id, prefix])
+
+
+def wait_panel(page, elem_id: str, condition: str, timeout: int = SLOW, arg=None) -> None:
+    """Wait until `condition` (a JS expression over `p`, the panel's inspect() record, and `arg`) holds."""
+    page.wait_for_function(
+        f"([id, arg]) => {{ const p = window.PGLive && PGLive.inspect(id); return !!p && ({condition}); }}",
+        arg=[elem_id, arg], timeout=timeout)
+
+
+def wait_frames(page, elem_id: str, more: int, timeout: int = SLOW) -> None:
+    """Wait until the panel has been drawn `more` more times."""
+    n = (panel(page, elem_id) or {}).get("frames", 0)
+    wait_panel(page, elem_id, "p.frames >= arg", timeout, n + more)
+
+
+def has_type(elem_id: str, kind: str) -> str:
+    return f"p.types.includes('{kind}')"
+
+
+def status(page, key: str) -> str:
+    return page.inner_text(f"#{key}-status")
+
+
+def wait_status(page, key: str, text: str, timeout: int = SLOW) -> None:
+    page.wait_for_function("([k, t]) => { const e = document.getElementById(k + '-status');"
+                           " return !!e && e.innerText.includes(t); }", arg=[key, text], timeout=timeout)
+
+
+def click(page, selector: str) -> float:
+    """A click dispatched in the page (as a user's, without Playwright's wait for an idle page); returns
+    the page's clock at the click."""
+    return page.evaluate("(s) => { const t = performance.now(); document.querySelector(s).click(); return t; }",
+                         selector)
+
+
+def step_of(text: str) -> int:
+    """The step a status line or a title shows ("step 1,234")."""
+    import re
+
+    m = re.findall(r"step\s+([\d,]+)", text)
+    return int(m[-1].replace(",", "")) if m else -1
