@@ -14,7 +14,7 @@ import os
 import gradio as gr
 
 from playground import liveplot
-from playground.session import configure_threads, device_label, resolve_device
+from playground.session import configure_threads, device_label, resolve_device, warm_up
 from playground.tabs import TABS, coming
 
 TITLE = "Generative Models Playground"
@@ -31,11 +31,16 @@ CSS = """
 .live-plot-box {border: 1px solid #e5e7eb; border-radius: 6px; padding: 2px; background: white;}
 .tab-intro p {margin: 0.2em 0 0.6em 0;}
 .explain {font-size: 0.93em;}
+.pg-table {border-collapse: collapse; font-size: 0.9em; margin: 0.4em 0;}
+.pg-table th, .pg-table td {padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left;}
+.pg-table .num {text-align: right; font-variant-numeric: tabular-nums;}
+.pg-settings {color: #555;}
 """
 
 
 def build_app() -> gr.Blocks:
     configure_threads()
+    warm_up()
     gr.set_static_paths(liveplot.static_paths())
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**.")

@@ -18,6 +18,7 @@
   if (window.PGLive) return;
 
   const PLOTLY_INTERVAL = 1000; // ms between two redraws of one panel's Plotly part (curves, titles)
+  const COLORBAR_INTERVAL = 400; // ... when a colour bar changed (the canvas has the new colours already)
   const CONFIG = {responsive: true, displaylogo: false, scrollZoom: false,
                   modeBarButtonsToRemove: ["select2d", "lasso2d", "toggleSpikelines", "autoScale2d"]};
   const now = () => performance.now();
@@ -166,7 +167,8 @@
       this.layers = [];           // canvas traces
       this.canvas = null;
       this.plotlyDirty = false;
-      this.plotlyUrgent = false;
+      this.plotlyUrgent = false;            // a new figure, a new layout: draw it now
+      this.plotlySoon = false;              // a colour bar changed: soon (COLORBAR_INTERVAL)
       this.canvasDirty = false;
       this.lastPlotly = -1e9;
       this.range = null;          // axis ranges while the user pans (plotly_relayouting)
@@ -206,7 +208,7 @@
         if (!tr) continue;
         for (const path in msg.restyle[i]) setPath(tr, path, msg.restyle[i][path]);
         this.plotlyDirty = true;
-        if (this.layers.some((l) => l.stub === Number(i))) this.plotlyUrgent = true; // a colour bar or legend
+        if (this.layers.some((l) => l.stub === Number(i))) this.plotlySoon = true; // a colour bar or legend
       }
       for (const path in msg.relayout || {}) {
         const v = msg.relayout[path];
@@ -247,12 +249,12 @@
 
     needsPlotly(t, final) {
       if (!this.plotlyDirty || this.dragging || !this.div) return false;
-      return this.plotlyUrgent || final || t - this.lastPlotly >= PLOTLY_INTERVAL;
+      return this.plotlyUrgent || final || t - this.lastPlotly >= (this.plotlySoon ? COLORBAR_INTERVAL : PLOTLY_INTERVAL);
     }
 
     async drawPlotly() {
       if (!window.Plotly || !this.fig) return;
-      this.plotlyDirty = this.plotlyUrgent = false;
+      this.plotlyDirty = this.plotlyUrgent = this.plotlySoon = false;
       const t0 = this.lastPlotly = now();
       const first = !this.div._pgHooked;
       this.inReact = true;
@@ -343,8 +345,8 @@
       if (!q) return;
       const ny = L.zq.length, nx = q.length / ny;
       if (!L._img) {
-        const img = document.createElement("canvas");
-        img.width = nx; img.height = ny;
+        const img = L._cv || (L._cv = document.createElement("canvas"));  // reused frame after frame
+        if (img.width !== nx || img.height !== ny) { img.width = nx; img.height = ny; }
         const ictx = img.getContext("2d");
         const data = ictx.createImageData(nx, ny);
         const table = lut(L.colorscale, L.reversescale);
@@ -493,7 +495,7 @@
         }
       }
       if (text === null) return this.hideTip();
-      if (!this.tip) {
+      if (!this.tip || !this.tip.isConnected) {
         this.tip = document.createElement("div");
         this.tip.className = "pg-tip";
         Object.assign(this.tip.style, {position: "absolute", pointerEvents: "none", background: "rgba(255,255,255,0.94)",
@@ -604,19 +606,33 @@
         }, true);
       }
       if (cfg.live && Object.keys(cfg.live).length) {
-        // live sliders and checkboxes: their new value goes straight to the run (gradio keeps its own copy
-        // of the value for the next Train; it fires no event of its own for these)
-        document.addEventListener("change", (e) => {
+        // live sliders, checkboxes and radios: their value goes straight to the session (gradio keeps its own
+        // copy for the next Train and fires no event for these). View options ("view.*") follow a drag.
+        const sent = {};
+        const send = (e, dragging) => {
           if (!this.token || !e.target || !e.target.closest) return;
           for (const id in cfg.live) {
             const host = document.getElementById(id);
             if (!host || !host.contains(e.target)) continue;
-            const t = e.target;
-            const value = t.type === "checkbox" ? t.checked : Number(t.value);
-            if (t.type === "checkbox" || isFinite(value)) this.control("set", {key: cfg.live[id], value});
+            const key = cfg.live[id], t = e.target;
+            if (dragging && !key.startsWith("view.")) return;
+            const value = t.type === "checkbox" ? t.checked
+              : (t.type === "range" || t.type === "number") ? Number(t.value) : String(t.value);
+            if (typeof value === "number" && !isFinite(value)) return;
+            const last = sent[key];
+            if (dragging && last && now() - last.t < 60) {  // at most ~16 a second while dragging
+              clearTimeout(last.timer);
+              last.timer = setTimeout(() => { sent[key] = {t: now()}; this.control("set", {key, value}); }, 60);
+              return;
+            }
+            if (last) clearTimeout(last.timer);
+            sent[key] = {t: now()};
+            this.control("set", {key, value});
             return;
           }
-        }, true);
+        };
+        document.addEventListener("change", (e) => send(e, false), true);
+        document.addEventListener("input", (e) => send(e, true), true);
       }
     }
 
@@ -684,9 +700,15 @@
           continue;
         }
         if (!res) continue;
-        const msg = JSON.parse(res);
+        let msg;
+        try { msg = JSON.parse(res); } catch (err) { console.error("playground: a frame could not be read", err); continue; }
         if (msg.gone) { this.setStatus(msg.status || "This page's session has ended: reload the page."); break; }
-        await this.paint(msg, res.length);
+        try {
+          await this.paint(msg, res.length);
+        } catch (err) {  // one bad frame must not end the loop; the next full figure repairs the panel
+          console.error("playground: a frame could not be drawn", err);
+          this.have = -1;
+        }
       }
       this.loopRunning = false;
     }
@@ -724,8 +746,9 @@
       const all = Object.values(this.panels);
       const urgent = all.filter((p) => p.plotlyDirty && (p.plotlyUrgent || msg.final) && !p.dragging);
       let due = urgent;
-      if (!urgent.length) {
-        const waiting = all.filter((p) => p.needsPlotly(t, false)).sort((a, b) => a.lastPlotly - b.lastPlotly);
+      if (!urgent.length) {  // the one waiting longest; a changed colour bar before a curve
+        const waiting = all.filter((p) => p.needsPlotly(t, false))
+          .sort((a, b) => (b.plotlySoon - a.plotlySoon) || (a.lastPlotly - b.lastPlotly));
         due = waiting.slice(0, 1);
       }
       for (const p of due) {

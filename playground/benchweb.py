@@ -278,29 +278,32 @@ def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None) -
 
 # --- bench frames: replay recorded messages through live.js in a bare page ------------------------------
 
+# The replay: a bare page with live.js and the panels' containers; the recorded messages are applied by the
+# same Area.paint the app uses, one every 1/fps seconds (as a page pulling at that pace would).
+REPLAY_SETUP = """
+([panels]) => {
+  const el = document.getElementById('bus');
+  const area = new PGLive.Area(el, {pull: async () => null, poke: async () => {}}, {area: 'replay', panels});
+  area.token = 'replay';
+  window.__replay = {area, last: 0};
+}
+"""
 REPLAY_JS = """
 async ([msgs, panels, fps]) => {
-  const server = {i: 0, last: 0, async pull() {
-    if (this.i >= msgs.length) return null;
-    const wait = this.last + 1000 / fps - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    this.last = performance.now();
-    return msgs[this.i++];
-  }, async poke() {}};
-  const el = document.getElementById('bus');
-  const area = new PGLive.Area(el, server, {area: 'replay', panels});
-  area.token = 'replay';
+  const {area} = window.__replay;
   const per = [];
-  const raf = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  const settle = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   for (let i = 0; i < msgs.length; i++) {
-    const res = await server.pull();
-    const msg = JSON.parse(res);
+    const wait = window.__replay.last + 1000 / fps - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    window.__replay.last = performance.now();
+    const msg = JSON.parse(msgs[i]);
     const before = {};
-    for (const n in panels) { const p = area.panel(n); before[n] = p ? [p.t_canvas || 0, p.t_plotly || 0] : [0, 0]; }
+    for (const n in panels) { const p = area.panel(n); before[n] = p ? [p.t_canvas, p.t_plotly] : [0, 0]; }
     const t0 = performance.now();
-    await area.paint(msg, res.length);
-    await raf();
-    const rec = {frame: i, ms: performance.now() - t0, bytes: res.length, panels: {}};
+    await area.paint(msg, msgs[i].length);
+    await settle();
+    const rec = {ms: performance.now() - t0, bytes: msgs[i].length, panels: {}};
     for (const n in panels) {
       const p = area.panel(n);
       if (p) rec.panels[n] = [p.t_canvas - before[n][0], p.t_plotly - before[n][1]];
@@ -341,7 +344,8 @@ def record_frames(key: str, dataset: str | None = None, frames: int = 25, steps_
 
 
 def bench_frames(key: str, dataset: str | None = None, frames: int = 25, fps: float = 5.0) -> dict:
-    """Main-thread milliseconds per replayed frame and per panel (canvas and Plotly apart)."""
+    """Main-thread milliseconds per replayed frame update (Chrome's own task counter, after the first frame,
+    which draws every figure anew) and per panel (canvas and Plotly apart)."""
     sync_playwright = _playwright()
     msgs, panels = record_frames(key, dataset, frames)
     ids = {name: f"pl-{name}" for name, _ in panels}
@@ -358,16 +362,19 @@ def bench_frames(key: str, dataset: str | None = None, frames: int = 25, fps: fl
         page.add_script_tag(path=LIVE_JS)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
+        page.evaluate(REPLAY_SETUP, [ids])
         m0 = _task_seconds(cdp)
-        per = page.evaluate(REPLAY_JS, [msgs, ids, fps])
+        per = page.evaluate(REPLAY_JS, [msgs[:1], ids, fps])  # every panel's first figure
         m1 = _task_seconds(cdp)
+        per += page.evaluate(REPLAY_JS, [msgs[1:], ids, fps])  # then the frame updates
+        m2 = _task_seconds(cdp)
         browser.close()
     steady = per[1:]  # the first frame draws every figure from scratch
     out = {"model": key, "frames": len(per), "fps": fps,
-           "first_frame_ms": round(per[0]["ms"], 1),
+           "first_frame_main_thread_ms": round((m1 - m0) * 1000, 1),
+           "main_thread_ms_per_frame": round((m2 - m1) * 1000 / len(steady), 1),
            "median_frame_ms": round(statistics.median(r["ms"] for r in steady), 1),
            "p95_frame_ms": round(_p95([r["ms"] for r in steady]), 1),
-           "main_thread_ms_per_frame": round((m1 - m0) * 1000 / len(per), 1),
            "median_bytes": round(statistics.median(r["bytes"] for r in steady)),
            "first_bytes": per[0]["bytes"], "panels": {}}
     for name, _ in panels:
@@ -395,8 +402,10 @@ def print_browser(res: dict) -> None:
 
 def print_frames(res: dict) -> None:
     print(f"bench frames {res['model']}: {res['frames']} frames replayed at {res['fps']:g}/s")
-    print(f"  main thread per frame: {res['main_thread_ms_per_frame']} ms (all tasks); per frame after the first: "
-          f"median {res['median_frame_ms']} ms, p95 {res['p95_frame_ms']} ms; first frame {res['first_frame_ms']} ms")
+    print(f"  main thread per frame update: {res['main_thread_ms_per_frame']} ms (all its tasks: scripts, style, "
+          f"layout, paint; target <= 60); first frame (every figure anew): {res['first_frame_main_thread_ms']} ms")
+    print(f"  apply-to-painted per update: median {res['median_frame_ms']} ms, p95 {res['p95_frame_ms']} ms "
+          "(includes the wait for the next animation frame)")
     print(f"  bytes per frame: first {res['first_bytes']:,}, then median {res['median_bytes']:,}")
     for name, p in res["panels"].items():
         print(f"  {name:<12} canvas {p['canvas_ms_mean']:6.2f} ms/frame   Plotly {p['plotly_ms_mean']:6.2f} ms/frame "

@@ -282,8 +282,8 @@ def cmd_bench(args) -> int:
         print(f"  bare      {res['bare_steps_per_second']:.1f} steps/s")
         print(f"  live      {res['live_steps_per_second']:.1f} steps/s with {res['frames_per_second']:.1f} frames/s")
         print(f"  ratio     {res['ratio']:.3f}  (live / bare; target >= 0.95)")
-        print(f"  a frame   snapshot {res['frame_snapshot_ms']:.1f} ms + views and encoding "
-              f"{res['frame_encode_ms']:.1f} ms, {res['frame_bytes'] / 1024:.1f} KB (median frame update)")
+        print(f"  a frame   CPU: snapshot {res['frame_snapshot_ms']:.1f} ms + views and encoding "
+              f"{res['frame_encode_ms']:.1f} ms; {res['frame_bytes'] / 1024:.1f} KB (median frame update)")
         for k, v in res.get("references", {}).items():
             print(f"  vs {k:<6} {v}")
     return 0

@@ -97,10 +97,17 @@ def colour_range(tr: dict) -> tuple[float, float]:
     return zmin, zmax
 
 
+def _centres(v, n: int) -> np.ndarray:
+    """A heatmap axis as cell centres: Plotly takes n centres or n + 1 cell edges (the binned models')."""
+    v = np.asarray(v, np.float64)
+    return (v[:-1] + v[1:]) / 2 if len(v) == n + 1 else v
+
+
 def canvas_heatmap(tr: dict) -> dict:
-    """A heatmap for the canvas: regular axes (first and last centre), uint16 codes, explicit colour range."""
+    """A heatmap for the canvas: a regular grid given by its first and last cell centres (the canvas
+    stretches the image between them), uint16 codes, an explicit colour range."""
     z = np.asarray(tr["z"], np.float32)
-    x, y = np.asarray(tr["x"], np.float64), np.asarray(tr["y"], np.float64)
+    x, y = _centres(tr["x"], z.shape[1]), _centres(tr["y"], z.shape[0])
     q, lo, hi = _quantise(z)
     zmin, zmax = colour_range(tr)
     out = {"type": "heatmap", "name": tr.get("name", ""), "x0": float(x[0]), "x1": float(x[-1]),
@@ -148,24 +155,38 @@ def stub(tr: dict) -> dict:
     s.setdefault("mode", "markers")
     marker = tr.get("marker")
     if isinstance(marker, dict):
-        m = {k: v for k, v in marker.items() if not isinstance(v, np.ndarray) and k not in ("colorbar",)}
-        color = marker.get("color")
-        if isinstance(color, np.ndarray) or isinstance(color, list):
-            if "colorscale" in marker and marker.get("showscale"):
-                m.update(color=[float(marker.get("cmin", 0)), float(marker.get("cmax", 1))],
-                         colorbar=marker.get("colorbar", {}))
-            else:  # the legend shows one representative colour
-                m.pop("showscale", None)
-                scale = _scale(marker["colorscale"]) if "colorscale" in marker else None
-                m["color"] = scale[len(scale) // 2][1] if scale else (color[0] if len(color) else "#444")
-                m.pop("colorscale", None)
-        size = marker.get("size")
-        if isinstance(size, np.ndarray):
-            m["size"] = float(np.nanmedian(size)) if size.size else 6.0
-        s["marker"] = m
+        s["marker"] = _legend_marker(marker)
     if "line" in tr:
         s["line"] = tr["line"]
     return s
+
+
+LEGEND_SIZE = 8  # a legend symbol's size when the points' sizes vary
+
+
+def _legend_marker(marker: dict) -> dict:
+    """What a stub's legend symbol (and colour bar) needs of a marker, and nothing that changes with the
+    data: a per-point size or colour range would redraw the whole plot every frame for nothing."""
+    m = {k: marker[k] for k in ("symbol", "opacity", "line") if k in marker}
+    color = marker.get("color")
+    numeric = isinstance(color, (np.ndarray, list)) and not (isinstance(color, list) and color
+                                                             and isinstance(color[0], str))
+    if numeric and "colorscale" in marker and marker.get("showscale"):
+        m.update(color=[float(marker.get("cmin", 0)), float(marker.get("cmax", 1))], cmin=marker.get("cmin", 0),
+                 cmax=marker.get("cmax", 1), colorscale=_scale(marker["colorscale"]), showscale=True,
+                 colorbar=marker.get("colorbar", {}), reversescale=bool(marker.get("reversescale", False)))
+    elif numeric and "colorscale" in marker:
+        scale = _scale(marker["colorscale"])
+        m["color"] = scale[len(scale) // 2][1]  # the legend shows one representative colour
+    elif isinstance(color, list):
+        m["color"] = color[0] if color else "#444"
+    elif color is not None:
+        m["color"] = color
+    size = marker.get("size")
+    m["size"] = float(size) if isinstance(size, (int, float)) else LEGEND_SIZE
+    if isinstance(m.get("color"), str) and m["color"].lower() in ("white", "#fff", "#ffffff", "#f8fafc"):
+        m["line"] = {"width": 1, "color": "#888"}  # white points: outline their legend symbol
+    return m
 
 
 def split(fig: dict) -> tuple[dict, list[dict]]:

@@ -150,13 +150,14 @@ def curves_layout(title: str, ytitle: str, uirevision: str = "curves", height: i
                   log_y: bool = False) -> dict:
     return {
         "title": {"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 14}},
-        "xaxis": {"title": {"text": "training step"}, "rangemode": "tozero"},
+        "xaxis": {"title": {"text": "training step", "standoff": 4}, "rangemode": "tozero"},
         "yaxis": {"title": {"text": ytitle}, "type": "log" if log_y else "linear"},
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 45},
+        "margin": {"l": 60, "r": 10, "t": 40, "b": 80},
         "height": height,
         "font": FONT,
         "uirevision": uirevision,
-        "legend": {"orientation": "h", "y": -0.25, "x": 0, "font": {"size": 11}},
+        # under the axis title, not on it
+        "legend": {"orientation": "h", "y": -0.3, "yanchor": "top", "x": 0, "font": {"size": 11}},
         "plot_bgcolor": "white",
         "paper_bgcolor": "white",
     }

@@ -37,7 +37,7 @@ MAX_FRAME_GAP = 1.0  # and at least one a second, however costly a frame
 EVAL_INTERVAL = 1.0  # held-out metrics (NLL, sample distance...) at most once a second while running
 MAX_EVAL_SHARE = 0.02  # ... and taking at most this share of the time (frames have their own budget)
 LIVE_GRID_SECONDS = 0.004  # the density grid of a frame while running costs about this much (see _fit_live_grid)
-MIN_LIVE_RES = 40
+MIN_LIVE_RES, MAX_LIVE_RES = 40, 80  # 80 x 80 smoothed by the browser looks as 100 x 100, at 64% of the bytes
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -55,6 +55,14 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
     return f"CPU ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})"
+
+
+def warm_up() -> None:
+    """Pay torch's one-off costs at start-up rather than on the first visitor's Train: the first optimizer
+    imports torch._dynamo (1.4 s here)."""
+    from models.base import make_adam
+
+    make_adam([torch.zeros(1, requires_grad=True)], 1e-3)
 
 
 def configure_threads() -> int:
@@ -211,7 +219,7 @@ class Session:
         self._evals: dict[str, float] = {}  # the last held-out metrics (see snapshot)
         self._next_eval = -math.inf
         self.last_eval_cpu = 0.0
-        self.last_snapshot_seconds = 0.0
+        self.last_snapshot_cpu = 0.0
         self._checkpoint()
         xs, ys, pts = metrics.make_grid(data.box, self.grid_res)
         self.grid_x, self.grid_y = xs, ys
@@ -498,11 +506,11 @@ class Session:
 
     def _fit_live_grid(self, res: int, seconds: float) -> None:
         """Frames while running use a grid whose density costs about LIVE_GRID_SECONDS (a flow's density on
-        100 x 100 points costs more than a training step ten times over): the full grid_res for cheap models,
-        down to 40 x 40 for expensive ones (the browser smooths it). Frames at rest use the full grid."""
+        100 x 100 points costs more than a training step ten times over): 80 x 80 for cheap models, down to
+        40 x 40 for expensive ones (the browser smooths it). Frames at rest use the full grid_res."""
         per_point = seconds / (res * res)
         fit = int(math.sqrt(LIVE_GRID_SECONDS / max(per_point, 1e-12)) // 8 * 8)
-        self.live_res = int(min(self.grid_res, max(MIN_LIVE_RES, fit)))
+        self.live_res = int(min(self.grid_res, MAX_LIVE_RES, max(MIN_LIVE_RES, fit)))
 
     def _frame_metrics(self, samples: np.ndarray, log_z: float | None) -> dict[str, float]:
         """The held-out metrics a frame's curves and status line show: train / held-out NLL where the family
@@ -527,7 +535,7 @@ class Session:
         repeats the last ones: they would cost as much as the rest of the frame and barely move in a
         fraction of a second."""
         m = self.model
-        now = time.perf_counter()
+        now, cpu0 = time.perf_counter(), time.thread_time()
         if evaluate is None:
             evaluate = self.status != "running" or not self._evals or now >= self._next_eval
         snap = Snapshot(step=self.step_count, status=self.status, message=self.message,
@@ -573,5 +581,5 @@ class Session:
         for k, buf in self.history.step_terms.items():
             if self.history.n:
                 snap.latest[k] = float(buf[self.history.n - 1])
-        self.last_snapshot_seconds = time.perf_counter() - now
+        self.last_snapshot_cpu = time.thread_time() - cpu0 - self.last_eval_cpu  # the frame's own part
         return snap

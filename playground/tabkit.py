@@ -149,9 +149,7 @@ class FamilyTab:
                 self._build_model(p)
                 self._build_training(p)
             with gr.Column(scale=3):
-                panel_ids = {name: f"{p}plot-{name}" for name, _, _ in spec.panels}
-                self.status = live_bus(spec.key, panel_ids, START, elem_id=f"{p}status", stop_id=f"{p}stop",
-                                       live=self.live_controls())
+                status_slot = gr.Column()  # the status line (the tab's bus) goes here once its panels exist
                 self.info = gr.JSON(visible=False, label="run")  # the run's state for API clients
                 with gr.Row():
                     self.train_btn = gr.Button("▶ Train", variant="primary", elem_id=f"{p}train", scale=2)
@@ -169,6 +167,10 @@ class FamilyTab:
                     self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
                                                  visible=spec.log_density_option, scale=0, min_width=140)
                     self.options = {name: make() for name, make in spec.options.items()}
+                    # these reach the session through the channel, not as a gradio event's input: without
+                    # interactive=True gradio would infer them read-only and draw them disabled
+                    for comp in (self.log_scale, *self.options.values()):
+                        comp.interactive = True
                 self.plots: dict[str, gr.HTML] = {}
                 panels = list(spec.panels)
                 self.initial_figs = {}
@@ -180,10 +182,13 @@ class FamilyTab:
                                                            axes=False)
                                 fig["layout"]["height"] = height
                                 self.initial_figs[name] = fig
-                                self.plots[name] = live_panel(height=height, elem_id=panel_ids[name])
+                                self.plots[name] = live_panel(height=height, elem_id=f"{p}plot-{name}")
                 first = panels[0][0]
                 self.initial_figs[first] = _preview_figure(make_split(spec.default_dataset, 2000, seed=0),
                                                            panels[0][2])
+                with status_slot:
+                    self.status = live_bus(spec.key, {name: f"{p}plot-{name}" for name, _, _ in spec.panels},
+                                           START, elem_id=f"{p}status", stop_id=f"{p}stop", live=self.live_controls())
                 self.explain = markdown(spec.explain.get(spec.models[0], ""), elem_classes=["explain"])
 
     def _build_data(self, p: str) -> None:
@@ -456,16 +461,24 @@ class FamilyTab:
             for name, c in ctrls.items():
                 if c.live and isinstance(c.component, (gr.Slider, gr.Checkbox)):
                     out[c.component.elem_id] = f"{k}.{name}"
+        for name, comp in {"log_scale": self.log_scale, **self.options}.items():  # view options: "view.<name>"
+            if isinstance(comp, (gr.Slider, gr.Checkbox, gr.Radio)):
+                out[comp.elem_id] = f"view.{name}"
         return out
 
     def set_from_page(self, st: TabState, req: Any) -> None:
         """A live control's new value from the page ({"key", "value"}: the widget's raw value), for the
         visitor's session if it is of that model. Values outside a control's range are refused."""
-        sess = st.session
-        if sess is None or not isinstance(req, dict):
+        if not isinstance(req, dict):
             return
         key = str(req.get("key", ""))
         model, _, name = key.rpartition(".")
+        if model == "view":
+            self.set_option(name)(st, req.get("value"))
+            return
+        sess = st.session
+        if sess is None:
+            return
         if not model and name in ("lr", "batch"):
             control = self.settings_controls[name]
         elif model == sess.key and name in self.model_controls.get(model, {}):
@@ -498,13 +511,13 @@ class FamilyTab:
                             api_name=f"{self.spec.key}_step", show_progress="hidden")
         self.reset_btn.click(self.reset, ins, outs, cancels=[self.train_evt], api_name=f"{self.spec.key}_reset",
                              show_progress="hidden")
-        self.log_scale.change(self.set_option("log_scale"), [self.state, self.log_scale], None,
-                              show_progress="hidden", api_visibility="private")
-        for name, comp in self.options.items():
-            comp.change(self.set_option(name), [self.state, comp], None, show_progress="hidden",
-                        api_visibility="private", trigger_mode="always_last")
-        # the sliders and checkboxes of live_controls() reach the run through the channel; dropdowns here
         live = set(self.live_controls())
+        # the view options in live_controls() reach the session through the channel too; others here
+        for name, comp in {"log_scale": self.log_scale, **self.options}.items():
+            if comp.elem_id not in live:
+                comp.change(self.set_option(name), [self.state, comp], None, show_progress="hidden",
+                            api_visibility="private", trigger_mode="always_last")
+        # the sliders and checkboxes of live_controls() reach the run through the channel; dropdowns here
         for ctrls in self.model_controls.values():
             for name, c in ctrls.items():
                 if c.live and c.component.elem_id not in live:

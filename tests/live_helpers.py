@@ -21,10 +21,19 @@ def trace(page, elem_id: str, prefix: str) -> dict | None:
 
 
 def wait_panel(page, elem_id: str, condition: str, timeout: int = SLOW, arg=None) -> None:
-    """Wait until `condition` (a JS expression over `p`, the panel's inspect() record, and `arg`) holds."""
-    page.wait_for_function(
-        f"([id, arg]) => {{ const p = window.PGLive && PGLive.inspect(id); return !!p && ({condition}); }}",
-        arg=[elem_id, arg], timeout=timeout)
+    """Wait until `condition` (a JS expression over `p`, the panel's inspect() record, and `arg`) holds.
+    On a timeout the error says what the panel showed last (without its per-trace records)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            f"([id, arg]) => {{ const p = window.PGLive && PGLive.inspect(id); return !!p && ({condition}); }}",
+            arg=[elem_id, arg], timeout=timeout)
+    except PlaywrightTimeout as e:
+        last = panel(page, elem_id)
+        if last:
+            last.pop("traces", None)
+        raise PlaywrightTimeout(f"{e.message}\n{elem_id}: waited for {condition} (arg {arg!r}); it shows {last}") from e
 
 
 def wait_frames(page, elem_id: str, more: int, timeout: int = SLOW) -> None:
@@ -42,8 +51,15 @@ def status(page, key: str) -> str:
 
 
 def wait_status(page, key: str, text: str, timeout: int = SLOW) -> None:
-    page.wait_for_function("([k, t]) => { const e = document.getElementById(k + '-status');"
-                           " return !!e && e.innerText.includes(t); }", arg=[key, text], timeout=timeout)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("([k, t]) => { const e = document.getElementById(k + '-status');"
+                               " return !!e && e.innerText.includes(t); }", arg=[key, text], timeout=timeout)
+    except PlaywrightTimeout as e:
+        now = page.evaluate("(k) => { const e = document.getElementById(k + '-status'); return e && e.innerText; }",
+                            key)
+        raise PlaywrightTimeout(f"{e.message}\n#{key}-status: waited for {text!r}; it says {now!r}") from e
 
 
 def click(page, selector: str) -> float:

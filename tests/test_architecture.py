@@ -30,8 +30,11 @@ def test_models_never_import_ui(path):
     assert not imports(path) & {"gradio", "plotly", "playground"}, path
 
 
-@pytest.mark.parametrize("path", [ROOT / "playground" / "plots.py", ROOT / "playground" / "snapshot.py"]
-                         + files("playground", "views"), ids=lambda p: p.name)
+DRAWING_SIDE = ["plots.py", "snapshot.py", "frames.py", "channel.py"]  # views, frames and the page's requests
+
+
+@pytest.mark.parametrize("path", [ROOT / "playground" / f for f in DRAWING_SIDE] + files("playground", "views"),
+                         ids=lambda p: p.name)
 def test_plots_never_import_torch_or_gradio(path):
     assert not imports(path) & {"torch", "gradio", "models"}, path
 
@@ -44,7 +47,8 @@ def test_snapshot_imports_only_the_standard_library_and_numpy():
 def test_drawing_side_loads_without_torch_or_gradio():
     """The same rule at run time: importing the views, the snapshot and the plots pulls in neither
     (an indirect import through a package __init__ would pass the walk above)."""
-    code = ("import playground.views, playground.snapshot, playground.plots, sys; "
+    code = ("import playground.views, playground.snapshot, playground.plots, playground.frames, "
+            "playground.channel, sys; "
             "assert 'torch' not in sys.modules and 'gradio' not in sys.modules, "
             "[m for m in ('torch', 'gradio') if m in sys.modules]")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -3,46 +3,53 @@
 import time
 
 import pytest
+from live_helpers import SLOW, click, panel, trace, wait_panel, wait_status
 
 pytestmark = pytest.mark.browser
 
 
-def plot_state(page, panel):
-    return page.evaluate(
-        """(sel) => { const d = document.querySelector(sel);
-            if (!d || !d.data) return null;
-            const h = d._fullData.find(t => t.type === 'heatmap');
-            let s = 0; if (h) { for (const row of h.z) for (const v of row) s += (v || 0) * (v || 0); }
-            return {frames: Number(d.dataset.frames || 0), zsum: s, title: d.layout.title.text,
-                    xrange: d._fullLayout.xaxis.range.slice(), ntraces: d.data.length}; }""",
-        f"#latent-plot-{panel} .live-plot")
+def plot_state(page, name):
+    """What the tests compare between two moments: frames drawn, the title, the zoom, the number of traces,
+    and the sum of p² over the density heatmap (decoded from the canvas layer)."""
+    p = panel(page, f"latent-plot-{name}")
+    if p is None:
+        return None
+    s = 0.0
+    if "heatmap" in p["types"]:
+        h = trace(page, f"latent-plot-{name}", p["names"][p["types"].index("heatmap")])
+        s = sum((v or 0) * (v or 0) for v in h["z"])
+    return {"frames": p["frames"], "zsum": s, "title": p["title"], "xrange": p["xrange"], "ntraces": p["ntraces"]}
 
 
 def open_tab(page, url):
+    page.set_default_timeout(SLOW)
     page.goto(url)
     page.get_by_role("tab", name="Latent variables").click()
-    page.wait_for_selector("#latent-plot-main .js-plotly-plot", timeout=30000)
+    wait_panel(page, "latent-plot-main", "p.frames >= 1")
+
+
+def wait_heatmap(page):
+    wait_panel(page, "latent-plot-main", "p.types.includes('heatmap')")
 
 
 def test_latent_tab_trains_live_and_stops(page, app_url, artifacts):
     open_tab(page, app_url)
     page.click("#latent-train")
-    page.wait_for_function(
-        "() => { const d = document.querySelector('#latent-plot-main .live-plot');"
-        " return d && d.data && d.data.some(t => t.type === 'heatmap'); }", timeout=30000)
+    wait_heatmap(page)
     first = plot_state(page, "main")
     time.sleep(2.5)
     second = plot_state(page, "main")
     assert second["frames"] >= first["frames"] + 3, (first, second)  # several frames per second
     assert second["title"] != first["title"]  # the step in the title moves
     assert "running" in page.inner_text("#latent-status")
-    page.click("#latent-stop")
-    page.wait_for_function("() => document.querySelector('#latent-status').innerText.includes('stopped')",
-                           timeout=15000)
+    click(page, "#latent-stop")
+    wait_status(page, "latent", "stopped")
     time.sleep(0.5)
     page.screenshot(path=str(artifacts / "latent-tab.png"), full_page=True)
+    page.locator("#latent-plot-curves").scroll_into_view_if_needed()
+    wait_panel(page, "latent-plot-curves", "p.frames >= 1")
     curves = plot_state(page, "curves")
-    assert curves["ntraces"] >= 2
+    assert curves["ntraces"] >= 2, curves
 
 
 def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifacts):
@@ -57,9 +64,7 @@ def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifac
     lr.press("Enter")
     page.click("#latent-reset")
     page.click("#latent-train")
-    page.wait_for_function(
-        "() => { const d = document.querySelector('#latent-plot-main .live-plot');"
-        " return d && d.data && d.data.some(t => t.type === 'heatmap'); }", timeout=30000)
+    wait_heatmap(page)
     # zoom as a user does: drag a box on the plot area
     drag = page.locator("#latent-plot-main .nsewdrag").first.bounding_box()
     page.mouse.move(drag["x"] + drag["width"] * 0.3, drag["y"] + drag["height"] * 0.3)
@@ -73,7 +78,7 @@ def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifac
     b = plot_state(page, "main")
     status = page.inner_text("#latent-status")
     page.screenshot(path=str(artifacts / "latent-zoomed.png"))
-    page.click("#latent-stop")
+    click(page, "#latent-stop")
     assert b["frames"] > a["frames"], status
     assert abs(b["zsum"] - a["zsum"]) > 1e-3 * abs(a["zsum"])  # the density changed shape (sum of p²)
     assert b["xrange"] == pytest.approx(zoomed)  # the user's zoom was kept across frames
@@ -86,8 +91,7 @@ def test_csv_upload_refused_with_reason(page, app_url, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("x\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n")
     page.locator("#latent-csv input[type=file]").set_input_files(str(bad))
-    page.wait_for_function("() => document.querySelector('#latent-status').innerText.includes('2 columns')",
-                           timeout=15000)
+    wait_status(page, "latent", "2 columns")
 
 
 def test_drawn_data_becomes_points(page, app_url, artifacts):
@@ -102,8 +106,8 @@ def test_drawn_data_becomes_points(page, app_url, artifacts):
         page.mouse.move(box["x"] + box["width"] * (0.2 + 0.03 * i), box["y"] + box["height"] * (0.5 - 0.015 * i),
                         steps=2)
     page.mouse.up()
-    page.wait_for_function("() => document.querySelector('#latent-status').innerText.includes('training and')",
-                           timeout=20000)
-    pts = page.evaluate("() => document.querySelector('#latent-plot-main .live-plot')._fullData[0].x.length")
+    wait_status(page, "latent", "training and")
+    wait_panel(page, "latent-plot-main", "p.title.includes('drawing')")  # the preview of the drawn data
+    pts = len(trace(page, "latent-plot-main", "training")["x"])
     assert pts > 100
     page.screenshot(path=str(artifacts / "latent-drawn.png"))

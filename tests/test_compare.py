@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from live_helpers import SLOW, wait_panel, wait_status
 
 from models import REGISTRY
 from playground.compare import compare, table
@@ -62,9 +63,10 @@ def test_cli_compare_json():
 
 @pytest.mark.browser
 def test_compare_tab_runs(page, app_url, artifacts):
+    page.set_default_timeout(SLOW)
     page.goto(app_url)
     page.get_by_role("tab", name="Compare").click()
-    page.wait_for_selector("#compare-models", timeout=30000)
+    page.wait_for_selector("#compare-models")
     boxes = page.locator("#compare-models input[type=checkbox]")
     for i in range(boxes.count()):  # keep only the mixture and (if present) one GAN
         box = boxes.nth(i)
@@ -74,14 +76,13 @@ def test_compare_tab_runs(page, app_url, artifacts):
     sec = page.locator("#compare-seconds input[type=number]")
     sec.fill("2")
     sec.press("Enter")
+    n = sum(boxes.nth(i).is_checked() for i in range(boxes.count()))
     page.click("#compare-run")
-    page.wait_for_function("() => (document.querySelector('#compare-status') || {innerText: ''}).innerText"
-                           ".includes('finished')", timeout=90000)
+    # "finished: n/n": the run's first message, before any model starts, says "finished: 0/n models"
+    wait_status(page, "compare", f"finished: {n}/{n} models")
     text = page.inner_text("#compare-table")
     assert "Mixture of Gaussians" in text
     # the last frame (with every model's held-out NLL in its panel title) reaches the plot after the status
-    page.wait_for_function("() => { const p = document.querySelector('#compare-plot-samples .live-plot');"
-                           " return p && p.layout && (p.layout.annotations || []).some("
-                           "a => a.text.includes('Mixture of Gaussians') && a.text.includes('NLL')); }",
-                           timeout=20000)
+    wait_panel(page, "compare-plot-samples",
+               "p.annotations.some(a => a.includes('Mixture of Gaussians') && a.includes('NLL'))")
     page.screenshot(path=str(artifacts / "compare-tab.png"), full_page=True)

@@ -135,3 +135,12 @@ def test_structure_change_sends_a_full_figure_and_a_lost_message_resends_everyth
     assert "full" in c["panels"]["main"]
     d = json.loads(enc.encode({"main": fewer}, have=b["seq"]))  # the page missed c
     assert "full" in d["panels"]["main"]
+
+
+def test_a_binned_heatmap_given_by_its_edges_lands_on_its_cells():
+    """Plotly takes cell edges or centres; the canvas stretches the image between the first and last centre."""
+    edges = np.linspace(-2.0, 2.0, 9)  # 8 bins of width 0.5
+    fig = {"data": [plots.heatmap(edges, edges, np.ones((8, 8)), "table")],
+           "layout": plots.data_layout((-2, 2, -2, 2), "t")}
+    _, (heat,) = split(fig)
+    assert (heat["x0"], heat["x1"], heat["y0"], heat["y1"]) == (-1.75, 1.75, -1.75, 1.75)

@@ -3,6 +3,7 @@
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from live_helpers import SLOW, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -16,9 +17,8 @@ def value(page, elem_id):
 
 def test_link_restores_settings_and_share_round_trips(page, app_url):
     page.goto(app_url + "/" + QUERY.replace("&K2=oops", "&reg=5"))  # reg=5 is outside its range
-    page.wait_for_function("() => (document.querySelector('#latent-status') || {innerText: ''}).innerText"
-                           ".includes('from the link')",
-                           timeout=30000)
+    page.set_default_timeout(SLOW)
+    wait_status(page, "latent", "from the link")
     assert "reg=5" in page.inner_text("#latent-status")  # refused, and said so
     assert value(page, "latent-mog-K") == "5"
     assert value(page, "latent-mog-covariance") == "diagonal"
@@ -29,7 +29,7 @@ def test_link_restores_settings_and_share_round_trips(page, app_url):
     assert float(value(page, "latent-lr")) == pytest.approx(-1.7, abs=0.03)  # log10(0.02)
     page.click("#latent-share")
     page.wait_for_function("() => { const t = document.querySelector('#latent-sharelink textarea, "
-                           "#latent-sharelink input'); return t && t.value.startsWith('http'); }", timeout=15000)
+                           "#latent-sharelink input'); return t && t.value.startsWith('http'); }", timeout=SLOW)
     link = page.locator("#latent-sharelink textarea, #latent-sharelink input").first.input_value()
     q = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
     assert q["tab"] == "latent" and q["dataset"] == "moons" and q["K"] == "5"

@@ -12,7 +12,7 @@ from .. import plots
 from ..channel import Frame, LiveState, StaticSource
 from ..compare import DEFAULT_KEYS, available, compare, table
 from ..datasets import DATASETS, DataError, make_split
-from ..liveplot import LiveArea, escape
+from ..liveplot import LiveArea, escape, text_block
 from ..tabkit import TRAIN_CONCURRENCY, markdown
 from ..views.compare import metric_bars, samples_grid
 
@@ -36,26 +36,33 @@ def _choices() -> list[tuple[str, str]]:
     return [(f"{REGISTRY[k].title} ({k})", k) for k in keys]
 
 
-def _table_md(rows: list[dict], data_nll) -> str:
-    head = "| model | family | steps | held-out NLL (nats) | energy distance | MMD² | modes | status |\n" \
-           "|---|---|---:|---:|---:|---:|---:|---|\n"
+COLUMNS = ("model", "family", "steps", "held-out NLL (nats)", "energy distance", "MMD²", "modes", "status")
+RIGHT = {2, 3, 4, 5, 6}
 
+
+def _table_html(rows: list[dict], data_nll) -> str:
+    """The results as an HTML table (rewritten by the frames as the run goes, not a gradio output)."""
     def f(v, fmt):
         return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
-    lines = []
+    def row(cells, tag="td"):
+        return "<tr>" + "".join(f"<{tag}{' class=num' if i in RIGHT else ''}>{escape(c)}</{tag}>"
+                                for i, c in enumerate(cells)) + "</tr>"
+
+    body = []
     for r in rows:
         nll = f(r["test_nll"], ".3f") if r["density"] != "none" else "no density"
         modes = "—" if r["modes_covered"] is None else f"{int(r['modes_covered'])}"
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
-        lines.append(f"| {r['title']} | {r['family']} | {r['steps']:,} | {nll} | {f(r['energy_distance'], '.3g')} "
-                     f"| {f(r['mmd'], '.2g')} | {modes} | {status} |")
-    foot = f"\n\nTrue density's held-out NLL: **{data_nll:.3f}** nats." if data_nll is not None else ""
-    return head + "\n".join(lines) + foot
+        body.append(row([r["title"], r["family"], f"{r['steps']:,}", nll, f(r["energy_distance"], ".3g"),
+                         f(r["mmd"], ".2g"), modes, status]))
+    foot = f"<p>True density's held-out NLL: <b>{data_nll:.3f}</b> nats.</p>" if data_nll is not None else ""
+    return (f"<table class='pg-table'><thead>{row(COLUMNS, 'th')}</thead><tbody>{''.join(body)}</tbody></table>"
+            + foot)
 
 
-def _frame(status: str, figs: dict | None = None, final: bool = False) -> StaticSource:
-    return StaticSource(Frame(figs or {}, status, final=final))
+def _frame(status: str, figs: dict | None = None, final: bool = False, table: str | None = None) -> StaticSource:
+    return StaticSource(Frame(figs or {}, status, {"compare-table": table} if table is not None else {}, final))
 
 
 def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
@@ -63,34 +70,42 @@ def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
     keys = available(list(keys or []))
     if not keys:
         ch.publish(_frame("Pick at least one model."))
-        yield gr.skip()
+        yield
         return
     try:
         lo, hi = DATASETS[dataset].noise_range
         data = make_split(dataset, int(n_points), min(max(float(noise), lo), hi), int(seed or 0))
     except (DataError, KeyError) as err:
         ch.publish(_frame(f"<b>Data error:</b> {escape(err)}"))
-        yield gr.skip()
+        yield
         return
     data_nll = float(-data.log_prob(data.test).mean()) if data.log_prob is not None else None
     samples: dict = {}
+    stopped: list[bool] = []
+    ch.controls["stop"] = lambda: stopped.append(True)  # Stop, straight from the page
     for entries in compare(keys, data, seconds=float(seconds), seed=int(seed or 0)):
+        if stopped:
+            ch.publish(_frame("<b>stopped</b>: press <b>Run comparison</b> to start again", final=True))
+            break
         rows = table(entries, data_nll)
         for e in entries:
             if e.samples is not None:
                 samples[e.key] = e.samples
         busy = [e for e in entries if e.status == "training"]
         done = sum(e.status in ("done", "diverged", "failed") for e in entries)
-        status = (f"training <b>{escape(busy[0].title)}</b> ({busy[0].steps:,} steps, "
-                  f"{busy[0].seconds:.0f}/{seconds:.0f} s) · {done}/{len(entries)} done" if busy
-                  else f"finished: {done}/{len(entries)} models")
+        if busy:
+            status = (f"training <b>{escape(busy[0].title)}</b> ({busy[0].steps:,} steps, "
+                      f"{busy[0].seconds:.0f}/{seconds:.0f} s) · {done}/{len(entries)} done")
+        else:
+            status = f"finished: {done}/{len(entries)} models" if done == len(entries) else "starting…"
+        busy = busy or done < len(entries)
         figs = {"samples": samples_grid(rows, samples, data.test[:600], data.box),
                 "nll": metric_bars(rows, "test_nll", "Held-out NLL (nats, lower is better)", "NLL",
                                    data_nll, "true density"),
                 "distance": metric_bars(rows, "energy_distance", "Energy distance to held-out (lower is better)",
                                         "energy distance", 0.0, "same distribution")}
-        ch.publish(_frame(status, figs, final=not busy))
-        yield _table_md(rows, data_nll)
+        ch.publish(_frame(status, figs, final=not busy, table=_table_html(rows, data_nll)))
+    yield  # everything went through the channel: a gradio message per tick costs the page 100+ ms
 
 
 def build() -> LiveArea:
@@ -115,7 +130,7 @@ def build() -> LiveArea:
                 stop = gr.Button("■ Stop", variant="stop", elem_id="compare-stop")
         with gr.Column(scale=3):
             status_slot = gr.Column()
-            results = gr.Markdown("", elem_id="compare-table")
+            text_block("", elem_id="compare-table")
             area.panel("samples", 480, "compare-plot-samples",
                        plots.message_figure("samples appear here as each model finishes", axes=False, height=480))
             with gr.Row():
@@ -126,7 +141,7 @@ def build() -> LiveArea:
                     area.panel("distance", 320, "compare-plot-distance",
                                plots.message_figure("energy distance", axes=False, height=320))
             with status_slot:
-                area.status("Pick models and press <b>Run comparison</b>.", "compare-status")
+                area.status("Pick models and press <b>Run comparison</b>.", "compare-status", stop_id="compare-stop")
 
     def dataset_changed(name):
         d = DATASETS[name]
@@ -136,7 +151,7 @@ def build() -> LiveArea:
         st.channel.publish(_frame("stopped", final=True))
 
     dataset.input(dataset_changed, dataset, noise, queue=False, api_visibility="private")
-    evt = go.click(run, [area.state, dataset, n_points, noise, keys, seconds, seed], [results],
+    evt = go.click(run, [area.state, dataset, n_points, noise, keys, seconds, seed], None,
                    concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train", api_name="compare",
                    show_progress="hidden")
     stop.click(stopped, [area.state], None, cancels=[evt], api_name="compare_stop")

@@ -189,7 +189,7 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
     why = sandbox_prepare(st, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame)
     if why is not None:
         ch.publish(StaticSource(Frame({}, f"<b>Cannot run:</b> {escape(why)}")))
-        yield gr.skip()
+        yield
         return
     box, stopped, frame = st.box, [], None
     ch.controls["stop"] = lambda: stopped.append(True)
@@ -205,7 +205,7 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
             time.sleep(0.01)
     if frame is not None and st.box is box:
         ch.publish(StaticSource(Frame({}, frame.status + " — <b>stopped</b>: press <b>Run chains</b> to go on")))
-    yield gr.skip()
+    yield
 
 
 def sandbox_reset(st: SandboxState):

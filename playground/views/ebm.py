@@ -30,7 +30,7 @@ def energy_on_grid(snap: Snapshot) -> np.ndarray | None:
 def energy_trace(xs, ys, energy: np.ndarray) -> dict:
     """−f on the grid: low energy (high density) bright, clipped ENERGY_SPAN nats above its minimum."""
     e = np.asarray(energy, np.float32).reshape(len(ys), len(xs))
-    lo = plots.step_floor(float(np.nanmin(e))) if np.isfinite(e).any() else 0.0  # a colour bar that holds still
+    lo = plots.step_floor(float(np.nanmin(e)), 2.0) if np.isfinite(e).any() else 0.0  # a colour bar that holds still
     tr = plots.heatmap(xs, ys, np.clip(e, lo, lo + ENERGY_SPAN), "energy −f(x)", zmin=lo,
                        zmax=lo + ENERGY_SPAN, colorbar_title="energy −f(x)")
     tr["reversescale"] = True
@@ -48,7 +48,7 @@ def chain_traces(paths: np.ndarray, tail: int = CHAIN_TAIL) -> list[dict]:
     colors = [plots.PALETTE[i % len(plots.PALETTE)] for i in range(k)]
     out = [{"type": "scatter", "mode": "lines", "x": np.ascontiguousarray(p[:, i, 0]),
             "y": np.ascontiguousarray(p[:, i, 1]), "line": {"color": colors[i], "width": 2},
-            "opacity": 0.9, "name": f"{k} MCMC chains (last {len(p)} steps)", "legendgroup": "chains",
+            "opacity": 0.9, "name": f"{k} MCMC chains (last {tail} steps)", "legendgroup": "chains",
             "showlegend": i == 0, "hoverinfo": "skip"} for i in range(k)]
     out.append({"type": "scatter", "mode": "markers", "x": np.ascontiguousarray(p[-1, :, 0]),
                 "y": np.ascontiguousarray(p[-1, :, 1]), "name": "chain heads", "legendgroup": "chains",

@@ -1,0 +1,93 @@
+"""The page sets the pace (playground/channel.py, Session.run): a frame is built only when the page waits
+for one, a newer frame replaces an older one nobody drew, and a run nobody watches builds none."""
+
+import asyncio
+import json
+import threading
+import time
+
+from models import TrainSettings
+from playground import plots
+from playground.channel import Frame, FrameChannel, StaticSource, lookup
+from playground.datasets import make_split
+from playground.session import Session
+
+
+def _frame(text: str, final: bool = False) -> StaticSource:
+    return StaticSource(Frame({"main": plots.message_figure(text)}, text, final=final))
+
+
+def _pull(ch: FrameChannel, have: int, timeout: float = 2.0, visible=("main",)):
+    msg = asyncio.run(ch.pull(have, list(visible), [], timeout=timeout))
+    return None if msg is None else json.loads(msg)
+
+
+def test_a_pull_waits_for_a_frame_and_only_then_is_one_wanted():
+    ch = FrameChannel()
+    assert lookup(ch.token) is ch and lookup("nope") is None
+    ch.publish(_frame("first"))
+    first = _pull(ch, 0)
+    assert first["status"] == "first" and "full" in first["panels"]["main"]
+    assert not ch.wants_frame()  # nobody is waiting
+
+    wanted = []
+
+    def producer():
+        deadline = time.time() + 2
+        while time.time() < deadline and not ch.wants_frame():
+            time.sleep(0.005)
+        wanted.append(ch.wants_frame())
+        ch.publish(_frame("second"))
+
+    threading.Thread(target=producer).start()
+    second = _pull(ch, first["seq"])
+    assert wanted == [True] and second["status"] == "second"
+    assert "full" not in second["panels"]["main"]  # the page holds the figure: an update
+
+
+def test_a_newer_frame_replaces_one_nobody_drew_and_a_stale_page_gets_full_figures():
+    ch = FrameChannel()
+    ch.publish(_frame("a"))
+    a = _pull(ch, 0)
+    for text in ("b", "c", "d"):
+        ch.publish(_frame(text))
+    d = _pull(ch, a["seq"])
+    assert d["status"] == "d" and d["seq"] == a["seq"] + 1  # b and c were never encoded
+    assert _pull(ch, d["seq"], timeout=0.2) is None  # nothing new: the long poll times out
+    again = _pull(ch, a["seq"])  # a page that missed d (a reload) gets the newest frame in full at once
+    assert again["status"] == "d" and "full" in again["panels"]["main"]
+
+
+def test_a_panel_coming_into_view_is_served_at_once():
+    ch = FrameChannel()
+    ch.publish(StaticSource(Frame({"main": plots.message_figure("m"), "curves": plots.message_figure("c")}, "s")))
+    first = _pull(ch, 0, visible=("main",))
+    assert list(first["panels"]) == ["main"]
+    t0 = time.perf_counter()
+    more = _pull(ch, first["seq"], visible=("main", "curves"))
+    assert time.perf_counter() - t0 < 1.0 and list(more["panels"]) == ["curves"]
+
+
+def test_a_page_that_stopped_asking_abandons_its_run():
+    ch = FrameChannel()
+    assert not ch.abandoned(0.0)  # no page yet (an API client): never abandoned
+    ch.publish(_frame("x"))
+    _pull(ch, 0)
+    assert not ch.abandoned(5.0)
+    time.sleep(0.05)
+    assert ch.abandoned(0.01)
+
+
+def test_frames_are_built_only_when_wanted_and_within_the_budget():
+    data = make_split("8gaussians", 600, seed=0)
+    sess = Session("mog", None, data, TrainSettings.make(lr=0.01, batch=256), device="cpu", grid_res=40)
+    frames = [s for s in sess.run(max_steps=300, want_frame=lambda: False) if s is not None]
+    assert len(frames) == 1 and frames[0].status == "done"  # only the final one: nobody watched
+    sess = Session("mog", None, data, TrainSettings.make(lr=0.01, batch=256), device="cpu", grid_res=40)
+    t0 = time.perf_counter()
+    frames = [s for s in sess.run(max_seconds=1.5, frame_cost=lambda: 0.02) if s is not None]
+    elapsed = time.perf_counter() - t0
+    # each frame is charged 20 ms more than it costs: at an 8% share frames stay >= 250 ms apart
+    assert 2 <= len(frames) <= elapsed / 0.25 + 2, len(frames)
+    steps = [f.step for f in frames]
+    assert steps == sorted(steps) and steps[0] == 0  # the first frame before the first step

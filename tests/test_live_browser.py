@@ -1,0 +1,87 @@
+"""The live pipeline as a user meets it in headless Chromium: Stop acts at once on every tab, a zoom holds
+while frames arrive, and frames after the first carry what changed, not the static layers."""
+
+import json
+import time
+
+import pytest
+from live_helpers import SLOW, click, panel, status, step_of, wait_frames, wait_panel, wait_status
+
+pytestmark = pytest.mark.browser
+
+TABS = ["autoregressive", "latent", "flows", "gans", "ebm"]
+
+
+def open_tab(page, url, key):
+    page.set_default_timeout(SLOW)
+    page.goto(f"{url}/?tab={key}")
+    wait_panel(page, f"{key}-plot-main", "p.frames >= 1")
+
+
+@pytest.mark.parametrize("key", TABS)
+def test_stop_mid_run_stops_training_and_the_page_says_so(page, app_url, artifacts, key):
+    open_tab(page, app_url, key)
+    click(page, f"#{key}-train")
+    wait_status(page, key, "running")
+    wait_frames(page, f"{key}-plot-main", 3)
+    click(page, f"#{key}-stop")
+    wait_status(page, key, "stopped")
+    time.sleep(0.5)  # a last frame in flight may still land
+    first = step_of(status(page, key))
+    frames = panel(page, f"{key}-plot-main")["frames"]
+    time.sleep(2.0)
+    assert first > 0 and step_of(status(page, key)) == first, status(page, key)  # training really stopped
+    assert panel(page, f"{key}-plot-main")["frames"] == frames  # and nothing more is drawn
+    assert "running" not in status(page, key)
+    page.screenshot(path=str(artifacts / f"stopped-{key}.png"))
+
+
+def test_zoom_holds_while_frames_arrive(page, app_url, artifacts):
+    open_tab(page, app_url, "flows")
+    click(page, "#flows-train")
+    wait_status(page, "flows", "running")
+    wait_frames(page, "flows-plot-main", 2)
+    full = panel(page, "flows-plot-main")["xrange"]
+    drag = page.locator("#flows-plot-main .nsewdrag").first.bounding_box()
+    page.mouse.move(drag["x"] + drag["width"] * 0.25, drag["y"] + drag["height"] * 0.25)
+    page.mouse.down()
+    page.mouse.move(drag["x"] + drag["width"] * 0.6, drag["y"] + drag["height"] * 0.6, steps=8)
+    page.mouse.up()
+    zoomed = panel(page, "flows-plot-main")["xrange"]
+    assert zoomed[1] - zoomed[0] < 0.6 * (full[1] - full[0]), (full, zoomed)  # the box zoom took effect
+    before = panel(page, "flows-plot-main")
+    wait_frames(page, "flows-plot-main", 4)
+    after = panel(page, "flows-plot-main")
+    page.screenshot(path=str(artifacts / "flows-zoomed.png"))
+    click(page, "#flows-stop")
+    assert after["xrange"] == pytest.approx(zoomed)  # frames came and the zoom stayed
+    assert after["zsum"] != before["zsum"]  # and the density went on changing under it
+    assert after["title"] != before["title"]
+
+
+def test_updates_carry_the_density_not_the_static_layers(page, app_url):
+    """Record the messages the page applies while RealNVP trains: the main panel's full figure comes once;
+    after it, the density layer changes in every update and the training data never travels again."""
+    open_tab(page, app_url, "flows")
+    page.evaluate("""() => { window.__msgs = []; const A = PGLive.Area.prototype, paint = A.paint;
+        A.paint = function (msg, bytes) { if (this.cfg.area === 'flows') window.__msgs.push(JSON.stringify(msg));
+                                          return paint.call(this, msg, bytes); }; }""")
+    click(page, "#flows-train")
+    wait_status(page, "flows", "running")
+    wait_frames(page, "flows-plot-main", 5)
+    click(page, "#flows-stop")
+    wait_status(page, "flows", "stopped")
+    msgs = [json.loads(m) for m in page.evaluate("() => window.__msgs")]
+    main = [(m["panels"]["main"], len(json.dumps(m["panels"]["main"]))) for m in msgs if "main" in m["panels"]]
+    fulls = [i for i, (m, _) in enumerate(main) if "full" in m]
+    assert fulls, "the main panel never got its figure"
+    full = main[fulls[-1]]  # the run's figure (earlier ones: the data preview)
+    layers = full[0]["full"]["canvas"]
+    density = next(i for i, lay in enumerate(layers) if lay["type"] == "heatmap")
+    data = next(i for i, lay in enumerate(layers) if lay.get("name") == "training data")
+    updates = main[fulls[-1] + 1:]
+    assert len(updates) >= 3
+    assert all(str(data) not in m.get("canvas", {}) for m, _ in updates)  # never re-sent
+    assert sum(str(density) in m.get("canvas", {}) for m, _ in updates) >= len(updates) - 1  # the density moves
+    live = sorted(n for _, n in updates[:-1])  # the last one, at rest, brings the full-resolution density
+    assert live[len(live) // 2] < full[1] / 2  # an update is a fraction of the figure
