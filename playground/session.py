@@ -34,6 +34,7 @@ __all__ = ["History", "Session", "Snapshot", "configure_threads", "device_label"
 MAX_FRAME_SHARE = 0.08
 MIN_FRAME_INTERVAL = 1 / 12  # at most 12 frames a second, however fast the page draws
 MAX_FRAME_GAP = 1.0  # and at least one a second, however costly a frame
+CHECKPOINT_INTERVAL = 0.5  # seconds between two copies of the last good parameters (taken with a frame)
 EVAL_INTERVAL = 1.0  # held-out metrics (NLL, sample distance...) at most once a second while running
 MAX_EVAL_SHARE = 0.02  # ... and taking at most this share of the time (frames have their own budget)
 LIVE_GRID_SECONDS = 0.004  # the density grid of a frame while running costs about this much (see _fit_live_grid)
@@ -209,6 +210,7 @@ class Session:
         self.status, self.message = "idle", "ready: press Train"
         self._stop = False
         self._idle = threading.Event()
+        self._left = threading.Event()  # set when run() has taken its last step
         self._idle.set()
         self._phase = 0  # position within a step's named sub-steps (EM: E, then M)
         self._phase_batch: torch.Tensor | None = None
@@ -256,6 +258,10 @@ class Session:
 
     def request_stop(self) -> None:
         self._stop = True
+
+    def wait_left(self, timeout: float) -> bool:
+        """Wait until run() has taken its last step (True) or timeout (False)."""
+        return self._left.wait(timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no run() loop is inside a training step (True) or timeout (False)."""
@@ -350,12 +356,14 @@ class Session:
         never waits for a frame."""
         self._stop = False
         self._idle.clear()
+        self._left.clear()
         self.status, self.message = "running", "training"
         target = None if max_steps is None else self.step_count + int(max_steps)
         t_start = time.perf_counter()
         interval = frame_interval
         last_frame = last_beat = t_start - interval
         frames_made, avg_cost = 0, None
+        last_checkpoint = t_start
         steps_at_start = self.step_count
         try:
             while not self._stop:
@@ -370,8 +378,10 @@ class Session:
                 if frames and now - last_frame >= interval and (want_frame is None or want_frame()):
                     self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
                     cpu = time.thread_time()
-                    if self.step_count > steps_at_start and self._params_finite():
+                    if (self.step_count > steps_at_start and now - last_checkpoint >= CHECKPOINT_INTERVAL
+                            and self._params_finite()):
                         self._checkpoint()  # the frame's cost includes the checkpoint taken with it
+                        last_checkpoint = now
                     snap = self.snapshot()
                     # the CPU this thread spent on the frame (checkpoint + snapshot): on a busy machine the
                     # wall time of a frame and of training steps stretch alike, their CPU shares do not
@@ -403,6 +413,7 @@ class Session:
                 self.status, self.message = "stopped", f"stopped at step {self.step_count}"
             else:
                 self.status, self.message = "done", f"finished at step {self.step_count}"
+            self._left.set()  # no more steps: the final frame (full grid, fresh metrics) comes next
             snap = self.snapshot(evaluate=True)
             self._idle.set()
             yield snap

@@ -172,7 +172,7 @@ class FlowProbe(Probe):
     """Normalizing flow (notes 5.2-5.4), L layers, pushed layer by layer (models/flows.py, warp_probe).
 
     Attributes:
-        stage_lines: (L+1, 18, 33, 2) grid lines of z after 0..L layers, data units (first 9: constant z2).
+        stage_lines: (L+1, 18, 25, 2) grid lines of z after 0..L layers, data units (first 9: constant z2).
         stage_nodes: (L+1, 576, 2) a 24 x 24 grid of z nodes after 0..L layers, data units.
         stage_logp: (L+1, 576) exact log p_k at those nodes: log N(z_0) - Σ_{j≤k} log|det| (notes 5.2).
         layer_log_det: (L,) each layer's average log|det ∂z_k/∂z_{k-1}| under the model, nats.

@@ -11,8 +11,10 @@ so several people can train at once without seeing each other's runs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +90,10 @@ class TabState(LiveState):
         self.last: Snapshot | None = None
         self.note: str = ""
         self.preview: DataSplit | None = None
+        self.lock = threading.Lock()  # publishing a frame: the run's own and Stop's quick one
+
+    def __deepcopy__(self, memo):  # gradio copies a fresh state once; a lock cannot be copied
+        return type(self)()
 
 
 class SnapshotSource:
@@ -343,8 +349,22 @@ class FamilyTab:
         return [info] + rest
 
     def publish(self, st: TabState, snap: Snapshot, note: str = "") -> None:
-        st.last, st.note = snap, note
-        st.channel.publish(SnapshotSource(self, st, snap, note))
+        with st.lock:
+            st.last, st.note = snap, note
+            st.channel.publish(SnapshotSource(self, st, snap, note))
+
+    def stop_now(self, st: TabState, sess: Session) -> None:
+        """Stop, straight from the page: the loop leaves after the step it is in; the page is told at once
+        (the last frame, at the step where training stopped), and the final frame, with the full grid and
+        fresh held-out metrics, follows as soon as it is built."""
+        sess.request_stop()
+        if not sess.wait_left(1.0):
+            return
+        with st.lock:
+            last = st.last
+            if last is not None and last.status == "running":  # the final frame is not out yet
+                quick = dataclasses.replace(last, step=sess.step_count, status="stopped", message=sess.message)
+                st.channel.publish(SnapshotSource(self, st, quick, STOPPED))
 
     def show(self, st: TabState, status: str, figs: dict[str, dict] | None = None) -> None:
         """A message in the status line (HTML), with figures for some panels or none."""
@@ -372,7 +392,7 @@ class FamilyTab:
             return
         note = "new run" if fresh else "resumed"
         ch = st.channel
-        ch.controls["stop"] = sess.request_stop
+        ch.controls["stop"] = lambda: self.stop_now(st, sess)
         # Frames reach the page through the channel: gradio hears from the run only at its start (the
         # tab's extra widgets) and its end, since each message through gradio costs the page's main thread
         # 100+ ms with this many components. A client with no page (the API) gets progress once a second.
