@@ -31,7 +31,7 @@ __all__ = ["History", "Session", "Snapshot", "configure_threads", "device_label"
 # frames (snapshot + rendering + encoding) take at most this share of the time while a page watches; beyond it
 # they are spaced out. Held-out evaluations have their own, smaller share (MAX_EVAL_SHARE). A run nobody
 # watches (the command line, an API client) makes no frames at all.
-MAX_FRAME_SHARE = 0.08
+MAX_FRAME_SHARE = 0.10
 MIN_FRAME_INTERVAL = 1 / 12  # at most 12 frames a second, however fast the page draws
 MAX_FRAME_GAP = 1.0  # and at least one a second, however costly a frame
 CHECKPOINT_INTERVAL = 0.5  # seconds between two copies of the last good parameters (taken with a frame)
@@ -389,7 +389,7 @@ class Session:
                     self._idle.set()  # suspended at a yield, the model is not being touched
                     yield snap
                     self._idle.clear()
-                    last_frame = last_beat = time.perf_counter()
+                    last_frame, last_beat = now, time.perf_counter()  # the interval runs from the frame's start
                     cost = built + (frame_cost() if frame_cost is not None else 0.0)
                     frames_made += 1
                     if frames_made > 1:  # the first frame pays for warm-ups: it says little about the rest
