@@ -81,30 +81,26 @@ _NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 def nice_ceil(v: float) -> float:
     """The smallest of ±{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8} x 10^k at least v (0 stays 0)."""
-    v = float(v)
-    if not math.isfinite(v) or v == 0.0:
-        return v
-    if v < 0:
-        return -nice_floor(-v)
-    k = math.floor(math.log10(v))
-    for m in _NICE:
-        if _dec(m, k) >= v * (1 - 1e-12):
-            return _dec(m, k)
-    return _dec(1.0, k + 1)
+    return _nice(v, up=True)
 
 
 def nice_floor(v: float) -> float:
     """The largest of ±{1, 1.2, ..., 8} x 10^k at most v (0 stays 0)."""
+    return _nice(v, up=False)
+
+
+def _nice(v: float, up: bool) -> float:
     v = float(v)
     if not math.isfinite(v) or v == 0.0:
         return v
     if v < 0:
-        return -nice_ceil(-v)
+        return -_nice(-v, not up)
     k = math.floor(math.log10(v))
-    for m in reversed(_NICE):
-        if _dec(m, k) <= v * (1 + 1e-12):
-            return _dec(m, k)
-    return _dec(8.0, k - 1)
+    for m in (_NICE if up else reversed(_NICE)):
+        c = _dec(m, k)
+        if (c >= v * (1 - 1e-12)) if up else (c <= v * (1 + 1e-12)):
+            return c
+    return _dec(1.0, k + 1) if up else _dec(8.0, k - 1)
 
 
 def _dec(m: float, k: int) -> float:

@@ -42,6 +42,25 @@ def wait_frames(page, elem_id: str, more: int, timeout: int = SLOW) -> None:
     wait_panel(page, elem_id, "p.frames >= arg", timeout, n + more)
 
 
+def wait_moves(page, elem_id: str, more: int, timeout: int = SLOW) -> list[str]:
+    """Wait until the panel's title (which carries the step) has changed `more` times; returns the titles.
+    Unlike redraws, titles keep changing after a model has converged: then a frame moves only the step."""
+    titles = [(panel(page, elem_id) or {}).get("title", "")]
+    for _ in range(more):
+        wait_panel(page, elem_id, "p.title !== arg", timeout, titles[-1])
+        titles.append(panel(page, elem_id)["title"])
+    return titles
+
+
+def box_zoom(page, elem_id: str, start: float = 0.3, end: float = 0.6) -> None:
+    """Zoom as a user does: drag a box across the plot area, from `start` to `end` of its width and height."""
+    drag = page.locator(f"#{elem_id} .nsewdrag").first.bounding_box()
+    page.mouse.move(drag["x"] + drag["width"] * start, drag["y"] + drag["height"] * start)
+    page.mouse.down()
+    page.mouse.move(drag["x"] + drag["width"] * end, drag["y"] + drag["height"] * end, steps=8)
+    page.mouse.up()
+
+
 def has_type(elem_id: str, kind: str) -> str:
     return f"p.types.includes('{kind}')"
 

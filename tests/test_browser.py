@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from live_helpers import SLOW, click, panel, trace, wait_panel, wait_status
+from live_helpers import SLOW, box_zoom, click, panel, step_of, trace, wait_moves, wait_panel, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -36,11 +36,10 @@ def test_latent_tab_trains_live_and_stops(page, app_url, artifacts):
     open_tab(page, app_url)
     page.click("#latent-train")
     wait_heatmap(page)
-    first = plot_state(page, "main")
-    time.sleep(2.5)
-    second = plot_state(page, "main")
-    assert second["frames"] >= first["frames"] + 3, (first, second)  # several frames per second
-    assert second["title"] != first["title"]  # the step in the title moves
+    # frames keep arriving while it trains (how many per second: bench browser); EM converges within a
+    # second or two, after which a frame changes only the step in the title, so count titles, not draws
+    titles = wait_moves(page, "latent-plot-main", 3)
+    assert step_of(titles[-1]) > step_of(titles[0]) > -1, titles
     assert "running" in page.inner_text("#latent-status")
     click(page, "#latent-stop")
     wait_status(page, "latent", "stopped")
@@ -65,12 +64,7 @@ def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifac
     page.click("#latent-reset")
     page.click("#latent-train")
     wait_heatmap(page)
-    # zoom as a user does: drag a box on the plot area
-    drag = page.locator("#latent-plot-main .nsewdrag").first.bounding_box()
-    page.mouse.move(drag["x"] + drag["width"] * 0.3, drag["y"] + drag["height"] * 0.3)
-    page.mouse.down()
-    page.mouse.move(drag["x"] + drag["width"] * 0.6, drag["y"] + drag["height"] * 0.6, steps=8)
-    page.mouse.up()
+    box_zoom(page, "latent-plot-main")  # as a user does: drag a box on the plot area
     zoomed = plot_state(page, "main")["xrange"]
     assert zoomed[1] - zoomed[0] < 4  # the box zoom took effect
     a = plot_state(page, "main")

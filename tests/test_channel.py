@@ -17,8 +17,27 @@ def _frame(text: str, final: bool = False) -> StaticSource:
     return StaticSource(Frame({"main": plots.message_figure(text)}, text, final=final))
 
 
+def _run(coro):
+    """Run a coroutine on a loop of its own, on a thread of its own: the browser tests' Playwright keeps an
+    event loop running on the main thread, where asyncio.run would refuse."""
+    out: dict = {}
+
+    def go():
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=go)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _pull(ch: FrameChannel, have: int, timeout: float = 2.0, visible=("main",)):
-    msg = asyncio.run(ch.pull(have, list(visible), [], timeout=timeout))
+    msg = _run(ch.pull(have, list(visible), [], timeout=timeout))
     return None if msg is None else json.loads(msg)
 
 

@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from live_helpers import SLOW, click, panel, status, step_of, wait_frames, wait_panel, wait_status
+from live_helpers import SLOW, box_zoom, click, panel, status, step_of, wait_frames, wait_moves, wait_panel, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +23,7 @@ def test_stop_mid_run_stops_training_and_the_page_says_so(page, app_url, artifac
     open_tab(page, app_url, key)
     click(page, f"#{key}-train")
     wait_status(page, key, "running")
-    wait_frames(page, f"{key}-plot-main", 3)
+    wait_moves(page, f"{key}-plot-main", 3)  # mid-run: the step moved a few times
     click(page, f"#{key}-stop")
     wait_status(page, key, "stopped")
     time.sleep(0.5)  # a last frame in flight may still land
@@ -42,11 +42,7 @@ def test_zoom_holds_while_frames_arrive(page, app_url, artifacts):
     wait_status(page, "flows", "running")
     wait_frames(page, "flows-plot-main", 2)
     full = panel(page, "flows-plot-main")["xrange"]
-    drag = page.locator("#flows-plot-main .nsewdrag").first.bounding_box()
-    page.mouse.move(drag["x"] + drag["width"] * 0.25, drag["y"] + drag["height"] * 0.25)
-    page.mouse.down()
-    page.mouse.move(drag["x"] + drag["width"] * 0.6, drag["y"] + drag["height"] * 0.6, steps=8)
-    page.mouse.up()
+    box_zoom(page, "flows-plot-main", 0.25, 0.6)
     zoomed = panel(page, "flows-plot-main")["xrange"]
     assert zoomed[1] - zoomed[0] < 0.6 * (full[1] - full[0]), (full, zoomed)  # the box zoom took effect
     before = panel(page, "flows-plot-main")
