@@ -2,16 +2,37 @@
 
 * ``ebm_cd`` — contrastive divergence (7.3) with negatives from short-run Langevin from noise,
   persistent chains with a replay buffer (Du & Mordatch 2019), MALA, or Metropolis–Hastings (7.3.1).
-* ``ebm_sm`` — score matching (7.4): exact, sliced or denoising; no sampling in training.
+* ``ebm_sm`` — score matching (7.4): denoising (the default), sliced or exact; no sampling in training.
 * ``ebm_nce`` — noise-contrastive estimation (7.5) against a Gaussian, with log Z learned.
 
 f_θ is an MLP with a smooth activation (score matching needs second derivatives) on standardised
-coordinates z = (x − m) / s, confined by a fixed soft wall to the data's box (+20% each side).
-``log_prob`` returns the unnormalised f_θ(z(x)) + log|dz/dx|: the session divides by Z computed on
-the plotting grid (in 2D the partition function is a sum), so the held-out NLL is an honest
-likelihood in data coordinates. Every model also keeps 1,000 persistent
-display chains (the samples shown each frame and returned by :meth:`sample`) and the recent path
-of the first 8, drawn as animated trajectories and summarised by split R-hat.
+coordinates z = (x − m) / s, minus a fixed soft wall that is 0 on the data's box B (its range, +20%
+each side) and −50·d² at distance d outside it.
+
+**One box for everything** (the model's support): S = B widened by WALL_REACH = 0.65 standardised
+units, where the wall is down by 21 nats, so the mass exp(f) leaves beyond S is below ~1e-9 of the
+density at B's faces. On S, and only there:
+
+* Z(θ) = ∫_S exp(f_θ) is a sum (notes 7.2: in 2D the partition function is tractable): the trapezoid
+  rule on about Z_CELLS² near-square cells over S, i.e. the exact integral of exp(f)'s bilinear
+  interpolant;
+  ``log_z_err`` (|log Z − log Z on every other node|) says how far off that sum may be. ``log_prob``
+  is the normalised log-density f_θ(z(x)) + log|dz/dx| − log Z in data coordinates, so the held-out
+  NLL is an honest likelihood and the session's "∫p on grid" is the mass inside the *plot* box,
+  which falls below 1 when S reaches beyond it.
+* :meth:`sample` draws **exact** samples of that grid density (inverse CDF over cells, then the
+  bilinear density inside the cell: :class:`models.samplers.GridDensity`): every sample metric
+  (energy distance, MMD, modes, the Compare table) measures p_θ itself, not a Markov chain.
+* The MCMC chains (training negatives, the display chains) are truncated to S the same way: a move
+  that would leave S is rejected, by every sampler (models/samplers.py).
+
+The model also keeps 1,000 persistent display chains, for what they teach: they move a few steps each
+frame (:meth:`probe`), the first 8 are drawn as animated trajectories (split R-hat), and
+``chain_energy_distance`` measures how far all of them are from exact samples of p_θ.
+
+Randomness comes from the model's own generators, seeded from the run's seed (the session seeds
+torch before building the model): one for training (negatives, noise), one for what is shown
+(display chains, exact samples), so frames never change the training's random stream.
 
 References:
     Du & Mordatch (2019), Implicit generation and generalization in energy-based models.
@@ -30,9 +51,17 @@ from torch import nn
 from . import ebm_losses as L
 from .base import BaseConfig, Model2D, Standardizer, hp, register
 from .nets import mlp
-from .samplers import METHODS, ChainTracker, log_prob_and_score, run_chains
+from .samplers import (
+    MALA_MIN_NOISE,
+    METHODS,
+    ChainTracker,
+    GridDensity,
+    energy_distance,
+    log_prob_and_score,
+    run_chains,
+)
 
-N_CHAINS = 1000  # persistent display chains: the samples of every frame
+N_CHAINS = 1000  # persistent display chains
 N_TRACKED = 8  # the first chains, whose paths are animated
 BURN_IN = 300  # steps for chains that lagged far behind the energy (no frames: the command line)
 STALE_AFTER = 200  # training steps without a frame after which the display chains catch up
@@ -40,6 +69,10 @@ CATCH_UP_EVERY, CATCH_UP_MAX = 10, 8  # ... by one sampler step per 10 training 
 LONG_GAP = 2000  # ... unless f trained this long unseen (the command line): then a full BURN_IN
 SCORE_RES = 17  # the score field's arrows: a SCORE_RES x SCORE_RES grid
 WALL = 50.0  # steepness of the wall around the data's box (standardised units)
+WALL_REACH = 0.65  # the support S is the data's box widened by this: the wall is −50·0.65² ≈ −21 nats there
+Z_CELLS = 96  # Z's grid: about Z_CELLS² near-square cells over S (even counts: log_z_err halves it)
+N_COMPARED = 500  # display chains and exact samples compared by the energy distance (as the frames' own metric)
+SEEDS = {"train": 1, "view": 2}  # the model's generators, offsets from the run's seed
 
 
 @dataclass
@@ -50,11 +83,12 @@ class EnergyConfig(BaseConfig):
                   help="smooth, so ∇ₓf and the Hessian exist (ReLU would make tr ∇²f = 0)")
     sampler: str = hp("langevin", choices=METHODS, label="sampler", live=True,
                       help="langevin: x ← x + ε∇f + √(2ε)z; mala: the same with an MH accept/reject; "
-                           "mh: random-walk Metropolis–Hastings")
+                           "mh: random-walk Metropolis–Hastings (moves out of the support box are rejected)")
     step_size: float = hp(0.01, 1e-4, 0.5, log=True, live=True, label="Langevin step ε",
                           help="in standardised units (the data has unit variance)")
     noise_scale: float = hp(1.0, 0.0, 1.0, step=0.05, live=True, label="Langevin noise scale",
-                            help="1 = real Langevin; smaller is the colder shortcut EBM papers use")
+                            help="1 = real Langevin; smaller is the colder shortcut EBM papers use "
+                                 f"(MALA: at least {MALA_MIN_NOISE}, still exact)")
     mh_scale: float = hp(0.3, 0.01, 2.0, step=0.01, live=True, label="MH proposal σ",
                          help="random-walk proposal x' = x + σz (standardised units)")
     chain_steps: int = hp(4, 1, 50, live=True, label="chain steps per frame",
@@ -62,10 +96,11 @@ class EnergyConfig(BaseConfig):
 
 
 class EnergyModel(Model2D):
-    """The shared part: the energy network, standardisation, display chains, probe and metrics."""
+    """The shared part: the energy network, standardisation, the support box and its partition
+    function, exact samples, display chains, probe and metrics."""
 
     family = "ebm"
-    density = "unnormalized"
+    density = "exact"  # log_prob is normalised by the model's own grid over its support (see log_z)
     probe_kind = "ebm"
     Config = EnergyConfig
 
@@ -74,29 +109,70 @@ class EnergyModel(Model2D):
         c = self.cfg
         self.net = mlp(2, 1, c.hidden, c.layers, c.act)
         self.standardizer = Standardizer()
-        self.register_buffer("lo", torch.full((2,), -2.5))  # the box of the initial noise (z units)
+        self.register_buffer("lo", torch.full((2,), -2.5))  # the data's box B (z units)
         self.register_buffer("hi", torch.full((2,), 2.5))
-        self.register_buffer("chains", self._uniform(N_CHAINS))
+        self._seed = torch.initial_seed()  # the run's seed (Session: torch.manual_seed(settings.seed))
+        self._gens: dict[str, torch.Generator] = {}
+        self._grid: tuple[tuple, GridDensity] | None = None
+        self.register_buffer("chains", self._uniform(N_CHAINS, "view"))
         self.tracker = ChainTracker(N_TRACKED)
         self.chain_accept = float("nan")
         self._stale = 0
 
-    # --- the energy ---------------------------------------------------------------------------
+    # --- randomness ---------------------------------------------------------------------------
+    def rng(self, purpose: str) -> torch.Generator:
+        """The model's generator for `purpose` ("train" or "view"), on the model's device."""
+        g = self._gens.get(purpose)
+        dev = self.lo.device
+        if g is None or g.device.type != dev.type:
+            g = torch.Generator(device=dev).manual_seed((self._seed + SEEDS[purpose]) % 2 ** 63)
+            self._gens[purpose] = g
+        return g
+
+    # --- the energy and its normalisation ----------------------------------------------------------
     def f(self, z: torch.Tensor) -> torch.Tensor:
         """f_θ(z) on standardised points, shape (n,): the network minus a fixed wall that is 0 on
-        the data's box and grows as 50·d² outside it. The model's support is that box: no method
-        here controls f where no data, negative or noise ever goes, and on a grid wider than the data
-        (two moons: [-3.5, 3.5]²) that uncontrolled mass would count in Z."""
+        the data's box B and grows as 50·d² outside it. No method here controls the network where no
+        data, negative or noise ever goes; the wall keeps that region's mass out of Z."""
         over = torch.relu(self.lo - z) + torch.relu(z - self.hi)
         return self.net(z).squeeze(-1) - WALL * (over ** 2).sum(-1)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Unnormalised log-density f_θ(z(x)) + log|dz/dx| (the session divides by the grid's Z)."""
-        return self.f(self.standardizer(x)) + self.standardizer.log_det()
+    def support(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The support box S = B widened by WALL_REACH (z units): where Z is summed, exact samples
+        are drawn and every MCMC chain stays."""
+        return self.lo - WALL_REACH, self.hi + WALL_REACH
 
-    def _uniform(self, n: int) -> torch.Tensor:
-        """The chains' initial distribution π: uniform over the data's box (standardised units)."""
-        return self.lo + (self.hi - self.lo) * torch.rand(n, 2, device=self.lo.device)
+    def _state_vector(self) -> torch.Tensor:
+        """Every number f_θ and the support depend on, flat: the grid's cache key (compared exactly; a
+        version counter would not do, fused Adam updates parameters without bumping it)."""
+        ts = [*self.net.parameters(), self.lo, self.hi, self.standardizer.shift, self.standardizer.scale]
+        return torch.cat([t.detach().reshape(-1) for t in ts])
+
+    def grid_density(self) -> GridDensity:
+        """exp(f_θ) on the nodes of about Z_CELLS² near-square cells of S (z units), recomputed only when
+        a parameter or the box changed (one grid per frame while training, however often log_prob is
+        called)."""
+        key = self._state_vector()
+        if self._grid is None or self._grid[0].shape != key.shape or not torch.equal(self._grid[0], key):
+            lo, hi = self.support()
+            cells = GridDensity.cells_for(lo, hi, Z_CELLS ** 2)
+            self._grid = (key.clone(), GridDensity.evaluate(self.f, lo, hi, cells))
+        return self._grid[1]
+
+    def log_partition(self) -> float:
+        """log Z(θ) = log ∫_S exp(f_θ(z)) dz by the trapezoid rule (equal to ∫ exp(f + log|dz/dx|) dx:
+        the same number in data coordinates)."""
+        return self.grid_density().log_z
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised log-density log p_θ(x) = f_θ(z(x)) + log|dz/dx| − log Z(θ) (data units).
+        log Z carries no gradient (the score ∇ₓ log p = ∇ₓ f is unchanged)."""
+        return self.f(self.standardizer(x)) + self.standardizer.log_det() - self.log_partition()
+
+    def _uniform(self, n: int, purpose: str = "train") -> torch.Tensor:
+        """The chains' initial distribution π: uniform over the data's box B (standardised units)."""
+        u = torch.rand(n, 2, device=self.lo.device, generator=self.rng(purpose))
+        return self.lo + (self.hi - self.lo) * u
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
@@ -106,7 +182,10 @@ class EnergyModel(Model2D):
         pad = 0.2 * (hi - lo)
         self.lo.copy_(lo - pad)
         self.hi.copy_(hi + pad)
-        self.chains.copy_(self._uniform(N_CHAINS))
+        self._gens.clear()  # a run starts its random streams from its seed, both made now (a checkpoint
+        for purpose in SEEDS:  # of the session then holds their states from step 0)
+            self.rng(purpose)
+        self.chains.copy_(self._uniform(N_CHAINS, "view"))
         self.tracker.reset()
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -117,48 +196,56 @@ class EnergyModel(Model2D):
         raise NotImplementedError
 
     # --- sampling -------------------------------------------------------------------------------
-    def run(self, z: torch.Tensor, n_steps: int, record: int = 0):
-        """The configured sampler on f_θ from z (standardised units), truncated to the data's box (a
-        network's exp(f) need not be integrable beyond it; the grid's Z is truncated the same way)."""
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n exact samples of p_θ (data units): the grid density of :meth:`grid_density` sampled by
+        inverse CDF (no Markov chain, no burn-in). NaN when f is not finite on the grid."""
+        z = self.grid_density().sample(n, self.rng("view")).to(self.lo.dtype)
+        return self.standardizer.inverse(z)
+
+    def run(self, z: torch.Tensor, n_steps: int, record: int = 0, purpose: str = "train"):
+        """The configured sampler on f_θ from z (standardised units), truncated to the support S (a
+        move out of S is rejected), with the model's `purpose` generator."""
         c = self.cfg
         return run_chains(self.f, z, c.sampler, n_steps, c.step_size, c.noise_scale, c.mh_scale, record,
-                          bounds=(self.lo, self.hi))
+                          bounds=self.support(), generator=self.rng(purpose))
+
+    def catch_up(self) -> None:
+        """The display chains sat still while f changed (steps without a frame): a few sampler steps
+        (one per 10 training steps, at most 8, so a fast model's frames stay cheap), or a full BURN_IN
+        after a long run unseen (the command line)."""
+        if self._stale <= STALE_AFTER:
+            return
+        catch_up = BURN_IN if self._stale > LONG_GAP else min(CATCH_UP_MAX, self._stale // CATCH_UP_EVERY)
+        res = self.run(self.chains, catch_up, record=N_TRACKED, purpose="view")
+        self.chains.copy_(res.x)
+        self.chain_accept = res.accept_rate
+        if catch_up == BURN_IN:  # re-equilibrated: the old trails no longer mean anything
+            self.tracker.reset()
+            self.tracker.add(self.standardizer.inverse(res.path[BURN_IN // 2:]))
+        else:
+            first = 0 if len(self.tracker.path) == 0 else 1
+            self.tracker.add(self.standardizer.inverse(res.path[first:]))
+        self._stale = 0
 
     def advance_chains(self, n_steps: int) -> None:
-        """Move the display chains; the first N_TRACKED record their path (in data units)."""
-        if self._stale > STALE_AFTER:  # they sat still while f changed a lot: catch up first
-            # a few steps, so a fast model's frames (a few hundred training steps apart) stay cheap
-            # (a full burn-in per frame cost 0.3-0.6 s there); after a long run unseen, a full burn-in
-            catch_up = BURN_IN if self._stale > LONG_GAP else min(CATCH_UP_MAX, self._stale // CATCH_UP_EVERY)
-            res = self.run(self.chains, catch_up, record=N_TRACKED)
-            self.chains.copy_(res.x)
-            if catch_up == BURN_IN:  # re-equilibrated: the old trails no longer mean anything
-                self.tracker.reset()
-                self.tracker.add(self.standardizer.inverse(res.path[BURN_IN // 2:]))
-            else:
-                first = 0 if len(self.tracker.path) == 0 else 1
-                self.tracker.add(self.standardizer.inverse(res.path[first:]))
+        """Move the display chains (after catching up); the first N_TRACKED record their path (in data
+        units)."""
+        self.catch_up()
         self._stale = 0
-        res = self.run(self.chains, n_steps, record=N_TRACKED)
+        res = self.run(self.chains, n_steps, record=N_TRACKED, purpose="view")
         self.chains.copy_(res.x)
         self.chain_accept = res.accept_rate
         first = 0 if len(self.tracker.path) == 0 else 1
         self.tracker.add(self.standardizer.inverse(res.path[first:]))
 
-    def sample(self, n: int) -> torch.Tensor:
-        """The display chains after `chain_steps` more steps (persistent MCMC under the current f);
-        beyond N_CHAINS, more chains from π run BURN_IN steps."""
-        self.advance_chains(self.cfg.chain_steps)
-        z = self.chains[:n]
-        if n > N_CHAINS:
-            z = torch.cat([z, self.run(self._uniform(n - N_CHAINS), BURN_IN).x])
-        return self.standardizer.inverse(z)
-
     # --- what the views show ------------------------------------------------------------------
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
-        """The score field ∇ₓ log p on a coarse grid, the tracked chains' recent paths (data units)
-        and the model's own extras (negatives, noise...). The energy −f_θ on the grid is not repeated
-        here: it is −(the session's normalised log-density + its log_z_grid)."""
+        """Each frame: the display chains move `chain_steps` steps; then the score field ∇ₓ log p on a
+        coarse grid, the tracked chains' recent paths (data units) and the model's own extras
+        (negatives, noise...). The energy −f_θ on the grid is not repeated here: it is −(the
+        session's log-density + log Z)."""
+        self.advance_chains(self.cfg.chain_steps)
         lo, hi = grid.min(0).values, grid.max(0).values
         axes = [torch.linspace(float(lo[i]), float(hi[i]), SCORE_RES + 2, device=grid.device)[1:-1]
                 for i in range(2)]
@@ -175,12 +262,22 @@ class EnergyModel(Model2D):
 
     @torch.no_grad()
     def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
-        """E[f] on held-out data and on the chains (f in data units, as log_prob, so that
-        E_data[f] − log Z is the held-out log-likelihood), the chains' acceptance rate (MALA, MH)
-        and split R-hat over the animated chains' recent paths."""
+        """log Z on the support's grid and its error estimate; E[f] on held-out data and on the chains
+        (f in data units, as log_prob + log Z, so that E_data[f] − log Z is the held-out
+        log-likelihood); how far the display chains are from exact samples of p_θ (energy distance,
+        data units); the chains' acceptance rate (MALA, MH) and split R-hat over the animated chains.
+        Chains that never ran (no frame yet: the command line, Compare) first take a full BURN_IN."""
+        if len(self.tracker.path) == 0:
+            self._stale = max(self._stale, LONG_GAP + 1)
+        self.catch_up()
+        grid = self.grid_density()
         ld = float(self.standardizer.log_det())
-        out = {"f_data": float(self.f(self.standardizer(x_test)).mean()) + ld,
+        s = self.standardizer
+        exact = s.inverse(grid.sample(N_COMPARED, self.rng("view")).to(self.lo.dtype))
+        out = {"log_z_grid": grid.log_z, "log_z_err": grid.log_z_err,
+               "f_data": float(self.f(s(x_test)).mean()) + ld,
                "f_samples": float(self.f(self.chains).mean()) + ld,
+               "chain_energy_distance": energy_distance(s.inverse(self.chains[:N_COMPARED]), exact),
                "rhat": self.tracker.rhat()}
         if self.cfg.sampler != "langevin":
             out["chain_accept"] = self.chain_accept
@@ -230,9 +327,10 @@ class ContrastiveDivergenceEBM(EnergyModel):
         if not c.persistent:
             start, idx = self._uniform(n), None
         else:
-            idx = torch.randint(0, self.buffer.shape[0], (n,), device=self.buffer.device)
+            g = self.rng("train")
+            idx = torch.randint(0, self.buffer.shape[0], (n,), device=self.buffer.device, generator=g)
             start = self.buffer[idx]
-            fresh = torch.rand(n, device=start.device) < c.reinit
+            fresh = torch.rand(n, device=start.device, generator=g) < c.reinit
             start = torch.where(fresh[:, None], self._uniform(n), start)
         res = self.run(start, c.n_steps)
         if idx is not None:
@@ -263,9 +361,9 @@ class ContrastiveDivergenceEBM(EnergyModel):
 
 @dataclass
 class SMConfig(EnergyConfig):
-    objective: str = hp("exact", choices=("exact", "sliced", "denoising"), label="objective", live=True,
-                        help="exact: Hessian trace (2 backward passes in 2D); sliced: random projections; "
-                             "denoising: the score of data blurred by σ")
+    objective: str = hp("denoising", choices=("denoising", "sliced", "exact"), label="objective", live=True,
+                        help="denoising: the score of data blurred by σ (fits; the default); exact: Hessian trace "
+                             "(2 backward passes in 2D; overfits the training points); sliced: random projections")
     projections: int = hp(1, 1, 8, label="projections (sliced)", help="random directions v per point")
     sigma: float = hp(0.1, 0.01, 1.0, step=0.01, label="noise σ (denoising)",
                       help="blur of the data, standardised units (the model learns the blurred density)")
@@ -274,7 +372,13 @@ class SMConfig(EnergyConfig):
 @register
 class ScoreMatchingEBM(EnergyModel):
     """Score matching (notes 7.4): minimise the Fisher divergence ½E‖∇ₓlog p_data − ∇ₓf_θ‖², which
-    integration by parts turns into E[½‖∇ₓf‖² + tr ∇²ₓf] — no partition function, no sampling."""
+    integration by parts turns into E[½‖∇ₓf‖² + tr ∇²ₓf] — no partition function, no sampling.
+
+    The default objective is denoising (Vincent 2011, σ = 0.1 standardised units): held-out NLL at
+    3,000 steps (seeds 0-2) 2.37-2.53 nats on 8 Gaussians (truth 2.13) and 1.82-1.83 on banana (truth
+    1.77). The exact objective, kept as a choice because its failure teaches, drives E[tr ∇²f] down by
+    peaking f on the training points: 4.8-7.4 nats on 8 Gaussians (1.79-1.82 on banana); sliced has
+    the same optimum and fails the same way (4.7-7.7)."""
 
     key = "ebm_sm"
     title = "EBM: score matching"
@@ -289,9 +393,9 @@ class ScoreMatchingEBM(EnergyModel):
         if c.objective == "exact":
             loss = L.exact_score_matching(self.f, z)
         elif c.objective == "sliced":
-            loss = L.sliced_score_matching(self.f, z, c.projections)
+            loss = L.sliced_score_matching(self.f, z, c.projections, generator=self.rng("train"))
         else:
-            loss = L.denoising_score_matching(self.f, z, c.sigma)
+            loss = L.denoising_score_matching(self.f, z, c.sigma, generator=self.rng("train"))
         return {"loss": loss}
 
 
@@ -320,7 +424,8 @@ class NoiseContrastiveEBM(EnergyModel):
 
     def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.cfg
-        noise = c.noise_std * torch.randn(c.noise_ratio * z.shape[0], 2, device=z.device)
+        noise = c.noise_std * torch.randn(c.noise_ratio * z.shape[0], 2, device=z.device, dtype=z.dtype,
+                                          generator=self.rng("train"))
         loss = L.nce_loss(self.f(z), self.f(noise), L.gaussian_log_prob(z, c.noise_std),
                           L.gaussian_log_prob(noise, c.noise_std), self.log_z, c.noise_ratio)
         return {"loss": loss, "log_z": self.log_z.detach()}

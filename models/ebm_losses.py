@@ -56,18 +56,20 @@ def exact_score_matching(f: Energy, x: torch.Tensor) -> torch.Tensor:
     return (0.5 * (g ** 2).sum(1) + trace).mean()
 
 
-def sliced_score_matching(f: Energy, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
+def sliced_score_matching(f: Energy, x: torch.Tensor, n_projections: int = 1,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
     """SSM-VR: E_v[½‖∇ₓf‖² + vᵀ ∇²ₓf v] with v ~ N(0, I), so E[vᵀHv] = tr(H) (Song et al. 2019)."""
     x = x.repeat(n_projections, 1)
     x, g = _score(f, x)
-    v = torch.randn_like(x)
+    v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     (hv,) = torch.autograd.grad((g * v).sum(), x, create_graph=True)
     return (0.5 * (g ** 2).sum(1) + (hv * v).sum(1)).mean()
 
 
-def denoising_score_matching(f: Energy, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def denoising_score_matching(f: Energy, x: torch.Tensor, sigma: float,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
     """½ E‖∇ₓf(x̃) + (x̃ − x)/σ²‖² with x̃ = x + σε (Vincent 2011): the score of the blurred data."""
-    eps = torch.randn_like(x)
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     _, g = _score(f, x + sigma * eps)
     return 0.5 * ((g + eps / sigma) ** 2).sum(1).mean()
 

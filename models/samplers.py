@@ -11,11 +11,20 @@ log p up to a constant — an EBM's f_θ (notes 7.2) or a target's −U(x).
   shortcut: it samples a colder distribution, not p.
 * **MALA** (Roberts & Tweedie 1996): the Langevin move used as a Metropolis–Hastings proposal
   q(x'|x) = N(x + ε∇log p(x), 2ε s² I), accepted with probability
-  min(1, p(x') q(x|x') / (p(x) q(x'|x))), which removes the discretisation bias for any ε and s.
+  min(1, p(x') q(x|x') / (p(x) q(x'|x))), which removes the discretisation bias for any ε and s > 0.
+  As s → 0 the proposal becomes deterministic, the reverse move impossible and log α = 0/0: MALA
+  floors its noise scale at ``MALA_MIN_NOISE`` = 0.25 (still exact for p, since any s > 0 is; below
+  it the acceptance from a uniform start falls under a few percent on the playground's targets at
+  ε = 0.01, and the chains look frozen).
 
-With ``bounds`` (lo, hi) the target is truncated to that box, as the grid truncates an EBM's Z:
-MH and MALA reject proposals outside it (exact for the truncated target), unadjusted Langevin
-clips its moves to the box.
+With ``bounds`` (lo, hi) the target is truncated to that box, as an EBM's grid truncates its Z.
+One rule for every sampler: a move that would leave the box is rejected and the chain stays where
+it is for that step. For MH and MALA this is the exact Metropolis–Hastings test of the truncated
+target (its density is 0 outside); unadjusted Langevin applies the same rule (no point masses on the
+faces, which clipping would create).
+
+Randomness comes from an optional ``torch.Generator`` (the run's own), never from the global RNG
+when one is given.
 
 Split R-hat (Gelman et al. 2013, ch. 11.4) is the chain diagnostic: near 1 when every half-chain
 has explored the same distribution, above ~1.1 when they disagree (not mixed yet).
@@ -36,6 +45,7 @@ import numpy as np
 import torch
 
 METHODS = ("langevin", "mala", "mh")
+MALA_MIN_NOISE = 0.25  # MALA's noise scale s is at least this: s = 0 makes q(x|x') = 0 and log α = 0/0
 LogProb = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -60,14 +70,24 @@ def _inside(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     return ((x >= bounds[0]) & (x <= bounds[1])).all(1)
 
 
-def mh_step(log_prob: LogProb, x: torch.Tensor, lp: torch.Tensor, proposal_std: float, bounds: Bounds = None):
+def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _log_uniform(lp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(lp.shape, generator=generator, device=lp.device, dtype=lp.dtype)
+    return torch.log(u.clamp_min(1e-30))
+
+
+def mh_step(log_prob: LogProb, x: torch.Tensor, lp: torch.Tensor, proposal_std: float, bounds: Bounds = None,
+            generator: torch.Generator | None = None):
     """One random-walk Metropolis–Hastings step for every chain (notes 7.3.1).
 
     Returns (x, lp, accepted) with accepted a bool tensor (n,)."""
     with torch.no_grad():
-        prop = x + proposal_std * torch.randn_like(x)
+        prop = x + proposal_std * _randn(x, generator)
         lp_prop = log_prob(prop)
-        log_u = torch.log(torch.rand_like(lp).clamp_min(1e-30))
+        log_u = _log_uniform(lp, generator)
         # always when f(x') >= f(x), else with probability exp(f(x') - f(x)); never out of bounds
         accept = (log_u < (lp_prop - lp)) & _inside(prop, bounds)
         x = torch.where(accept[:, None], prop, x)
@@ -76,24 +96,26 @@ def mh_step(log_prob: LogProb, x: torch.Tensor, lp: torch.Tensor, proposal_std: 
 
 
 def langevin_step(log_prob: LogProb, x: torch.Tensor, lp: torch.Tensor, grad: torch.Tensor,
-                  step_size: float, noise_scale: float = 1.0, mala: bool = False, bounds: Bounds = None):
+                  step_size: float, noise_scale: float = 1.0, mala: bool = False, bounds: Bounds = None,
+                  generator: torch.Generator | None = None):
     """One Langevin step x' = x + ε∇log p(x) + s√(2ε) z (notes 7.3.2), with the MALA accept/reject
-    when ``mala``. Returns (x, lp, grad, accepted); without MALA every move is accepted."""
+    when ``mala`` (s floored at MALA_MIN_NOISE there). A move out of ``bounds`` is rejected (the chain
+    stays). Returns (x, lp, grad, accepted); unadjusted Langevin accepts every move inside the box."""
     eps, s = float(step_size), float(noise_scale)
+    if mala:
+        s = max(s, MALA_MIN_NOISE)
     mean = x + eps * grad
-    prop = mean + s * math.sqrt(2 * eps) * torch.randn_like(x)
-    if bounds is not None and not mala:
-        prop = torch.maximum(torch.minimum(prop, bounds[1]), bounds[0])
+    prop = mean + s * math.sqrt(2 * eps) * _randn(x, generator)
     lp_prop, grad_prop = log_prob_and_score(log_prob, prop)
-    if not mala:
-        return prop, lp_prop, grad_prop, torch.ones_like(lp_prop, dtype=torch.bool)
-    var = 2 * eps * s * s
-    back = x - (prop + eps * grad_prop)  # x under the reverse proposal q(x | x')
-    fwd = prop - mean
-    log_q_back = -(back ** 2).sum(1) / (2 * var)
-    log_q_fwd = -(fwd ** 2).sum(1) / (2 * var)
-    log_alpha = lp_prop - lp + log_q_back - log_q_fwd
-    accept = (torch.log(torch.rand_like(lp).clamp_min(1e-30)) < log_alpha) & _inside(prop, bounds)
+    inside = _inside(prop, bounds)
+    if mala:
+        var = 2 * eps * s * s
+        back = x - (prop + eps * grad_prop)  # x under the reverse proposal q(x | x')
+        fwd = prop - mean
+        log_alpha = lp_prop - lp + ((fwd ** 2).sum(1) - (back ** 2).sum(1)) / (2 * var)
+        accept = (_log_uniform(lp, generator) < log_alpha) & inside
+    else:
+        accept = inside
     a = accept[:, None]
     return (torch.where(a, prop, x), torch.where(accept, lp_prop, lp), torch.where(a, grad_prop, grad),
             accept)
@@ -101,8 +123,9 @@ def langevin_step(log_prob: LogProb, x: torch.Tensor, lp: torch.Tensor, grad: to
 
 @dataclass
 class ChainRun:
-    """The end of a run: final states, the acceptance rate (nan for unadjusted Langevin, which
-    accepts everything) and, when asked, the path of the first ``record`` chains (steps+1, k, d)."""
+    """The end of a run: final states, the acceptance rate (nan for unadjusted Langevin, which has
+    no accept/reject test, only the box rule) and, when asked, the path of the first ``record``
+    chains (steps+1, k, d)."""
 
     x: torch.Tensor
     accept_rate: float
@@ -111,16 +134,19 @@ class ChainRun:
 
 def run_chains(log_prob: LogProb, x: torch.Tensor, method: str = "langevin", n_steps: int = 10,
                step_size: float = 0.01, noise_scale: float = 1.0, proposal_std: float = 0.1,
-               record: int = 0, bounds: Bounds = None) -> ChainRun:
+               record: int = 0, bounds: Bounds = None, generator: torch.Generator | None = None) -> ChainRun:
     """Run all chains in ``x`` (n, d) for n_steps of `method` ("langevin", "mala" or "mh").
 
     Args:
         log_prob: log p up to a constant, (n, d) -> (n,).
         step_size: Langevin's ε (langevin, mala).
-        noise_scale: s multiplying Langevin's noise (1 = the real Langevin dynamics).
+        noise_scale: s multiplying Langevin's noise (1 = the real Langevin dynamics; MALA uses at
+            least MALA_MIN_NOISE).
         proposal_std: the random-walk proposal's σ (mh).
         record: keep the positions of the first `record` chains at every step.
-        bounds: (lo, hi) tensors of shape (d,): truncate the target to this box.
+        bounds: (lo, hi) tensors of shape (d,): truncate the target to this box (moves out of it
+            are rejected, whatever the method).
+        generator: the run's torch.Generator (None: the global one).
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampler '{method}' (one of {', '.join(METHODS)})")
@@ -131,7 +157,7 @@ def run_chains(log_prob: LogProb, x: torch.Tensor, method: str = "langevin", n_s
         with torch.no_grad():
             lp = log_prob(x)
         for _ in range(int(n_steps)):
-            x, lp, acc = mh_step(log_prob, x, lp, proposal_std, bounds)
+            x, lp, acc = mh_step(log_prob, x, lp, proposal_std, bounds, generator)
             n_acc, n_tot = n_acc + int(acc.sum()), n_tot + acc.numel()
             if record:
                 path.append(x[:record].clone())
@@ -139,12 +165,118 @@ def run_chains(log_prob: LogProb, x: torch.Tensor, method: str = "langevin", n_s
         lp, grad = log_prob_and_score(log_prob, x)
         for _ in range(int(n_steps)):
             x, lp, grad, acc = langevin_step(log_prob, x, lp, grad, step_size, noise_scale, method == "mala",
-                                             bounds)
+                                             bounds, generator)
             n_acc, n_tot = n_acc + int(acc.sum()), n_tot + acc.numel()
             if record:
                 path.append(x[:record].clone())
     rate = n_acc / n_tot if (n_tot and method != "langevin") else float("nan")
     return ChainRun(x.detach(), rate, torch.stack(path) if record else None)
+
+
+# --- exact samples of a 2D density from a grid ------------------------------------------------------
+
+def _linear_icdf(a: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse CDF on [0, 1] of the density ∝ a(1 − t) + b t (a, b ≥ 0), at u in [0, 1):
+    t = u(a + b) / (a + √(a²(1 − u) + u b²)), the root of (b − a)t²/2 + a t = u(a + b)/2 in a form
+    that stays exact when a = b (t = u) or a = 0 (t = √u)."""
+    den = a + torch.sqrt(a * a * (1 - u) + u * b * b)
+    t = u * (a + b) / den.clamp_min(1e-300)
+    return torch.where(a + b > 0, t, u).clamp(0.0, 1.0)
+
+
+class GridDensity:
+    """A 2D density p ∝ exp(log f) over a box, known on the nodes of a regular grid and read between
+    them as the bilinear interpolant of exp(log f) (notes 7.2: in 2D the partition function is a sum).
+
+    Z is the interpolant's exact integral, the trapezoid rule Σ_cells ΔA·(mean of the 4 corners);
+    ``log_z_err`` is |log Z − log Z on every other node| (halving the grid: the finer sum's error is
+    smaller than that for smooth f). :meth:`sample` draws exact samples of the normalised interpolant:
+    a cell by inverse CDF over the cells' masses, then the point inside it from the bilinear density,
+    the x-offset from its marginal and the y-offset from the conditional (two inverse CDFs of linear
+    densities). No MCMC, no burn-in: the yardstick chains are measured against.
+
+    Args:
+        log_f: (ny + 1, nx + 1) log f on the nodes, row iy at y = lo[1] + iy·hy (y outer, as heatmaps).
+        lo, hi: (2,) the box's corners.
+    """
+
+    def __init__(self, log_f: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+        self.lo, self.hi = lo.detach().double(), hi.detach().double()
+        lf = log_f.detach().double()
+        self.shape = (lf.shape[0] - 1, lf.shape[1] - 1)  # cells (ny, nx)
+        self.h = (self.hi - self.lo) / torch.tensor([self.shape[1], self.shape[0]], dtype=torch.float64,
+                                                    device=self.lo.device)
+        # −inf is a weight of 0; +inf or NaN anywhere leave nothing to normalise
+        self.finite = not bool((torch.isnan(lf) | (lf == math.inf)).any()) and bool((lf > -math.inf).any())
+        self.shift = float(lf.max()) if self.finite else 0.0
+        self.w = torch.exp(lf - self.shift) if self.finite else torch.zeros_like(lf)
+        self.log_z = self._log_sum(self.w, float(self.h.prod())) if self.finite else float("nan")
+        coarse = self._log_sum(self.w[::2, ::2], 4 * float(self.h.prod())) if self.finite else float("nan")
+        self.log_z_err = abs(self.log_z - coarse) if all(s % 2 == 0 for s in self.shape) else float("nan")
+
+    @classmethod
+    def evaluate(cls, log_f, lo: torch.Tensor, hi: torch.Tensor, cells: int | tuple[int, int]) -> GridDensity:
+        """log_f ((n, 2) -> (n,)) on the nodes of the box [lo, hi]: (cells + 1)² of them, or
+        (ny + 1) x (nx + 1) for cells = (nx, ny)."""
+        nx, ny = (cells, cells) if isinstance(cells, int) else cells
+        xs = torch.linspace(float(lo[0]), float(hi[0]), nx + 1, device=lo.device)
+        ys = torch.linspace(float(lo[1]), float(hi[1]), ny + 1, device=lo.device)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        with torch.no_grad():
+            v = log_f(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1))
+        return cls(v.reshape(ny + 1, nx + 1), lo, hi)
+
+    @staticmethod
+    def cells_for(lo: torch.Tensor, hi: torch.Tensor, total: int) -> tuple[int, int]:
+        """(nx, ny), even, with nx·ny ≈ total and cells as square as the box allows (a long box gets
+        more cells along its long side, not longer cells)."""
+        side = (hi - lo).double().clamp_min(1e-12)
+        ratio = float(side[0] / side[1])
+        nx = 2 * max(1, round((total * ratio) ** 0.5 / 2))
+        ny = 2 * max(1, round((total / ratio) ** 0.5 / 2))
+        return nx, ny
+
+    def _log_sum(self, w: torch.Tensor, area: float) -> float:
+        cell = (w[:-1, :-1] + w[:-1, 1:] + w[1:, :-1] + w[1:, 1:]).sum() * (area / 4)
+        return float(torch.log(cell)) + self.shift if cell > 0 else float("-inf")
+
+    def cell_mass(self) -> torch.Tensor:
+        """(ny, nx): each cell's probability under the normalised interpolant (sums to 1)."""
+        w = self.w
+        c = w[:-1, :-1] + w[:-1, 1:] + w[1:, :-1] + w[1:, 1:]
+        return c / c.sum()
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n exact samples (n, 2) float32 of the normalised interpolant; NaN when it is not finite."""
+        dev = self.lo.device
+        if not self.finite:
+            return torch.full((n, 2), float("nan"), device=dev)
+        ny, nx = self.shape
+        idx = torch.multinomial(self.cell_mass().reshape(-1), n, replacement=True, generator=generator)
+        iy, ix = idx // nx, idx % nx
+        w = self.w
+        w00, w10, w01, w11 = w[iy, ix], w[iy, ix + 1], w[iy + 1, ix], w[iy + 1, ix + 1]  # w[y, x]
+        u = torch.rand(n, 2, generator=generator, device=dev, dtype=torch.float64)
+        s = _linear_icdf(w00 + w01, w10 + w11, u[:, 0])
+        t = _linear_icdf(w00 * (1 - s) + w10 * s, w01 * (1 - s) + w11 * s, u[:, 1])
+        cell = torch.stack([ix + s, iy + t], 1)
+        return (self.lo + cell * self.h).float()
+
+
+@torch.no_grad()
+def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Energy distance 2E|X−Y| − E|X−X'| − E|Y−Y'| with unbiased within-sample terms (Székely & Rizzo
+    2013; the estimator of playground.metrics, here for models, which never import the playground)."""
+    x, y = x.detach().float(), y.detach().float()  # distances in float32, sums in float64
+    n, m = x.shape[0], y.shape[0]
+    if n < 2 or m < 2:
+        return float("nan")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        return float("inf")
+    dxy = torch.cdist(x, y).double().mean()
+    dxx = torch.cdist(x, x).double().sum() / (n * (n - 1))
+    dyy = torch.cdist(y, y).double().sum() / (m * (m - 1))
+    return float(2 * dxy - dxx - dyy)
 
 
 def split_rhat(paths: np.ndarray) -> float:
@@ -217,20 +349,8 @@ class SamplerSandbox:
         with torch.no_grad():
             self.grid_log_p = log_prob(pts).reshape(grid_res, grid_res).double().numpy()
         self.grid_x, self.grid_y = gx, gy
-        self.reference = self._grid_samples(2000, np.random.default_rng(seed))
-
-    def _grid_samples(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Exact-up-to-discretisation samples of the target: grid cells drawn with probability ∝ p,
-        then a uniform point in the cell (inverse-CDF sampling, fine in 2D). The chains' yardstick."""
-        lp = self.grid_log_p.reshape(-1)
-        p = np.exp(lp - lp.max())
-        p /= p.sum()
-        cells = rng.choice(len(p), size=n, p=p)
-        iy, ix = np.divmod(cells, len(self.grid_x))
-        hx, hy = self.grid_x[1] - self.grid_x[0], self.grid_y[1] - self.grid_y[0]
-        jitter = rng.random((n, 2)) - 0.5
-        pts = np.stack([self.grid_x[ix] + jitter[:, 0] * hx, self.grid_y[iy] + jitter[:, 1] * hy], 1)
-        return pts.astype(np.float32)
+        grid = GridDensity(torch.as_tensor(self.grid_log_p), lo, hi)
+        self.reference = grid.sample(2000, torch.Generator().manual_seed(seed + 1)).numpy()
 
     def configure(self, method: str, step_size: float, proposal_std: float, noise_scale: float = 1.0) -> None:
         if method != self.method:
@@ -241,7 +361,7 @@ class SamplerSandbox:
     def advance(self, n_steps: int) -> None:
         k = self.tracker.k
         res = run_chains(self.log_prob, self.x, self.method, n_steps, self.step_size, self.noise_scale,
-                         self.proposal_std, record=k, bounds=self.bounds)
+                         self.proposal_std, record=k, bounds=self.bounds, generator=self.gen)
         self.x = res.x
         self.tracker.add(res.path[1:])
         self.steps += int(n_steps)

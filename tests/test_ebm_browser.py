@@ -1,6 +1,7 @@
 """The Energy-based models tab in headless Chromium: train, watch the MCMC chains move between
 frames, stop; score arrows for score matching; the sampler sandbox's chains."""
 
+import re
 import time
 
 import pytest
@@ -52,7 +53,9 @@ def test_ebm_tab_trains_with_chains_moving_and_stops(page, app_url, artifacts):
     wait_status(page, "ebm", "stopped")
     time.sleep(0.5)
     status = page.inner_text("#ebm-status")
-    assert "held-out NLL" in status and "∫p on grid ≈ 1.000" in status  # Z is a sum over the grid
+    # Z is summed over the support box; the readout is the mass inside the plot box, which can fall short of 1
+    mass = re.search(r"∫p on grid ≈ ([\d.]+)", status)
+    assert "held-out NLL" in status and mass and 0.5 < float(mass.group(1)) <= 1.0005, status
     stopped = state(page, "ebm-plot-main")
     assert "energy −f(x)" in stopped["names"] and any("MCMC chains" in n for n in stopped["names"])
     page.locator("#ebm-plot-samples").scroll_into_view_if_needed()

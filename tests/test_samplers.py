@@ -105,3 +105,98 @@ def test_sandbox_chains_reach_the_target_and_report_their_state():
     ref = torch.as_tensor(s["reference"])
     torch.testing.assert_close(ref.mean(0), MEAN, atol=0.08, rtol=0)
     assert energy_distance(s["x"], s["reference"]) < 0.02 < energy_distance(start["x"], s["reference"])
+
+
+def test_mala_with_a_noise_scale_below_one_still_samples_the_target():
+    """MALA's proposal N(x + ε∇f, 2εs²I) with s ≠ 1: the accept/reject uses the same s in q(x|x'), so
+    N(μ, Σ) stays the chains' distribution (a q with variance 2ε, the s = 1 one, shrinks the covariance
+    to about a third in this run). Cold proposals mix slowly from far away, hence the start at p."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4000, 2, generator=g) @ torch.linalg.cholesky(COV).T + MEAN
+    run = run_chains(gaussian_energy, x0, "mala", n_steps=400, step_size=0.2, noise_scale=0.5, generator=g)
+    mean, cov = moments(run.x)
+    torch.testing.assert_close(mean, MEAN, atol=0.05, rtol=0)
+    torch.testing.assert_close(cov, COV, atol=0.06, rtol=0)
+    assert 0.3 < run.accept_rate < 0.95
+    assert (run.x != x0).any(1).float().mean() > 0.95
+
+
+def test_mala_with_zero_noise_scale_does_not_freeze():
+    """s = 0 made the proposal variance 0 and log α = 0/0 = NaN: every move was rejected. MALA floors s
+    at MALA_MIN_NOISE, so its chains move, accept a fair share, and still sample N(μ, Σ)."""
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(4000, 2, generator=g) @ torch.linalg.cholesky(COV).T + MEAN  # at the target already
+    run = run_chains(gaussian_energy, x0, "mala", n_steps=300, step_size=0.05, noise_scale=0.0, generator=g)
+    assert torch.isfinite(run.x).all()
+    assert run.accept_rate > 0.2, run.accept_rate
+    assert (run.x != x0).any(1).float().mean() > 0.9  # nearly every chain moved
+    mean, cov = moments(run.x)
+    torch.testing.assert_close(mean, MEAN, atol=0.05, rtol=0)
+    torch.testing.assert_close(cov, COV, atol=0.1, rtol=0)
+
+
+@pytest.mark.parametrize("method,kw,tol", [("langevin", dict(step_size=0.002), 0.02),
+                                           ("mala", dict(step_size=0.01), 0.01), ("mh", dict(proposal_std=0.3), 0.01)])
+def test_every_sampler_rejects_moves_out_of_the_box(method, kw, tol):
+    """f(x) = 4·x₁ on the box [0, 1]²: the truncated density piles up against the face x₁ = 1. A move
+    that would leave the box is rejected by every sampler, so no chain sits *on* the face (clipping put a
+    point mass there) and the chains' mean is the truncated exponential's, 1/(1 − e⁻⁴) − 1/4."""
+    g = torch.Generator().manual_seed(0)
+    lo, hi = torch.zeros(2), torch.ones(2)
+    x0 = torch.rand(4000, 2, generator=g)
+    run = run_chains(lambda x: 4.0 * x[:, 0], x0, method, n_steps=400, bounds=(lo, hi), generator=g, **kw)
+    assert ((run.x >= lo) & (run.x <= hi)).all()
+    assert (run.x[:, 0] == 1.0).float().mean() < 0.001  # no point mass on the face
+    expected = 1 / (1 - math.exp(-4)) - 0.25
+    assert run.x[:, 0].mean().item() == pytest.approx(expected, abs=tol)
+    assert run.x[:, 1].mean().item() == pytest.approx(0.5, abs=0.02)  # uniform in x₂
+
+
+def test_a_generator_makes_the_chains_reproducible_and_leaves_the_global_rng_alone():
+    x0 = torch.zeros(100, 2)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    runs = [run_chains(gaussian_energy, x0, m, n_steps=5, generator=torch.Generator().manual_seed(3))
+            for m in ("mala", "mala", "mh", "langevin")]
+    torch.testing.assert_close(runs[0].x, runs[1].x)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_grid_density_integrates_and_samples_a_gaussian_exactly():
+    """exp(f) of N(μ, Σ) on a grid of a box that holds it: log Z is log(2π|Σ|^½) (the trapezoid rule on a
+    smooth, vanishing integrand), and the grid's exact samples have the Gaussian's moments."""
+    from models.samplers import GridDensity
+
+    lo, hi = torch.tensor([-4.0, -5.0]), torch.tensor([6.0, 4.0])
+    grid = GridDensity.evaluate(gaussian_energy, lo, hi, 96)
+    true_log_z = math.log(2 * math.pi) + 0.5 * math.log(torch.linalg.det(COV).item())
+    assert grid.log_z == pytest.approx(true_log_z, abs=1e-5)  # f in float32
+    assert grid.log_z_err < 1e-3
+    x = grid.sample(40000, torch.Generator().manual_seed(0))
+    assert ((x >= lo) & (x <= hi)).all()
+    mean, cov = moments(x)
+    torch.testing.assert_close(mean, MEAN, atol=0.02, rtol=0)
+    torch.testing.assert_close(cov, COV, atol=0.03, rtol=0)
+
+
+def test_grid_density_sampler_inverts_the_bilinear_cdf():
+    """Inside a cell the sampler draws from the bilinear density of the 4 corners: on a 1-cell grid with
+    corner weights (1, 3, 0, 2), the offsets' means are those of that density (∫∫ s·p / ∫∫ p)."""
+    from models.samplers import GridDensity, _linear_icdf
+
+    u = torch.linspace(0, 0.999, 50, dtype=torch.float64)
+    for a, b in ((1.0, 3.0), (2.0, 2.0), (0.0, 1.0), (1.0, 0.0)):
+        t = _linear_icdf(torch.full_like(u, a), torch.full_like(u, b), u)
+        cdf = (a * t + (b - a) * t * t / 2) / ((a + b) / 2)  # F(t) of p ∝ a(1 − t) + b t
+        torch.testing.assert_close(cdf, u)
+    w = torch.tensor([[1.0, 3.0], [0.0, 2.0]]).log()  # w[y, x]: w00 = 1, w10 = 3, w01 = 0, w11 = 2
+    grid = GridDensity(w, torch.zeros(2), torch.ones(2))
+    assert grid.log_z == pytest.approx(math.log(6 / 4))
+    x = grid.sample(200000, torch.Generator().manual_seed(0)).double()
+    # mean of s under p ∝ Σ w_ij s^i(1-s)^(1-i) t^j(1-t)^(1-j): ∫ s p = (w00+w01)/12·... computed exactly:
+    ws = {(0, 0): 1.0, (1, 0): 3.0, (0, 1): 0.0, (1, 1): 2.0}
+    z = sum(ws.values()) / 4
+    es = sum(v * (1 / 3 if i else 1 / 6) * 0.5 for (i, j), v in ws.items()) / z
+    et = sum(v * (1 / 3 if j else 1 / 6) * 0.5 for (i, j), v in ws.items()) / z
+    assert x[:, 0].mean().item() == pytest.approx(es, abs=3e-3)
+    assert x[:, 1].mean().item() == pytest.approx(et, abs=3e-3)

@@ -1,5 +1,9 @@
 """Views of the energy-based models (notes ch. 7): the energy landscape with animated MCMC chains
-and the score field, the grid-normalised density with the samples, and the curves.
+and the score field, the grid-normalised density with exact samples of it, and the curves.
+
+The model normalises itself over its support box (models/ebm.py): the frame's log-density is
+log p_θ = f_θ − log Z, its "∫p on grid" the mass inside the plot, and its samples are exact samples
+of p_θ; the MCMC chains are shown for what they teach, with their energy distance to exact samples.
 
 Also the sampler sandbox's figure (a target's density with its chains), drawn from a plain dict.
 """
@@ -21,7 +25,9 @@ SAMPLER_NAMES = {"langevin": "Langevin", "mala": "MALA", "mh": "Metropolis–Has
 
 
 def energy_on_grid(snap: Snapshot) -> np.ndarray | None:
-    """−f_θ on the grid from the frame's normalised log-density: log p = f − log Z, so −f = −(log p + log Z)."""
+    """−f_θ on the grid from the frame's normalised log-density: log p = f − log Z, so −f = −(log p + log Z),
+    with log Z the model's sum over its support (the latest evaluated one: while training, up to a second
+    old, which shifts the colours by at most that second's change of log Z)."""
     if snap.log_density is None or "log_z_grid" not in snap.latest:
         return None
     return -(snap.log_density.astype(np.float64) + snap.latest["log_z_grid"])
@@ -80,9 +86,16 @@ def score_trace(xy: np.ndarray, score: np.ndarray, box) -> dict:
             "name": "score ∇ₓ log p(x)", "line": {"color": "white", "width": 1.3}, "hoverinfo": "skip"}
 
 
+def chain_distance_label(snap: Snapshot) -> str:
+    """How far the 1,000 display chains are from exact samples of p_θ (energy distance, data units)."""
+    ed = snap.latest.get("chain_energy_distance")
+    return "" if ed is None or ed != ed else f"chains↔exact: energy distance {ed:.3f}"
+
+
 def energy_figure(snap: Snapshot, show_score: bool) -> dict:
     p = snap.probe if isinstance(snap.probe, EBMProbe) else None
-    title = f"Energy −f<sub>θ</sub>(x) and MCMC chains — step {snap.step}"
+    far = chain_distance_label(snap)
+    title = f"Energy −f<sub>θ</sub>(x) and MCMC chains — step {snap.step}" + (f" · {far}" if far else "")
     energy = energy_on_grid(snap)
     if energy is None:
         return plots.message_figure("press Train", snap.box, title)
@@ -95,17 +108,20 @@ def energy_figure(snap: Snapshot, show_score: bool) -> dict:
 
 
 def density_figure(snap: Snapshot, log_scale: bool) -> dict:
-    """p = exp(f)/Z with Z the grid's sum, and what the model samples (or contrasts with)."""
+    """p = exp(f)/Z with Z the sum over the model's support box, exact samples of it, and what the model
+    contrasts with (negatives, noise). The title ends with the mass of p inside this plot (below 1 when
+    the support reaches beyond it)."""
     p = snap.probe if isinstance(snap.probe, EBMProbe) else None
-    title = (f"Density e<sup>f</sup>/Z, Z = Σ<sub>grid</sub> e<sup>f</sup>·ΔA"
-             f"{' (log)' if log_scale else ''} — step {snap.step}")
+    mass = f" · ∫p on this plot ≈ {snap.grid_mass:.3f}" if snap.grid_mass is not None else ""
+    title = (f"Density e<sup>f</sup>/Z, Z summed over the support{' (log)' if log_scale else ''}"
+             f" — step {snap.step}{mass}")
     if snap.log_density is None:
         return plots.message_figure("press Train", snap.box, title)
     heat = plots.density_heatmap(snap, log_scale, name="grid-normalised density")
     heat["zsmooth"] = "fast"  # the browser's image smoothing: a third of the drawing time of "best"
     traces = [heat]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples[:SHOWN_SAMPLES], f"samples (persistent chains, {SHOWN_SAMPLES} shown)",
+        traces.append(plots.points(snap.samples[:SHOWN_SAMPLES], f"exact samples of p_θ ({SHOWN_SAMPLES} shown)",
                                    color=plots.SAMPLE_COLOR, size=4, opacity=0.75))
     if p is not None and p.negatives is not None and len(p.negatives):
         traces.append(plots.points(p.negatives[:SHOWN_NEGATIVES], "negatives of the last update", color="#c084fc",
@@ -140,7 +156,7 @@ def energies_figure(snap: Snapshot) -> dict:
     """E[f] on data vs on samples, and log Z (grid, and NCE's learned one): E_data[f] − log Z is the
     held-out log-likelihood."""
     series = [("f_data", "E[f] on held-out data", 1.0), ("f_samples", "E[f] on the chains", 1.0),
-              ("log_z_grid", "log Z on the grid", 1.0), ("log_z_nce", "log Z learned by NCE", 1.0)]
+              ("log_z_grid", "log Z (grid over the support)", 1.0), ("log_z_nce", "log Z learned by NCE", 1.0)]
     if snap.model_key == "ebm_cd":
         series[:2] = [("f_pos", "E[f(x⁺)] training batch", 1.0), ("f_neg", "E[f(x⁻)] negatives", 1.0)]
     colors = ["#1f1f1f", "#e4572e", "#2563eb", "#16a34a"]
@@ -148,15 +164,19 @@ def energies_figure(snap: Snapshot) -> dict:
     for tr in traces:
         if tr["name"].startswith("log Z learned"):
             tr["line"]["dash"] = "dash"
-    return {"data": traces, "layout": curves_layout("f on data vs samples, and log Z", "nats",
-                                                    f"ebm-f-{snap.model_key}")}
+    err = snap.latest.get("log_z_err")
+    title = "f on data vs chains, and log Z"
+    if err is not None and err == err:  # the grid's error estimate: halving the grid moves log Z this much
+        title += f" (half the grid: log Z moves {err:.0e})"
+    return {"data": traces, "layout": curves_layout(title, "nats", f"ebm-f-{snap.model_key}")}
 
 
 def diagnostics_figure(snap: Snapshot) -> dict:
     series = [("chain_accept", "acceptance (display chains)", 1.0), ("accept", "acceptance (training chains)", 1.0),
               ("rhat", "split R-hat, 8 animated chains", 1.0),
-              ("energy_distance", "energy distance: samples vs held-out", 1.0)]
-    traces = plots.curve_traces(snap, series, colors=["#d97706", "#f59e0b", "#7c3aed", "#2ca02c"])
+              ("energy_distance", "energy distance: exact samples vs held-out", 1.0),
+              ("chain_energy_distance", "energy distance: chains vs exact samples", 1.0)]
+    traces = plots.curve_traces(snap, series, colors=["#d97706", "#f59e0b", "#7c3aed", "#2ca02c", "#0891b2"])
     traces.append(plots.hline(1.1, "R-hat = 1.1 (below: mixed)", color="#7c3aed", dash="dot"))
     lay = plots.with_reference_axis(curves_layout("Sampler diagnostics (log scale)", "value",
                                                   f"ebm-d-{snap.model_key}", log_y=True))
