@@ -14,7 +14,7 @@ import os
 import gradio as gr
 
 from playground import liveplot
-from playground.session import configure_threads, device_label, resolve_device, warm_up
+from playground.session import configure_threads, device_label, resolve_device, stop_all, warm_up
 from playground.tabs import TABS, coming
 
 TITLE = "Generative Models Playground"
@@ -92,7 +92,15 @@ def main(argv=None) -> None:
         kw["server_port"] = args.port
     if args.host:
         kw["server_name"] = args.host
-    build_app().launch(share=args.share, **kw)
+    try:
+        build_app().launch(share=args.share, **kw)  # returns on Ctrl-C, once the server is closed
+    finally:
+        # Runs still training in gradio's (daemon) worker threads would be inside a torch op when the
+        # interpreter finalises: the process aborted with "terminate called without an active exception".
+        # Stop them first (session.stop_all, also registered with atexit for other launchers).
+        running = stop_all()
+        if running:
+            print(f"stopped {running} training run{'s' if running > 1 else ''}")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,16 @@ def _energy_dataset(name: str, title: str, box: float = 4.0) -> Dataset:
                    if name.startswith("u") else f"{title}: a thin ring, hard for random-walk samplers")
 
 
+def _anisomix() -> Dataset:
+    """Unequal weights, rotated and elongated components, exact density (models.targets.aniso_*)."""
+    from models import targets
+
+    return Dataset("anisomix", "Anisotropic mixture", targets.aniso_sample, 0.15, (0.05, 1.0), box=4.5,
+                   log_prob=lambda x, s: targets.aniso_log_prob(np.asarray(x, np.float64), s),
+                   noise_help="short-axis spread of the components (their long axes are fixed)",
+                   description="5 rotated, elongated Gaussians with weights 0.35 to 0.08: exact density known")
+
+
 DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("8gaussians", "8 Gaussians", eight_gaussians, 0.25, (0.02, 1.0),
             log_prob=lambda x, s: _mixture_logpdf(x, _eight_centres(), s), modes=_eight_centres,
@@ -245,6 +255,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("gaussian", "Correlated Gaussian", gaussian, 0.8, (0.2, 2.0), box=4.5, log_prob=gaussian_log_prob,
             noise_help="scale of the covariance [[2, 1.2], [1.2, 1]]",
             description="one correlated Gaussian: the simplest sanity check"),
+    _anisomix(),
     _energy_dataset("u1", "U1: ring with two lobes"),
     _energy_dataset("u2", "U2: sine wave", box=4.5),
     _energy_dataset("u3", "U3: split sine", box=4.5),
@@ -312,65 +323,128 @@ def make_split(name: str, n: int = 2000, noise: float | None = None, seed: int =
 
 def split_array(x: np.ndarray, name: str, seed: int = 0, standardise: bool = False,
                 test_fraction: float = 0.2, box: tuple[float, float, float, float] | None = None) -> DataSplit:
-    """Your own points (drawn or uploaded) as a DataSplit, optionally standardised."""
+    """Your own points (drawn or uploaded) as a DataSplit, optionally standardised (in float64, before
+    the points are stored as float32). Raises DataError when float32 training cannot use them (see
+    :func:`check_points`)."""
     x = np.asarray(x, np.float64)
     info = {}
     if standardise:
-        mean, std = x.mean(0), x.std(0)
-        std[std < 1e-12] = 1.0
+        mean, std = x.mean(0), _std(x)
+        std[~(std > 0)] = 1.0  # a constant column stays as it is (only an exact zero: 1e-300 spreads scale up)
         x = (x - mean) / std
         info = {"standardised_mean": mean.tolist(), "standardised_std": std.tolist()}
+    x32 = check_points(x)
     rng = np.random.default_rng(seed)
-    train, test = split(x.astype(np.float32), rng, test_fraction)
+    train, test = split(x32, rng, test_fraction)
     return DataSplit(train, test, name, box if box is not None and not standardise else box_of(x), info=info)
+
+
+def _std(x: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation, computed on the column divided by its largest deviation (squares
+    of deviations around 1e-300 underflow even float64)."""
+    c = x - x.mean(0)
+    a = np.abs(c).max(0)
+    safe = np.where(a > 0, a, 1.0)
+    return np.where(a > 0, safe * (c / safe).std(0), 0.0)
+
+
+# Training runs in float32. Coordinates beyond MAX_ABS have squares (variances, squared distances) within a
+# few orders of magnitude of float32's overflow (3.4e38); a spread below MIN_SPREAD has squares in float32's
+# underflow range (below 1.2e-38). Both are refused with a line that says to rescale or standardise.
+MAX_ABS = 1e15
+MIN_SPREAD = 1e-15
+_RESCALE = "rescale the data or standardise it (the standardise box, or --standardise)"
+
+
+def check_points(x: np.ndarray, what: str = "the points", spread: bool = True) -> np.ndarray:
+    """x (n, 2) as float32 if float32 training can use it, else DataError with one line saying why:
+    a coordinate beyond ±MAX_ABS, a spread (root mean variance of the two columns) below MIN_SPREAD, or
+    points that are all the same (before or once stored as float32). `spread=False`: the range check only
+    (a held-out set may be anything finite)."""
+    x = np.asarray(x, np.float64)
+    if not np.isfinite(x).all():
+        i = int(np.argwhere(~np.isfinite(x))[0, 0])
+        raise DataError(f"{what}: point {i + 1} is not finite ({x[i, 0]:.3g}, {x[i, 1]:.3g})")
+    if x.size and np.abs(x).max() > MAX_ABS:
+        i = int(np.abs(x).max(1).argmax())
+        raise DataError(f"{what}: point {i + 1} ({x[i, 0]:.3g}, {x[i, 1]:.3g}) is beyond ±{MAX_ABS:.0e}, too large "
+                        f"for float32 training; {_RESCALE}")
+    x32 = x.astype(np.float32)
+    if not spread:
+        return x32
+    if len(x) and np.ptp(x[:, 0]) == 0 and np.ptp(x[:, 1]) == 0:
+        raise DataError(f"{what} are all identical")
+    sd = _std(x)
+    m = float(sd.max())
+    s = m * float(np.sqrt(((sd / m) ** 2).mean())) if m > 0 else 0.0  # the root mean variance, without underflow
+    if s < MIN_SPREAD:
+        raise DataError(f"{what} spread over only {s:.2g} (standard deviation), under {MIN_SPREAD:.0e}: float32 "
+                        f"arithmetic would underflow; {_RESCALE}")
+    if np.ptp(x32[:, 0]) == 0 and np.ptp(x32[:, 1]) == 0:
+        raise DataError(f"{what} are all the same once stored as float32 (7 significant digits): they differ by "
+                        f"{s:.2g} around ({x[0, 0]:.7g}, {x[0, 1]:.7g}); {_RESCALE}")
+    return x32
 
 
 # --- your own data: CSV ----------------------------------------------------------------------------
 
-MAX_CSV_BYTES = 20 * 1024 * 1024
+MB = 1024 * 1024  # the size limit and the messages count in binary megabytes (20 MB = 20 x 1024 x 1024 bytes)
+MAX_CSV_BYTES = 20 * MB
 MIN_ROWS, MAX_ROWS = 10, 200_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38: training stores every point as float32
+
+
+def _mb(n: int, digits: int = 1) -> str:
+    return f"{n / MB:.{digits}f} MB".replace(".0 MB", " MB") if n >= MB // 10 else f"{n:,} bytes"
 
 
 def parse_csv(data: bytes | str, max_bytes: int = MAX_CSV_BYTES) -> np.ndarray:
     """Two numeric columns from CSV text (a header row is optional; extra columns are refused
-    only if the first two are not numeric). Raises DataError with the reason for a bad file."""
+    only if the first two are not numeric). Line endings may be \\n, \\r\\n or old-Mac \\r.
+    Raises DataError with the reason for a bad file, in one line (a bad cell: its row and column;
+    a value that does not fit float32, which training uses: its row and column too)."""
+    size = len(data) if isinstance(data, bytes) else len(data.encode())
+    if size > max_bytes:
+        raise DataError(f"file is {_mb(size, 2)}, over the {_mb(max_bytes)} limit")
     if isinstance(data, bytes):
-        if len(data) > max_bytes:
-            raise DataError(f"file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise DataError("file is not UTF-8 text (is it a spreadsheet or an image?)") from None
     else:
         text = data
-        if len(text.encode()) > max_bytes:
-            raise DataError(f"file is over the {max_bytes / 1e6:.0f} MB limit")
     if "\x00" in text:
         raise DataError("file is binary, not CSV text")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old-Mac line endings
     sample = text[:4096]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t ")
         delim = dialect.delimiter
     except csv.Error:
         delim = ","
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
-            if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim, skipinitialspace=True)
+                if any(c.strip() for c in r)]
+    except csv.Error as err:
+        raise DataError(f"not readable as CSV ({str(err)[:80]})") from None
     if not rows:
         raise DataError("file is empty")
     header = None
     if not _is_number(rows[0][0]) or (len(rows[0]) > 1 and not _is_number(rows[0][1])):
         header, rows = rows[0], rows[1:]
+    if not rows:
+        raise DataError("the file has a header row but no data rows")
     if max((len(r) for r in rows[:100]), default=0) < 2:
-        raise DataError("need at least 2 columns (x and y); found 1")
+        raise DataError("need at least 2 columns (x and y); the rows have only 1")
     if len(rows) < MIN_ROWS:
         raise DataError(f"need at least {MIN_ROWS} rows of data; found {len(rows)}")
     if len(rows) > MAX_ROWS:
-        raise DataError(f"too many rows: {len(rows)} (the limit is {MAX_ROWS:,})")
+        raise DataError(f"too many rows: {len(rows):,} (the limit is {MAX_ROWS:,})")
     out = np.empty((len(rows), 2), np.float64)
     first = 2 if header is not None else 1
     for i, r in enumerate(rows):
         if len(r) < 2:
-            raise DataError(f"row {i + first} has {len(r)} column; need 2")
+            raise DataError(f"row {i + first} has only {len(r)} column; need 2")
         for j in (0, 1):
             cell = r[j].strip()
             try:
@@ -379,6 +453,9 @@ def parse_csv(data: bytes | str, max_bytes: int = MAX_CSV_BYTES) -> np.ndarray:
                 raise DataError(f"row {i + first}, column {j + 1}: '{cell[:20]}' is not a number") from None
             if not math.isfinite(v):
                 raise DataError(f"row {i + first}, column {j + 1}: {cell} (NaN and infinity are not allowed)")
+            if abs(v) > FLOAT32_MAX:
+                raise DataError(f"row {i + first}, column {j + 1}: {cell[:24]} does not fit float32, which training "
+                                f"uses (|x| up to {FLOAT32_MAX:.2g})")
             out[i, j] = v
     if np.ptp(out[:, 0]) == 0 and np.ptp(out[:, 1]) == 0:
         raise DataError("all points are identical")
@@ -404,8 +481,14 @@ def write_csv(path, x: np.ndarray, header: bool = True) -> None:
 
 # --- your own data: drawn ----------------------------------------------------------------------------
 
-def parse_strokes(value) -> list[np.ndarray]:
-    """The drawing pad's value (JSON list of strokes of [x1, x2] points) as arrays; raises DataError."""
+PAD_BOX = 4.0  # the drawing pad shows [-PAD_BOX, PAD_BOX]^2 in data coordinates (playground/drawpad.py)
+
+
+def parse_strokes(value, box: float = PAD_BOX) -> list[np.ndarray]:
+    """The drawing pad's value (JSON list of strokes of [x1, x2] points) as arrays; raises DataError.
+
+    A stroke dragged past the pad's edge (the pad keeps the pointer while a button is held) is clipped
+    onto it; a point more than one pad width outside the pad is not a drawing and is refused."""
     if value is None or value == "" or value == []:
         raise DataError("draw something on the pad first")
     try:
@@ -416,7 +499,13 @@ def parse_strokes(value) -> list[np.ndarray]:
     strokes = [s for s in strokes if np.isfinite(s).all()]
     if not strokes:
         raise DataError("draw something on the pad first")
-    return strokes
+    for s in strokes:
+        far = np.abs(s).max(1) > 3 * box
+        if far.any():
+            a, b = s[far][0]
+            raise DataError(f"a drawn point ({a:.3g}, {b:.3g}) lies far outside the pad [-{box:g}, {box:g}]²: "
+                            "draw on the pad")
+    return [np.clip(s, -box, box) for s in strokes]
 
 
 def points_from_strokes(strokes, n: int, rng: np.random.Generator, noise: float = 0.08) -> np.ndarray:
@@ -424,7 +513,9 @@ def points_from_strokes(strokes, n: int, rng: np.random.Generator, noise: float 
 
     A stroke with a single point (a click) is a dot: its points scatter around it with the same
     noise. Every stroke gets a share of points proportional to its length (a dot counts as 0.5
-    units), so a long curve gets more points than a short tick."""
+    units), so a long curve gets more points than a short tick. Dots alone with no spread would
+    give n copies of one point (an infinite density), so they are refused, as the CSV path refuses
+    identical points."""
     strokes = parse_strokes(strokes)
     segs_a, segs_b, weights = [], [], []
     for s in strokes:
@@ -440,6 +531,9 @@ def points_from_strokes(strokes, n: int, rng: np.random.Generator, noise: float 
         segs_b += list(b[keep])
         weights += list(lens[keep])
     a, b, w = np.asarray(segs_a), np.asarray(segs_b), np.asarray(weights)
+    if not noise > 0 and np.ptp(np.concatenate([a, b]), axis=0).max() == 0:
+        raise DataError("the drawing is a single dot with no spread: every point would be the same; "
+                        "raise the stroke spread or draw a stroke")
     pick = rng.choice(len(w), size=n, p=w / w.sum())
     t = rng.random(n)[:, None]
     pts = a[pick] + t * (b[pick] - a[pick]) + noise * rng.standard_normal((n, 2))

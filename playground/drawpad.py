@@ -3,14 +3,15 @@
 Like GAN Lab's "draw your own distribution": the pad shows the same [-4, 4]^2 box the plots use,
 so what you draw is where the data will be. Its value is a JSON list of strokes, each a list of
 [x1, x2] points in data coordinates; playground.datasets.points_from_strokes samples points along
-them. Built on gr.HTML (a canvas plus a little JavaScript), so it needs no extra package.
+them (a stroke dragged past the edge is clipped onto it; a lone dot with no spread is refused).
+Built on gr.HTML (a canvas plus a little JavaScript), so it needs no extra package.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-BOX = 4.0
+from .datasets import PAD_BOX as BOX  # one box for the pad and for parse_strokes' edge check
 
 _TEMPLATE = """
 <div class="drawpad">

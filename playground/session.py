@@ -2,28 +2,46 @@
 
 ``Session.run()`` trains as fast as it can and yields a :class:`Snapshot` (plain numpy, no torch;
 defined in playground/snapshot.py and re-exported here) about every 0.25 s of elapsed time, so fast
-models are not slowed by drawing and slow models still animate. A non-finite loss (or a failed
-closed-form update) stops the run and restores the last parameters known to be finite. Sessions hold
-no global state: a web visitor owns one in gr.State.
+models are not slowed by drawing and slow models still animate. Sessions hold no global state: a web
+visitor owns one in gr.State.
+
+Divergence (the rule the session and the command line share). A run has diverged when
+
+* a step's loss term is NaN or infinite, or beyond ±EXPLODED (1e10, in nats or the loss's own units:
+  no model of this playground still learns there; NICE at the largest learning rate goes 4.2 -> 1.9e11
+  -> 1.5e33 nats in its first three steps), or a closed-form update fails; or
+* a held-out evaluation finds the model's samples non-finite (the energy distance or MMD is not finite),
+  a NaN NLL or grid log Z, or a finite NLL beyond ±EXPLODED nats. (A held-out NLL of +inf alone is not
+  divergence: an autoregressive model puts zero density outside its box.)
+
+It stops the run and keeps the last good model. A bad loss at step t was computed from the parameters
+after step t - 1, so the run goes back to step t - 2, the last parameters whose own loss was fine: from
+the newest of two checkpoints at or before it (taken at most every CHECKPOINT_INTERVAL, with a frame,
+together with every random generator's state) it replays the steps in between, checking that each
+replayed loss equals the logged one bit for bit; if one differs (a setting changed since), it stays at
+the checkpoint. Replay costs nothing while training goes well. A bad evaluation goes back to the newest
+checkpoint whose evaluation is sound.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from models import REGISTRY, TrainSettings, build
+from models import REGISTRY, ConfigError, TrainSettings, build
 
 from . import metrics
-from .datasets import DataSplit
+from .datasets import DataError, DataSplit
 from .snapshot import Snapshot, make_probe
 
 __all__ = ["History", "Session", "Snapshot", "configure_threads", "device_label", "resolve_device"]
@@ -39,6 +57,66 @@ EVAL_INTERVAL = 1.0  # held-out metrics (NLL, sample distance...) at most once a
 MAX_EVAL_SHARE = 0.02  # ... and taking at most this share of the time (frames have their own budget)
 LIVE_GRID_SECONDS = 0.004  # the density grid of a frame while running costs about this much (see _fit_live_grid)
 MIN_LIVE_RES, MAX_LIVE_RES = 40, 80  # 80 x 80 smoothed by the browser looks as 100 x 100, at 64% of the bytes
+EXPLODED = 1e10  # a loss term or an NLL beyond this magnitude counts as diverged (see the module docstring)
+
+
+def bad_term(terms: dict[str, float]) -> str | None:
+    """Why a step's loss terms say the run diverged (NaN, infinite or beyond ±EXPLODED), or None."""
+    for k, v in terms.items():
+        if not math.isfinite(v):
+            return f"the {k} became {v}"
+        if abs(v) > EXPLODED:
+            return f"the {k} reached {v:.3g} (beyond ±{EXPLODED:.0e}: exploded)"
+    return None
+
+
+def bad_evaluation(values: dict[str, float]) -> str | None:
+    """Why held-out metrics say the model diverged, or None: non-finite samples (their energy distance or MMD
+    is not finite: the test points are), a NaN NLL or grid log Z, or a finite NLL beyond ±EXPLODED nats."""
+    for k in ("energy_distance", "mmd"):
+        if k in values and not math.isfinite(values[k]):
+            return "the model's samples are no longer finite"
+    if "log_z_grid" in values and not math.isfinite(values["log_z_grid"]):
+        return f"the grid's log Z became {values['log_z_grid']}"
+    for k in ("train_nll", "test_nll"):
+        v = values.get(k)
+        if v is not None and (math.isnan(v) or (math.isfinite(v) and abs(v) > EXPLODED)):
+            return f"the {k.replace('_nll', '')} NLL reached {v:.3g} nats (exploded)"
+    return None
+
+
+# Sessions inside run() or train_steps(): at interpreter exit (Ctrl-C on the app) they are stopped and waited
+# for. A daemon thread still inside a torch op when the interpreter finalises is killed as it retakes the GIL
+# (pthread_exit unwinding through C++ frames), and the process aborts with "terminate called without an active
+# exception" (pytorch/pytorch#38228).
+_RUNNING: weakref.WeakSet = weakref.WeakSet()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_all(timeout: float = 5.0) -> int:
+    """Ask every running session to stop for good and wait (up to `timeout` in all) until none is inside torch
+    code: a run in a step finishes it and returns without a final frame; a run parked at a frame returns when
+    resumed. Returns how many were running. Registered with atexit: the app's Ctrl-C ends without an abort."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for sess in running:
+        sess._exiting = True  # a run parked at a frame returns when resumed, without touching torch again
+        sess.request_stop()
+    deadline = time.monotonic() + timeout
+    for sess in running:
+        sess.wait_idle(max(0.0, deadline - time.monotonic()))
+    # a thread that ends while the interpreter finalises can abort the same way (torch's thread-local state is
+    # torn down as statics are): give the threads that ran them a moment to end (a pool's worker, which parks
+    # instead, costs this wait once)
+    grace = min(0.5, max(0.0, deadline - time.monotonic()))
+    for thread in {s._thread for s in running if s._thread is not None}:
+        if thread is not threading.current_thread() and thread.is_alive():
+            thread.join(grace)
+            grace = max(0.0, grace - 0.1)
+    return len(running)
+
+
+atexit.register(stop_all)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -96,6 +174,16 @@ class History:
         for k, v in terms.items():
             self.step_terms[k][self.n] = v
         self.n += 1
+
+    def truncate(self, n: int) -> None:
+        """Forget every step after the first n (a rollback) and every evaluation after step n."""
+        n = max(0, min(int(n), self.n))
+        for buf in self.step_terms.values():
+            buf[n:] = np.nan
+        self.n = n
+        for steps, vals in self.evals.values():
+            keep = sum(1 for st in steps if st <= n)
+            del steps[keep:], vals[keep:]
 
     def log_eval(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
@@ -203,19 +291,27 @@ class Session:
         target = dataset_log_prob(data.name, data.info["noise"]) if data.log_prob is not None and \
             "noise" in data.info else None
         self.model.use_target(target, data.name)
-        self.model.init_from_data(self.train_x)
+        try:
+            self.model.init_from_data(self.train_x)
+        except ConfigError:  # a setting the data cannot serve (e.g. fit to target without a density): the tab says so
+            raise
+        except (RuntimeError, ValueError) as err:  # a model that cannot start from these points: one line, no trace
+            raise DataError(f"{model_key} could not be initialised on these points "
+                            f"({str(err).splitlines()[0][:120]}); try standardising them") from None
         self.optimizers = self.model.configure_optimizers(self.settings)
         self.step_count = 0
         self.history = History()
         self.status, self.message = "idle", "ready: press Train"
         self._stop = False
+        self._exiting = False  # set by stop_all at interpreter exit
+        self._thread: threading.Thread | None = None  # the thread of the current (or last) run
         self._idle = threading.Event()
         self._left = threading.Event()  # set when run() has taken its last step
         self._idle.set()
         self._phase = 0  # position within a step's named sub-steps (EM: E, then M)
         self._phase_batch: torch.Tensor | None = None
-        self._good: tuple | None = None
-        self._good_step = 0
+        self._slots: list[dict] = []  # the two newest checkpoints, oldest first (see _checkpoint)
+        self._live_change = 0  # the step of the last live change of a setting (a replay must not cross it)
         self._train_time = 0.0
         self._rate = 0.0
         self._evals: dict[str, float] = {}  # the last held-out metrics (see snapshot)
@@ -242,9 +338,13 @@ class Session:
         while the run goes on."""
         if name in ("lr", "batch"):
             value = TrainSettings.coerce(name, value)
+            if getattr(self.settings, name) != value:
+                self._live_change = self.step_count
             setattr(self.settings, name, value)
             if name == "batch":
                 return
+        elif getattr(self.model.cfg, name, None) != value:
+            self._live_change = self.step_count
         self.model.live_update(name, value, self.optimizers)
 
     def progress(self) -> dict[str, Any]:
@@ -277,14 +377,54 @@ class Session:
         idx = torch.randint(0, n, (self.settings.batch,), device=self.device, generator=self.gen)
         return self.train_x[idx]
 
+    def _generators(self) -> list[tuple[str, torch.Generator]]:
+        """Every random generator a step may draw from: torch's global one (models draw their noise from it),
+        the session's (batches), and the model's own (attributes, or dicts of them, of any submodule)."""
+        gens = [("session", self.gen)]
+        for mod_name, mod in self.model.named_modules():
+            for attr, v in vars(mod).items():
+                if isinstance(v, torch.Generator):
+                    gens.append((f"{mod_name}.{attr}", v))
+                elif isinstance(v, dict):
+                    gens += [(f"{mod_name}.{attr}[{k}]", g) for k, g in v.items() if isinstance(g, torch.Generator)]
+        return gens
+
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        state.update({name: g.get_state() for name, g in self._generators()})
+        return state
+
+    def _set_rng_state(self, state: dict) -> bool:
+        """Put every generator back; False when one exists now that the checkpoint did not know (a replay
+        would draw differently)."""
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+        complete = True
+        for name, g in self._generators():
+            if name in state:
+                g.set_state(state[name])
+            else:
+                complete = False
+        return complete
+
     def _checkpoint(self) -> None:
-        """Keep the current parameters and optimizer states as the last good ones. After the first
-        call the copies are reused and refreshed in place (a deepcopy per frame cost several ms for a
-        flow with a few hundred small tensors; copying into the kept buffers costs well under one)."""
-        prev = self._good or (None, {})
-        self._good = (_copy_into(self.model.state_dict(), prev[0]),
-                      {k: _copy_into(o.state_dict(), prev[1].get(k)) for k, o in self.optimizers.items()})
-        self._good_step = self.step_count
+        """Keep the current parameters, optimizer states and random generators' states as a good checkpoint.
+        Two are kept, the older one refreshed in place (a deepcopy per frame cost several ms for a flow with a
+        few hundred small tensors; copying into kept buffers costs well under one), so a rollback can reach
+        back before the newest (see _restore)."""
+        slot = self._slots.pop(0) if len(self._slots) == 2 else {"state": None, "opts": {}}
+        slot["state"] = _copy_into(self.model.state_dict(), slot["state"])
+        slot["opts"] = {k: _copy_into(o.state_dict(), slot["opts"].get(k)) for k, o in self.optimizers.items()}
+        slot["rng"] = self._rng_state()
+        slot["step"] = self.step_count
+        self._slots.append(slot)
+
+    @property
+    def _good_step(self) -> int:
+        return self._slots[-1]["step"]
 
     def _params_finite(self) -> bool:
         """All parameters finite: one reduction over their norms instead of two ops per tensor."""
@@ -293,49 +433,125 @@ class Session:
             return True
         return bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all())
 
-    def _restore(self, why: str) -> None:
-        state, opt_states = self._good
-        self.model.load_state_dict(state)
+    def _load(self, slot: dict) -> bool:
+        """Load a checkpoint (parameters, optimizer states, generators); False if a generator is new since."""
+        self.model.load_state_dict(slot["state"])
         for k, o in self.optimizers.items():
+            live = [{h: v for h, v in g.items() if h != "params"} for g in o.param_groups]
             # fresh copies: torch's load_state_dict may adopt the tensors it is given as the live state,
             # which would let later steps overwrite the kept checkpoint in place
-            o.load_state_dict(_copy_into(opt_states[k], None))
+            o.load_state_dict(_copy_into(slot["opts"][k], None))
+            for g, hyper in zip(o.param_groups, live):  # keep the rates set since (the slider shows them)
+                g.update(hyper)
+        self.step_count = slot["step"]
+        self._phase, self._phase_batch = 0, None
+        return self._set_rng_state(slot["rng"])
+
+    def _replay(self, slot: dict, target: int) -> int:
+        """From checkpoint `slot` (just loaded), take the steps up to `target` again, each checked against the
+        logged loss terms (float32, bit for bit). Returns the step reached: `target`, or the checkpoint's step
+        (reloaded) when a replayed step differs from the logged one."""
+        h = self.history
+        for i in range(slot["step"], target):
+            try:
+                terms = self.model.step(self._batch(), self.optimizers)
+            except (RuntimeError, ValueError):
+                terms = None
+            same = terms is not None and i < h.n and all(
+                k in h.step_terms and np.float32(v).tobytes() == h.step_terms[k][i].tobytes()
+                for k, v in terms.items())
+            if not same:
+                self._load(slot)
+                return slot["step"]
+            self.step_count += 1
+        return target
+
+    def _restore(self, why: str, target: int | None = None) -> None:
+        """Stop the run as diverged and go back to step `target` (default: the newest checkpoint), the
+        newest checkpoint at or before it, replayed forward when possible (see the module docstring)."""
+        fits = [sl for sl in self._slots if target is None or sl["step"] <= target] or self._slots[:1]
+        slot = fits[-1]
+        failed_at = self.step_count + 1
+        complete = self._load(slot)
+        reached = slot["step"]
+        if target is not None and target > reached and complete and self._live_change <= reached:
+            reached = self._replay(slot, target)
+        self.history.truncate(reached)
+        how = (f" (replayed from the checkpoint of step {slot['step']})" if reached > slot["step"] else
+               "" if target is None or target <= reached else f" (the checkpoint before it; step {target} could "
+               "not be replayed exactly)")
         self.status = "diverged"
-        self.message = (f"stopped at step {self.step_count + 1}: {why}. Restored the parameters of "
-                        f"step {self._good_step} (the last finite ones); try a lower learning rate.")
-        self.step_count = self._good_step
-        self._phase = 0
+        self.message = (f"stopped at step {failed_at}: {why}. Restored the parameters of step {reached}, the last "
+                        f"known good ones{how}; try a lower learning rate.")
 
     def _one_step(self) -> bool:
         """One training step; False (after restoring the last good parameters) on failure."""
         try:
             terms = self.model.step(self._batch(), self.optimizers)
         except (RuntimeError, ValueError) as err:  # e.g. a covariance that is no longer PD
-            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            # the parameters before this update are the last good ones (it may have half-written them)
+            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})", target=self.step_count)
             return False
-        bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        if bad:
-            self._restore(f"the {bad[0]} became {terms[bad[0]]}")
+        why = bad_term(terms)
+        if why:
+            # this step's loss came from the parameters after the previous step: go back one more
+            self._restore(why, target=max(self.step_count - 1, 0))
             return False
         self.step_count += 1
         self.history.log_step(terms)
         return True
 
+    def check_evaluation(self, values: dict[str, float]) -> bool:
+        """True if held-out metrics (evaluate()'s or a frame's) are sound. Otherwise the run has diverged
+        (see bad_evaluation): go back to the newest checkpoint whose own evaluation is sound (or the oldest
+        kept), set status "diverged" with the reason, and return False."""
+        why = bad_evaluation(values)
+        if why is None:
+            return True
+        failed_at, sound = self.step_count, False
+        for slot in reversed(self._slots):
+            self._load(slot)
+            with torch.no_grad():
+                samples = self.model.sample(500).detach().float().cpu().numpy()
+            if bad_evaluation(self._frame_metrics(samples, None)) is None:
+                sound = True
+                break
+        self.history.truncate(self.step_count)
+        self._evals = {}
+        self.status = "diverged"
+        self.message = (f"stopped at step {failed_at}: {why}. Restored the parameters of step {self.step_count}, "
+                        + ("the last known good ones; try a lower learning rate." if sound else
+                           "the oldest kept, but they look exploded too: press Reset and lower the learning rate."))
+        return False
+
     def train_steps(self, n: int, checkpoint_every: float = 1.0) -> bool:
-        """n steps without frames (the command line); False if training diverged."""
+        """n steps without frames (the command line); False if training diverged. request_stop() (Ctrl-C
+        on the command line) ends it early, with status "stopped"."""
         t0 = last = time.perf_counter()
         self.status = "running"
-        for _ in range(int(n)):
-            if not self._one_step():
-                self._train_time += time.perf_counter() - t0
-                return False
-            now = time.perf_counter()
-            if now - last > checkpoint_every and self._params_finite():
-                self._checkpoint()
-                last = now
-        self._train_time += time.perf_counter() - t0
-        self.status, self.message = "done", f"trained {self.step_count} steps"
-        return True
+        self._stop = False
+        self._thread = threading.current_thread()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
+        self._idle.clear()
+        try:
+            for _ in range(int(n)):
+                if self._stop:
+                    self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+                    return True
+                if not self._one_step():
+                    return False
+                now = time.perf_counter()
+                if now - last > checkpoint_every and self._params_finite():
+                    self._checkpoint()
+                    last = now
+            self.status, self.message = "done", f"trained {self.step_count} steps"
+            return True
+        finally:
+            self._train_time += time.perf_counter() - t0
+            self._idle.set()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
 
     def run(self, max_steps: int | None = None, max_seconds: float | None = None,
             frame_interval: float = MIN_FRAME_INTERVAL, frames: bool = True,
@@ -357,6 +573,9 @@ class Session:
         self._stop = False
         self._idle.clear()
         self._left.clear()
+        self._thread = threading.current_thread()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         self.status, self.message = "running", "training"
         target = None if max_steps is None else self.step_count + int(max_steps)
         t_start = time.perf_counter()
@@ -383,11 +602,19 @@ class Session:
                         self._checkpoint()  # the frame's cost includes the checkpoint taken with it
                         last_checkpoint = now
                     snap = self.snapshot()
+                    if self._evaluated and not self.check_evaluation(self._evals):
+                        self._left.set()
+                        snap = self.snapshot(evaluate=True)
+                        self._idle.set()
+                        yield snap
+                        return
                     # the CPU this thread spent on the frame (checkpoint + snapshot): on a busy machine the
                     # wall time of a frame and of training steps stretch alike, their CPU shares do not
                     built = time.thread_time() - cpu - self.last_eval_cpu  # evaluations have their own budget
                     self._idle.set()  # suspended at a yield, the model is not being touched
                     yield snap
+                    if self._exiting:  # the interpreter is exiting (stop_all): no more torch work
+                        return
                     self._idle.clear()
                     last_frame, last_beat = now, time.perf_counter()  # the interval runs from the frame's start
                     cost = built + (frame_cost() if frame_cost is not None else 0.0)
@@ -399,9 +626,12 @@ class Session:
                     self._rate = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
                     self._idle.set()
                     yield None
+                    if self._exiting:
+                        return
                     self._idle.clear()
                     last_beat = time.perf_counter()
                 if not self._one_step():
+                    self._left.set()
                     snap = self.snapshot(evaluate=True)
                     self._idle.set()
                     yield snap
@@ -409,16 +639,23 @@ class Session:
             elapsed = time.perf_counter() - t_start
             self._rate = (self.step_count - steps_at_start) / max(elapsed, 1e-9)
             self._train_time += elapsed
+            if self._exiting:  # no final frame: its evaluation would still be running as the interpreter exits
+                return
             if self._stop:
                 self.status, self.message = "stopped", f"stopped at step {self.step_count}"
             else:
                 self.status, self.message = "done", f"finished at step {self.step_count}"
             self._left.set()  # no more steps: the final frame (full grid, fresh metrics) comes next
             snap = self.snapshot(evaluate=True)
+            if not self.check_evaluation(self._evals):
+                snap = self.snapshot(evaluate=True)
             self._idle.set()
             yield snap
         finally:
             self._idle.set()
+            self._left.set()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
             if self.status == "running":
                 self.status, self.message = "stopped", f"stopped at step {self.step_count}"
 
@@ -435,7 +672,7 @@ class Session:
         try:
             terms = self.model.substep(self._phase_batch, self._phase, self.optimizers)
         except (RuntimeError, ValueError) as err:
-            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})", target=self.step_count)
             return self.snapshot()
         done = names[self._phase]
         self._phase = (self._phase + 1) % len(names)
@@ -579,6 +816,7 @@ class Session:
         snap.samples = s.detach().float().cpu().numpy()
         snap.probe = make_probe(m.probe_kind, m.probe(grid, self.train_x[: self.n_show]))
         self.last_eval_cpu = 0.0
+        self._evaluated = bool(evaluate)
         if evaluate:
             cpu = time.thread_time()
             self._evals = self._frame_metrics(snap.samples, log_z if res == self.grid_res else None)

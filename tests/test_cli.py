@@ -113,3 +113,64 @@ def test_bench_samplers_times_every_sampler_on_every_target():
         assert (r["accept_rate"] is None) == (r["method"] == "langevin")
         if r["accept_rate"] is not None:
             assert 0.0 < r["accept_rate"] <= 1.0
+
+
+def test_ctrl_c_stops_training_and_prints_the_metrics():
+    """Ctrl-C used to end `train` with a KeyboardInterrupt traceback and nothing printed; it now stops after
+    the current step and prints the metrics of what it has (exit status 130)."""
+    import select
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "playground", "train", "mog", "--set", "method=gradient",
+                          "--steps", "100000000", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**__import__("os").environ, "PLAYGROUND_THREADS": "1"})
+    try:
+        # a line is printed once the data and the model are ready, just before training
+        ready, _, _ = select.select([p.stderr], [], [], 120)
+        first = p.stderr.readline() if ready else ""
+        assert first.startswith("training mog"), first
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and "Traceback" not in err, err
+    res = json.loads(out)
+    assert res["interrupted"] and not res["diverged"] and res["message"].startswith("stopped at step")
+    assert isinstance(res["metrics"]["test_nll"], float) and res["steps"] < 100000000
+
+
+def test_save_samples_into_a_missing_folder_is_refused_before_training(tmp_path):
+    """It used to train, then crash with a traceback before printing the metrics."""
+    target = tmp_path / "missing" / "samples.csv"
+    r = cli("train", "mog", "--steps", "20", "--save-samples", str(target), "--json", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == f"error: --save-samples {target}: the folder {target.parent} does " \
+                                                 "not exist"
+
+
+def test_exploded_run_reports_diverged():
+    """NICE at the learning-rate slider's maximum: its loss was finite but 1.9e11 nats at step 2, and the command
+    line reported "diverged": false with a held-out NLL of 1e34. Diverged now, with the last good model's metrics
+    (the exploded-but-finite rule itself: test_session)."""
+    lr_max = [s for s in json.loads(cli("list", "--json").stdout)["training"] if s["name"] == "lr"][0]["max"]
+    r = cli("train", "nice", "--lr", str(lr_max), "--steps", "50", "--json", check=False)
+    out = json.loads(r.stdout)  # diverged (the last good model's metrics), or a model that made the rate safe
+    assert r.returncode == (1 if out["diverged"] else 0)
+    assert not out["diverged"] or "Restored the parameters of step 0" in out["message"]
+    assert out["metrics"]["test_nll"] < 100 and isinstance(out["metrics"]["energy_distance"], float)
+
+
+@pytest.mark.parametrize("rows, reason", [
+    ([(float(i), float(i % 3)) for i in range(19)] + [(1.0, 1e308)], "row 21, column 2: 1e+308 does not fit"),
+    ([(1e-300 * i, 1e-300 * (i % 3)) for i in range(20)], "spread over only 4.1e-300"),
+])
+def test_csv_values_float32_cannot_train_on_exit_with_one_line(tmp_path, rows, reason):
+    """Values beyond float32's range crashed the command line with a traceback (and ~1e-300 gave 'math domain
+    error' in the app); they are refused with the row and column, or the reason (more cases: test_datasets)."""
+    path = write(tmp_path / "big.csv", [(repr(a), repr(b)) for a, b in rows])
+    r = cli("train", "mog", "--data", path, "--steps", "5", check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and reason in lines[0], r.stderr
+    assert lines[0].startswith(f"error: {path}: ")

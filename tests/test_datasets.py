@@ -3,7 +3,16 @@ import json
 import numpy as np
 import pytest
 
-from playground.datasets import DATASETS, MAX_ROWS, DataError, make_split, parse_csv, points_from_strokes, split_array
+from playground.datasets import (
+    DATASETS,
+    MAX_CSV_BYTES,
+    MAX_ROWS,
+    DataError,
+    make_split,
+    parse_csv,
+    points_from_strokes,
+    split_array,
+)
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -147,3 +156,79 @@ def test_stroke_noise_spreads_points():
 def test_empty_or_garbled_drawing_is_refused(value):
     with pytest.raises(DataError):
         points_from_strokes(value, 100, np.random.default_rng(0))
+
+
+# --- issue 10: bad input refused in one clear line ---------------------------------------------------------
+
+@pytest.mark.parametrize("rows, reason", [
+    ([(1e308 * (1 - 0.01 * i), 1e308) for i in range(20)], "row 2, column 1: 1e+308 does not fit float32"),
+    ([(float(i), float(i % 3)) for i in range(19)] + [(1e308, 1.0)], "row 21, column 1: 1e+308 does not fit"),
+    ([(1e39 * (1 + 0.1 * i), 2e39) for i in range(20)], "row 2, column 1: 1e+39 does not fit float32"),
+    ([(-3.5e38, 1.0)] + [(float(i), 2.0 * i) for i in range(12)], "row 2, column 1: -3.5e+38 does not fit"),
+])
+def test_csv_values_beyond_float32_are_refused_with_row_and_column(rows, reason):
+    with pytest.raises(DataError, match=reason.replace("+", r"\+")):
+        parse_csv(_csv([(repr(a), repr(b)) for a, b in rows]))
+
+
+def test_csv_largest_float32_values_are_read():
+    x = parse_csv(_csv([(3.0e38, -3.0e38)] + [(float(i), 1e30 * i) for i in range(12)]))
+    assert x[0, 0] == 3.0e38
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_csv_any_line_ending_is_read(newline):
+    """Old-Mac CR-only files raised csv.Error ('new-line character seen in unquoted field') as a traceback."""
+    rows = [(i, 0.5 * i - 1) for i in range(15)]
+    x = parse_csv(("x,y" + newline + newline.join(f"{a},{b}" for a, b in rows) + newline).encode())
+    np.testing.assert_array_equal(x, np.array(rows, float))
+
+
+def test_csv_header_only_and_size_messages():
+    with pytest.raises(DataError, match="^the file has a header row but no data rows$"):
+        parse_csv(b"x,y\n")
+    with pytest.raises(DataError, match="^need at least 2 columns"):
+        parse_csv(b"x\n" + b"1\n" * 12)
+    # the limit is 20 binary megabytes and the message says 20 MB, as the README does (it said 21 MB)
+    big = b"1,2\n" * (MAX_CSV_BYTES // 4 + 1)
+    with pytest.raises(DataError, match=r"^file is 20\.00 MB, over the 20 MB limit$"):
+        parse_csv(big)
+
+
+@pytest.mark.parametrize("x, reason", [
+    (np.linspace(0, 1, 40)[:, None] * [1e-300, 2e-300], "spread over only"),  # was 'math domain error'
+    (np.linspace(0, 1, 40)[:, None] * [1e-20, 1e-20], "spread over only"),
+    (np.stack([1e20 + np.arange(40.0), np.arange(40.0)], 1), "point 1 (1e+20, 0) is beyond"),
+    (np.stack([1e10 + 1e-6 * np.arange(40.0), np.full(40, 3.0)], 1), "all the same once stored as float32"),
+    (np.full((40, 2), 7.0), "all identical"),
+])
+def test_points_float32_training_cannot_use_are_refused(x, reason):
+    """Your own points go to float32 training: refused in one line, with a hint to rescale or standardise."""
+    with pytest.raises(DataError, match=reason.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        split_array(x, "mine")
+
+
+def test_standardising_rescues_tiny_and_huge_spreads():
+    for scale in (1e-300, 1e20):
+        x = np.random.default_rng(0).normal(0, 1, (50, 2)) * scale + 3 * scale
+        s = split_array(x, "mine", standardise=True)
+        allx = np.concatenate([s.train, s.test])
+        assert np.allclose(allx.std(0), 1, atol=1e-3), scale
+
+
+def test_a_single_click_with_no_spread_is_refused():
+    """It was accepted: 1,600 copies of one point ('∫p on grid ≈ 3.122', NLL -15.8 for RealNVP)."""
+    with pytest.raises(DataError, match="single dot with no spread"):
+        points_from_strokes([[[1.0, 2.0]]], 200, np.random.default_rng(0), noise=0.0)
+    with pytest.raises(DataError, match="single dot"):  # the same dot clicked twice
+        points_from_strokes([[[1.0, 2.0]], [[1.0, 2.0]]], 200, np.random.default_rng(0), noise=0.0)
+    pts = points_from_strokes([[[1.0, 2.0]]], 200, np.random.default_rng(0), noise=0.05)  # a spread: fine
+    assert split_array(pts, "drawing").n == 200
+
+
+def test_strokes_far_off_the_pad_are_refused_and_drag_outs_clipped():
+    """Strokes at 1e308 gave numpy's 'Probabilities contain NaN'."""
+    with pytest.raises(DataError, match="far outside the pad"):
+        points_from_strokes([[[1e308, 0.0], [0.0, 0.0]]], 100, np.random.default_rng(0))
+    pts = points_from_strokes([[[0.0, 0.0], [6.0, 0.0]]], 500, np.random.default_rng(0), noise=0.0)
+    assert 3.9 < pts[:, 0].max() <= 4.0 and (pts[:, 1] == 0).all()  # dragged past the edge: clipped onto it

@@ -144,3 +144,58 @@ def test_step_button_walks_e_then_m():
     assert torch.equal(m.means.detach(), before)
     m.substep(x, 1, {})  # M: parameters move
     assert not torch.allclose(m.means.detach(), before)
+
+
+# --- issue 10: the data's scale --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["em", "gradient"])
+@pytest.mark.parametrize("centre, spread", [((37.77, -122.42), 0.02), ((1000.0, 1000.0), 1.0)])
+def test_default_mixture_fits_gps_like_data_and_points_far_from_the_origin(method, centre, spread):
+    """Issue 10: a GPS-like CSV or points around (1000, 1000) crashed the default model at its first step (EM's
+    E[x x^T] - mu mu^T cancels in float32: 1426.6 - 1426.6 for a variance of 4e-4; Cholesky failed)."""
+    from models import TrainSettings
+    from playground.datasets import split_array
+    from playground.session import Session
+
+    x = np.random.default_rng(0).normal(centre, spread, (1500, 2))
+    sess = Session("mog", {"method": method}, split_array(x, "gps.csv"), TrainSettings(lr=0.03), device="cpu")
+    assert sess.train_steps(150), sess.message
+    m = sess.evaluate()
+    gauss_nll = math.log(2 * math.pi) + 1 + 2 * math.log(spread)  # the true density's entropy
+    assert abs(m["test_nll"] - gauss_nll) < 0.2, (m["test_nll"], gauss_nll)
+
+
+@pytest.mark.parametrize("cov", COVS)
+def test_em_follows_the_data_scale(cov):
+    """Affine equivariance: EM on a*x + b retraces EM on x (its floor is a fraction of the data's variance,
+    its statistics are computed in the standardised frame), so log p moves by exactly -2 log a."""
+    d = make_split("moons", 1000, seed=0)
+    x = torch.as_tensor(d.train)
+    a, b = 1e3, torch.tensor([5e3, -2e3])
+    fits = []
+    for xs in (x, (x.double() * a + b).float()):
+        torch.manual_seed(0)
+        m = build("mog", K=6, covariance=cov)
+        m.init_from_data(xs)
+        m._full_batch = True
+        for _ in range(15):
+            m.step(xs, {})
+        fits.append(m)
+    with torch.no_grad():
+        lp0 = fits[0].log_prob(x).double()
+        lp1 = fits[1].log_prob((x.double() * a + b).float()).double()
+    assert (lp0 - lp1 - 2 * math.log(a)).abs().max() < 1e-3
+    torch.testing.assert_close(fits[1].means.double(), fits[0].means.double() * a + b.double(), rtol=0, atol=0.5)
+
+
+def test_gradient_mode_has_a_covariance_floor():
+    """Without a floor the likelihood is unbounded (Bishop 2006, 9.2.1): a component shrinking onto a point
+    sends log p there to +infinity. The Cholesky diagonal is at least sqrt(reg) (units of the data's variance),
+    so every component's density is at most 1 / (2 pi reg s^2)."""
+    m, x, _ = fitted("full", K=4, dataset="moons", method="gradient")
+    with torch.no_grad():
+        m.log_diag.fill_(-60.0)  # what gradient ascent drives a collapsing component towards
+        lp = m.log_prob(m.means.detach())
+    s2 = float(x.double().var(0, unbiased=False).mean())
+    bound = -math.log(2 * math.pi * m.cfg.reg * s2)
+    assert math.isfinite(float(lp.max())) and float(lp.max()) <= bound + 1e-3

@@ -2,7 +2,11 @@
 
 import dataclasses
 import math
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,31 +55,114 @@ def test_frames_come_by_elapsed_time(sess):
     assert len(snaps) <= elapsed / 0.1 + 2
 
 
-def test_non_finite_loss_stops_and_restores_the_last_good_parameters(sess):
-    list(sess.run(max_steps=20))  # a frame at the end checkpoints nothing new; take one now
-    sess._checkpoint()
-    good = {k: v.clone() for k, v in sess.model.state_dict().items()}
-    good_step = sess.step_count
-    real_step = sess.model.step
-    calls = {"n": 0}
+def _recording(sess, bad_at=None, bad=float("nan"), nan_params=True):
+    """Wrap the model's step: record the parameters after every step; the bad_at-th call returns `bad` as
+    its loss, with NaN parameters (as a NaN blow-up would) unless nan_params is False."""
+    real_step, seen = sess.model.step, {}
 
-    def exploding(x, opts):
-        calls["n"] += 1
+    def step(x, opts):
         out = real_step(x, opts)
-        if calls["n"] == 5:
+        n = len(seen) + 1
+        if n == bad_at and nan_params:
             with torch.no_grad():
-                sess.model.means.fill_(float("nan"))
-            out["loss"] = float("nan")
+                for p in sess.model.parameters():
+                    p.fill_(float("nan"))
+        if n == bad_at:
+            out["loss"] = bad
+        seen[n] = {k: v.clone() for k, v in sess.model.state_dict().items()}
         return out
 
-    sess.model.step = exploding
-    snaps = list(sess.run(max_steps=50))
+    sess.model.step = step
+    return seen
+
+
+def test_non_finite_loss_restores_the_last_finite_step_not_the_last_checkpoint(sess):
+    """Issue 10: 'stopped at step 32 ... restored step 0' lost 31 good steps. The loss of step 32 came from
+    the parameters after step 31, so the last good ones are step 30's: replayed from the checkpoint (step 0)
+    with the same random draws, bit for bit."""
+    seen = _recording(sess, bad_at=32)
+    snaps = list(sess.run(max_steps=100, frames=False))
     assert sess.status == "diverged" and snaps[-1].status == "diverged"
-    assert "nan" in sess.message.lower() and "restored" in sess.message.lower()
-    assert sess.step_count == good_step
+    msg = sess.message.lower()
+    assert "nan" in msg and "restored the parameters of step 30" in msg and "checkpoint of step 0" in msg, msg
+    assert sess.step_count == 30 and sess.history.n == 30
+    for k, v in sess.model.state_dict().items():
+        assert torch.equal(v, seen[30][k]), k
+    assert all(torch.isfinite(p).all() for p in sess.model.parameters())
+    list(sess.run(max_steps=5, frames=False))  # training goes on from there
+    assert sess.step_count == 35 and sess.history.n == 35
+
+
+def test_rollback_stays_at_the_checkpoint_when_a_setting_changed_since(sess):
+    seen = _recording(sess, bad_at=20)
+    sess.train_steps(10, checkpoint_every=1e9)  # no checkpoint but step 0's
+    sess.set_live("lr", 0.02)  # steps 11-19 ran with another rate: a replay would not retrace them
+    assert not sess.train_steps(50, checkpoint_every=1e9)
+    assert sess.step_count == 0 and sess.history.n == 0 and "step 18 could not be replayed" in sess.message
+    assert len(seen) == 20
+
+
+def test_exploded_but_finite_loss_counts_as_diverged(sess):
+    """NICE at the learning-rate slider's maximum went 4.2 -> 1.9e11 -> 1.5e33 nats, all finite, and trained
+    on ('diverged': false, held-out NLL 4.3e27). A loss beyond ±1e10 now stops the run like a NaN does."""
+    seen = _recording(sess, bad_at=12, bad=4.3e27, nan_params=False)
+    assert not sess.train_steps(30, checkpoint_every=1e9)
+    assert sess.status == "diverged" and "exploded" in sess.message and "4.3e+27" in sess.message, sess.message
+    assert sess.step_count == 10
+    for k, v in sess.model.state_dict().items():
+        assert torch.equal(v, seen[10][k]), k
+
+
+def test_nice_at_the_largest_learning_rate_keeps_a_sound_model():
+    """Whether it diverges (and keeps step 0) or the model makes that rate safe, what is left is sound."""
+    lr_max = TrainSettings.spec()[0]["max"]
+    s = Session("nice", None, make_split("8gaussians", 1000, seed=0), TrainSettings(lr=lr_max), device="cpu")
+    ok = s.train_steps(30, checkpoint_every=1e9)
+    assert ok == (s.status == "done") and (ok or s.step_count == 0), s.message
+    m = s.evaluate()
+    assert s.check_evaluation(m) and m["test_nll"] < 100 and math.isfinite(m["energy_distance"]), m
+
+
+def test_an_exploded_evaluation_counts_as_diverged_and_goes_back_to_a_sound_checkpoint(sess):
+    sess.train_steps(20)
+    sess._checkpoint()
+    good = {k: v.clone() for k, v in sess.model.state_dict().items()}
+    assert sess.check_evaluation(sess.evaluate())
+    with torch.no_grad():
+        sess.model.log_diag.fill_(1e3)  # finite parameters, infinite component scales
+    m = sess.evaluate()
+    assert not sess.check_evaluation(m)
+    assert sess.status == "diverged" and "samples" in sess.message and sess.step_count == 20
     for k, v in sess.model.state_dict().items():
         assert torch.equal(v, good[k]), k
-    assert all(torch.isfinite(p).all() for p in sess.model.parameters())
+
+
+def test_exit_while_a_thread_trains_does_not_abort():
+    """Ctrl-C on the app: the server stops, the interpreter exits while a daemon thread (gradio's worker) is
+    inside a torch op; it used to abort ('terminate called without an active exception', status 134).
+    session.stop_all (atexit) stops the run first."""
+    code = textwrap.dedent("""
+        import threading, time
+        import torch
+        from models import TrainSettings
+        from playground.datasets import make_split
+        from playground.session import Session
+        torch.set_num_threads(1)
+        sess = Session("mog", {"method": "gradient"}, make_split("8gaussians", 2000, seed=0), TrainSettings(),
+                       device="cpu")
+        started = threading.Event()
+        def train():
+            for _ in sess.run(max_seconds=120):
+                started.set()
+        threading.Thread(target=train, daemon=True).start()
+        started.wait(60)
+        time.sleep(0.5)
+        print("exiting at step", sess.step_count, flush=True)
+    """)
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "terminate called" not in r.stderr, (r.returncode, r.stderr[-500:])
+    assert "exiting at step" in r.stdout
 
 
 def _adam_state(sess):
@@ -222,3 +309,11 @@ def test_devices():
             resolve_device("cuda")
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_rollback_keeps_the_learning_rate_set_since_the_checkpoint(sess):
+    sess.train_steps(5)
+    sess._checkpoint()
+    sess.set_live("lr", 0.05)
+    sess._restore("test")
+    assert all(g["lr"] == 0.05 for o in sess.optimizers.values() for g in o.param_groups)
