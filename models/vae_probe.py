@@ -4,10 +4,12 @@
   aggregate posterior q(z) = 1/n sum_i q(z|x_i) on a latent display grid, to compare with the prior;
 * the decoder manifold: latent grid lines (2D) or the latent axis (1D) through the decoder mean;
 * the decoder on the quadrature nodes, with their prior weights: from these the view computes, for any
-  chosen data point, the true posterior p(z|x) = w_j p(x|z_j) / p(x) on the grid next to q(z|x) (the
-  amortisation gap, notes 4.4.5), that point's ELBO and KL(q || p(z|x)) by the same quadrature, and the
+  chosen data point, the true posterior p(z|x) = w_j p(x|z_j) / p(x) on the grid next to q(z|x), that
+  point's ELBO and KL(q || p(z|x)) = log p(x) - ELBO by the same quadrature (the inference gap: the
+  approximation gap plus the amortisation gap, notes 4.3.4 and 4.4.5, Cremer et al. 2018), and the
   naive Monte Carlo vs importance sampling estimates of p(x) (notes 4.3.2-4.3.3) - all with numpy, so
-  moving the point slider costs no model evaluation.
+  moving the point slider costs no model evaluation. These use the shared latent grid; where it is too
+  coarse for a point's posterior (small decoder sigma) the view says its numbers are rough.
 """
 
 from __future__ import annotations

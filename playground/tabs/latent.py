@@ -1,5 +1,5 @@
 """Latent variables tab (notes ch. 4): the mixture of Gaussians (EM or gradients) and the variational
-autoencoder (ELBO / IWAE, with its exact likelihood by latent quadrature)."""
+autoencoder (ELBO / IWAE, with its likelihood by checked latent quadrature)."""
 
 from __future__ import annotations
 
@@ -43,22 +43,34 @@ $z = m + s\odot\epsilon$ (4.4.3):
 $$\log p(x) \;\ge\; \mathrm{IWAE}_k \;\ge\; \mathrm{ELBO}
 = \mathbb E_{q}[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)),
 \qquad \log p(x) - \mathrm{ELBO} = \mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x)).$$
-Here $z$ has only 1 or 2 dimensions, so the playground also computes the **true** $\log p(x)$ by summing
-$p(z_j)\,p(x\mid z_j)$ over a fine latent grid (the title says how many nodes, and how well a grid half as
-fine agrees): the held-out NLL, the heatmap and the gaps below are the real thing, not bounds.
+That last gap is the **inference gap** (Cremer et al. 2018): the *approximation gap* — no diagonal Gaussian
+is exactly $p(z\mid x)$ — plus the *amortisation gap* — one encoder for all $x$ does not find the best
+Gaussian for each. Here $z$ has only 1 or 2 dimensions, so the playground also computes the **true**
+$\log p(x)$ by quadrature, summing $p(z_j)\,p(x\mid z_j)$ over latent grid nodes, and checks every point
+against a grid of twice the spacing. A point whose posterior is narrower than the shared grid (small
+decoder $\sigma$) gets a grid of its own, centred and scaled on its posterior. The **log p(x)** curve's
+legend says whether every point passed (an error bound in nats) or the value is an **estimate ± error**;
+the heatmap uses the shared grid alone and says when it is only an approximation.
 
+* **Training** maximises the ELBO with **free bits** (Kingma et al. 2016; *free bits* = 0.5 nats by default):
+  each latent dimension's KL, averaged over the batch, counts only above that floor. A decoder with a learned
+  $\sigma$ can otherwise explain the data as noise early on, and the KL term then switches a latent dimension
+  off for good (*posterior collapse*: on *banana*, $z_2$ unused and 0.35 nats lost). Once every dimension's KL
+  is above the floor, the objective is the ELBO itself; set it to 0 on *banana* to watch the collapse.
 * **Density** $p(x)$ (heatmap) and **samples** $z \sim p(z)$, $x \sim p(x\mid z)$ over held-out data.
 * **Bounds**: held-out $\log p(x)$, the **IWAE** bound with $k$ importance samples
   $\log \frac1k\sum_i p(x, z_i)/q(z_i\mid x)$ (Burda et al. 2016; *objective = iwae* trains on it) and the ELBO;
-  next to them the ELBO's two terms and the **gaps** $\log p - \mathrm{ELBO} = \mathrm{KL}(q\,\|\,p(z\mid x))$ and
-  $\log p - \mathrm{IWAE}_k$, which shrink as the encoder learns.
+  next to them the ELBO's two terms and the **gaps** $\log p - \mathrm{ELBO} = \mathrm{KL}(q\,\|\,p(z\mid x))$
+  (approximation + amortisation gap) and $\log p - \mathrm{IWAE}_k$, which shrink as the encoder learns.
 * **Latent space**: the encoder means $m(x)$ of the training points, each coloured by where its $x$ lies
   (the same colours as in the decoder panel), over the aggregate posterior $q(z) = \frac1n\sum_i q(z\mid x_i)$
   (blue) and the prior's 1, 2, 3σ circles: the prior term pulls $q(z)$ towards $p(z)$.
 * **Decoder manifold**: a latent grid (or the latent line) mapped through $\mu_\theta$ — how the decoder
   folds the prior onto the data. A direction the decoder ignores collapses: its posterior stays the prior.
 * **Chosen point** (slider): its true posterior $p(z\mid x) = p(z)p(x\mid z)/p(x)$ on the grid (blue) and
-  $q(z\mid x)$ (red ellipses): the gap between them is what amortised Gaussian inference cannot capture.
+  $q(z\mid x)$ (red ellipses): their KL is the inference gap for this $x$ — partly because $p(z\mid x)$ is not
+  Gaussian (approximation), partly because the encoder misses the best Gaussian (amortisation). Where the
+  shared grid is too coarse for this posterior, the panel says its numbers are rough.
 * **Estimating** $p(x)$ (4.3.2–4.3.3) for that point from $k$ latent samples, repeated 40 times (median and
   10–90% band): *naive* Monte Carlo with $z$ uniform, $|\mathcal Z|\frac1k\sum_i p(x, z_i)$, misses the small
   region where $p(x, z)$ lives; *importance sampling* from $q(z\mid x)$, $\frac1k\sum_i p(x,z_i)/q(z_i\mid x)$, is
