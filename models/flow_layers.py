@@ -50,15 +50,26 @@ def soft_clamp(a: torch.Tensor, bound: float = SCALE_BOUND) -> torch.Tensor:
 class ReluNet(nn.Module):
     """A ReLU MLP (nets.mlp) or MADE (nets.MADE, notes 3.1.4) called without the per-module call
     overhead of nn.Sequential: the same parameters and the same function, ~10% faster steps for
-    these tiny conditioners (../shared/PERFORMANCE.md: per-op overhead dominates). Its output
-    layer starts at zero, so a flow layer starts as the identity (stable first steps)."""
+    these tiny conditioners (../shared/PERFORMANCE.md: per-op overhead dominates).
+
+    Initialisation: PyTorch's default everywhere, except that a layer's log-scale outputs start at
+    zero (:meth:`zero_rows`), so an affine layer starts as a random volume-preserving shear
+    x_b = z_b + μ(z_a): no random contraction, and not the identity either. At the identity (a zero
+    output layer, as before) the expected gradient of every coupling vanishes on data whose
+    standardised coordinates are independent, as on the 25-Gaussian grid: E[∂NLL/∂μ · h(z_a)] =
+    E[z_b] E[h(z_a)] = 0 and E[(z_b² − 1) h(z_a)] = 0 for the log-scale — a saddle point that NICE
+    did not leave in 3,000 steps (held-out gap 2.89 nats against zuko's 2.16)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
         self.linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
-        nn.init.zeros_(self.linears[-1].weight)
-        nn.init.zeros_(self.linears[-1].bias)
+
+    @torch.no_grad()
+    def zero_rows(self, rows: slice) -> None:
+        """Start the outputs `rows` of the last layer at exactly 0 (weights and bias)."""
+        self.linears[-1].weight[rows].zero_()
+        self.linears[-1].bias[rows].zero_()
 
     @staticmethod
     def _weight(lin: nn.Linear) -> torch.Tensor:
@@ -249,6 +260,7 @@ class AffineCoupling(_Coupling):
 
     def __init__(self, keep: int, hidden: int = 64, depth: int = 2):
         super().__init__(keep, 2, hidden, depth)
+        self.net.zero_rows(slice(1, 2))  # α starts at 0: a shear (ReluNet)
 
     def _params(self, a: torch.Tensor):
         h = self.net(a)
@@ -277,6 +289,7 @@ class _Autoregressive(FlowLayer):
         super().__init__()
         self.order = list(range(dim, 0, -1)) if reverse else list(range(1, dim + 1))
         self.made = ReluNet(MADE(dim, hidden, depth, out_mult=2, order=self.order))
+        self.made.zero_rows(slice(dim, 2 * dim))  # α starts at 0: a shear (ReluNet)
 
     def _params(self, v: torch.Tensor):
         h = self.made(v).view(v.shape[0], 2, v.shape[1])  # MADE's layout: (n, [μ, α], dim)

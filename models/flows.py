@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import BaseConfig, Model2D, Standardizer, hp, register
+from .base import BaseConfig, ConfigError, Model2D, Standardizer, hp, register
 from .flow_layers import (
     AdditiveCoupling,
     AffineCoupling,
@@ -44,11 +45,16 @@ from .flow_layers import (
 )
 
 LOG_2PI = math.log(2 * math.pi)
-TARGET_DATASETS = "8 or 25 Gaussians, banana, correlated Gaussian, U1–U4, donut"
+TARGET_DATASETS = "U1–U4, donut, 8 or 25 Gaussians, banana, correlated Gaussian, anisotropic mixture"
 # the built-in datasets whose density the session hands over in torch (models.targets.dataset_log_prob)
-TARGET_DATASET_NAMES = ("8gaussians", "25gaussians", "banana", "gaussian", "u1", "u2", "u3", "u4", "donut")
+TARGET_DATASET_NAMES = ("8gaussians", "25gaussians", "banana", "gaussian", "anisomix", "u1", "u2", "u3", "u4",
+                        "donut")
 FIT_HELP = ("data: maximum likelihood on the points (forward KL); target: reverse KL to the dataset's true "
             f"density, which only some datasets have ({TARGET_DATASETS})")
+AVERAGE_EVERY = 8  # steps between two updates of the weight average (see FlowModel._update_average)
+AVERAGE_HELP = ("the density, samples and held-out NLL shown are an exponential moving average of the weights "
+                "(Polyak averaging) with this decay: it steadies the tails that single Adam steps throw around, "
+                "where the held-out NLL is decided; 0 = the raw weights. The loss curve is the raw weights'")
 COMPILE_HELP = ("torch.compile the training loss: about 1.5–2× the steps/s, after a one-off compile of "
                 "20–60 s when training starts (the page waits for it; longer on a busy machine)")
 
@@ -117,6 +123,7 @@ class CouplingConfig(BaseConfig):
     hidden: int = hp(64, 8, 256, step=8, label="hidden width", help="units per hidden layer of each coupling net")
     depth: int = hp(2, 1, 4, label="hidden layers", help="hidden layers of each coupling network")
     fit: str = hp("data", choices=("data", "target"), label="fit to", help=FIT_HELP)
+    average: float = hp(0.998, 0.0, 0.9999, step=0.0001, label="weight averaging", help=AVERAGE_HELP)
     compile: bool = hp(False, label="compiled mode", help=COMPILE_HELP)
 
 
@@ -126,6 +133,7 @@ class AutoregressiveConfig(BaseConfig):
     hidden: int = hp(64, 8, 256, step=8, label="hidden width", help="units per hidden layer of each MADE")
     depth: int = hp(2, 1, 4, label="hidden layers", help="hidden layers of each MADE")
     fit: str = hp("data", choices=("data", "target"), label="fit to", help=FIT_HELP)
+    average: float = hp(0.998, 0.0, 0.9999, step=0.0001, label="weight averaging", help=AVERAGE_HELP)
     compile: bool = hp(False, label="compiled mode", help=COMPILE_HELP)
 
 
@@ -145,6 +153,14 @@ class FlowModel(Model2D):
 
     Subclasses give :meth:`make_layers`. `fit` chooses maximum likelihood on the data or reverse KL
     to the target density told by :meth:`use_target` (the session tells it the dataset's own).
+
+    Weight averaging (config `average` = d > 0): training moves `flow`; every 8 steps a second copy,
+    `averaged`, moves towards it, θ̄ ← d_t^8 θ̄ + (1 − d_t^8) θ with d_t = min(d, (1 + t)/(10 + t)) (an
+    exponential moving average, Polyak & Juditsky 1992, whose decay warms up so that the first steps show
+    at once). Everything shown (log_prob, samples, the probe, held-out metrics) uses `shown`: the average
+    when there is one. Adam at a constant step size keeps jittering the flow where there is little data,
+    and the held-out NLL, a mean of log-densities, is dominated by those tails: on the anisotropic mixture
+    at 3,000 steps the average's gap is about half the raw weights' (`python -m playground bench quality`).
     """
 
     family = "flow"
@@ -154,6 +170,9 @@ class FlowModel(Model2D):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         self.flow = FlowStack(self.make_layers())
+        self.averaged = (copy.deepcopy(self.flow).requires_grad_(False)
+                         if getattr(self.cfg, "average", 0.0) > 0 else None)
+        self._avg_t, self._avg_pairs = 0, None
         self.standardizer = Standardizer()
         # A model used on its own (no session) fits Rezende & Mohamed's U1 until told a target.
         from .targets import dataset_log_prob
@@ -164,19 +183,24 @@ class FlowModel(Model2D):
     def make_layers(self) -> list[FlowLayer]:
         raise NotImplementedError
 
+    @property
+    def shown(self) -> FlowStack:
+        """The flow whose density and samples are shown: the weight average when averaging, else `flow`."""
+        return self.flow if self.averaged is None else self.averaged
+
     # --- the two directions in data coordinates -----------------------------------------------------
-    def pull(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised u -> z and log|det ∂z/∂u|."""
-        return self.flow.inverse(u)
+    def pull(self, u: torch.Tensor, flow: FlowStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised u -> z and log|det ∂z/∂u| through `flow` (default: the trained one)."""
+        return (self.flow if flow is None else flow).inverse(u)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        z, log_det = self.pull(self.standardizer(x))
+        z, log_det = self.pull(self.standardizer(x), self.shown)
         return normal_log_prob(z) + log_det + self.standardizer.log_det()
 
-    def sample_with_log_prob(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n samples x = f(z) and their log q(x), in one forward pass (no inverse needed)."""
+    def sample_with_log_prob(self, n: int, flow: FlowStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n samples x = f(z) of `flow` (default: the shown one) and their log q(x), in one forward pass."""
         z = torch.randn(n, 2, device=self.standardizer.shift.device)
-        u, log_det = self.flow(z)
+        u, log_det = (self.shown if flow is None else flow)(z)
         return self.standardizer.inverse(u), normal_log_prob(z) - log_det + self.standardizer.log_det()
 
     def sample(self, n: int) -> torch.Tensor:
@@ -191,9 +215,28 @@ class FlowModel(Model2D):
         if self.cfg.fit == "data":
             self.standardizer.fit(x)
         elif self._target is None:
-            raise ValueError(
-                f"'fit to: target' needs the dataset's true density, and {self.target_name or 'this data'} "
-                f"has none in closed form: pick one of {TARGET_DATASETS}, or fit to data")
+            raise ConfigError(
+                f"'fit to: target' needs the dataset's true density, and {self.target_name or 'this data'} has none "
+                f"in closed form: pick one of {TARGET_DATASETS}, or fit to data")
+
+    def step(self, x: torch.Tensor, optimizers) -> dict[str, float]:
+        out = super().step(x, optimizers)
+        if self.averaged is not None:
+            self._avg_t += 1
+            if self._avg_t % AVERAGE_EVERY == 0:
+                self._update_average()
+        return out
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """Every AVERAGE_EVERY = k steps, θ̄ ← d_t^k θ̄ + (1 − d_t^k) θ with d_t = min(d, (1 + t)/(10 + t)):
+        the average of every step's weights with decay d_t, sampled every k steps (one fused op over all
+        the tensors; done every step it cost ~5% of a step, the cache it evicts included)."""
+        if self._avg_pairs is None:
+            self._avg_pairs = (list(self.averaged.parameters()), list(self.flow.parameters()))
+        t = self._avg_t
+        d = min(self.cfg.average, (1.0 + t) / (10.0 + t)) ** AVERAGE_EVERY
+        torch._foreach_lerp_(*self._avg_pairs, 1.0 - d)
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fn = self._objective
@@ -217,7 +260,7 @@ class FlowModel(Model2D):
         """KL(q ‖ p*) = E_q[log q(x)] - E_q[log p*(x)] = cross-entropy - entropy, from n samples of
         the flow (x = f(z), log q(x) = log N(z) - log|det ∂x/∂z|: no inverse needed).
         p* is normalised, so -KL is the ELBO, a lower bound on log Z = 0."""
-        x, log_q = self.sample_with_log_prob(n)
+        x, log_q = self.sample_with_log_prob(n, self.flow)
         log_p = self._target(x)
         ce, ent = -log_p.mean(), -log_q.mean()
         return {"loss": ce - ent, "cross_entropy": ce, "entropy": ent}
@@ -232,8 +275,8 @@ class FlowModel(Model2D):
 
     @torch.no_grad()
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
-        out = warp_probe(self.flow, self.standardizer)
-        out["latent"] = self.pull(self.standardizer(points[:LATENT_POINTS]))[0].cpu().numpy()
+        out = warp_probe(self.shown, self.standardizer)
+        out["latent"] = self.pull(self.standardizer(points[:LATENT_POINTS]), self.shown)[0].cpu().numpy()
         if self.cfg.fit == "target" and self._target is not None:
             out["target_log_density"] = self._target(grid).float().cpu().numpy()
         return out
@@ -310,10 +353,10 @@ class PlanarFlow(FlowModel):
     def make_layers(self):
         return [PlanarLayer() for _ in range(self.cfg.layers)]
 
-    def pull(self, u):
+    def pull(self, u, flow=None):
         with torch.no_grad():
             log_det = u.new_zeros(u.shape[0])
-            for layer in reversed(self.flow.layers):
+            for layer in reversed((self.flow if flow is None else flow).layers):
                 u, ld = layer.solve_inverse(u)
                 log_det = log_det + ld
             return u, log_det
@@ -321,16 +364,26 @@ class PlanarFlow(FlowModel):
 
 @register
 class NICE(FlowModel):
-    """NICE (notes 5.4.2): additive couplings with alternating partitions (volume preserving,
-    det J = 1) and a final diagonal scaling layer x_i = s_i z_i."""
+    """NICE (notes 5.4.2; Dinh et al. 2014): additive couplings with alternating partitions (volume
+    preserving, det J = 1) and one diagonal scaling layer, log|det| = Σ log s_i.
+
+    Where the scaling sits, settled: at the **latent end**, as in the paper (§3.3: "a diagonal scaling
+    matrix S as the top layer", the top of the encoder x -> h, so log p(x) = Σ_i [log p_H(f_i(x)) + log S_ii]).
+    Listed z -> x it is the first layer: z' = s ⊙ z, then the couplings. The notes (5.4.2) write it as the
+    final layer of z -> x (x_i = s_i z_i, the data end). The two give the same family of densities
+    (S⁻¹ A S is again an additive coupling, with m'(a) = m(s_a a)/s_b) and differ in how training moves:
+    at the latent end the scale adjusts the Gaussian each coupling sees. Measured at 3,000 steps (one seed,
+    `python -m playground bench quality`): held-out gap 1.32 nats at the latent end against 1.62 at the data
+    end on the 25-Gaussian grid, 0.146 against 0.155 on the anisotropic mixture."""
 
     key = "nice"
     title = "NICE (additive coupling)"
     Config = CouplingConfig
+    scaling_end = "latent"  # where the diagonal scaling sits (see the docstring); zuko's NICE reference follows it
 
     def make_layers(self):
         c = self.cfg
-        return [AdditiveCoupling(i % 2, c.hidden, c.depth) for i in range(c.layers)] + [DiagonalScaling()]
+        return [DiagonalScaling()] + [AdditiveCoupling(i % 2, c.hidden, c.depth) for i in range(c.layers)]
 
 
 @register

@@ -136,6 +136,56 @@ def sample(name: str, n: int, rng: np.random.Generator, temperature: float = 1.0
     return (xx[cells] + (rng.random((n, 2)) - 0.5) * h).astype(np.float32)
 
 
+# --- an unequal-weight mixture of rotated, elongated Gaussians ("anisomix") ---------------------
+# Component k: weight w_k, mean m_k, covariance R(θ_k) diag(a_k², (s·b_k)²) R(θ_k)ᵀ, where a_k is the
+# long-axis std, s the dataset's noise level and b_k a per-component factor of the short axis.
+# The common case the symmetric sets (equal weights, round components) miss.
+
+ANISO_WEIGHTS = (0.35, 0.25, 0.20, 0.12, 0.08)
+ANISO_MEANS = ((-1.6, 1.5), (1.8, 1.4), (0.2, -0.9), (-2.3, -2.4), (2.4, -2.5))
+ANISO_LONG = (1.0, 0.75, 1.2, 0.5, 0.6)  # long-axis std a_k
+ANISO_SHORT = (1.0, 1.4, 0.8, 1.6, 1.2)  # short-axis std b_k, times the noise level
+ANISO_ANGLES = (35.0, -50.0, 8.0, 80.0, 125.0)  # rotation of the long axis, degrees
+
+
+def aniso_params(noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights (K,), means (K, 2), covariances (K, 2, 2)) of the anisotropic mixture at `noise`."""
+    w = np.asarray(ANISO_WEIGHTS, np.float64)
+    t = np.deg2rad(ANISO_ANGLES)
+    rot = np.stack([np.stack([np.cos(t), -np.sin(t)], 1), np.stack([np.sin(t), np.cos(t)], 1)], 1)
+    d = np.stack([np.asarray(ANISO_LONG), noise * np.asarray(ANISO_SHORT)], 1) ** 2
+    cov = np.einsum("kij,kj,klj->kil", rot, d, rot)
+    return w / w.sum(), np.asarray(ANISO_MEANS, np.float64), cov
+
+
+def aniso_sample(n: int, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Exact samples: a component k ~ w, then m_k + R_k diag(a_k, s·b_k) ε with ε ~ N(0, I)."""
+    w, mu, cov = aniso_params(noise)
+    k = rng.choice(len(w), size=n, p=w)
+    chol = np.linalg.cholesky(cov)
+    return mu[k] + np.einsum("nij,nj->ni", chol[k], rng.standard_normal((n, 2)))
+
+
+def aniso_log_prob(x, noise: float):
+    """log Σ_k w_k N(x; m_k, Σ_k), in closed form (numpy in, numpy out; torch in, torch out).
+    Each component's quadratic form is written in its own axes: u = R_kᵀ(x − m_k),
+    log N = −u₁²/2a_k² − u₂²/2(s b_k)² − log a_k − log(s b_k) − log 2π."""
+    ops = _Ops(x)
+    comps = []
+    for w, (m1, m2), a, b, deg in zip(ANISO_WEIGHTS, ANISO_MEANS, ANISO_LONG, ANISO_SHORT, ANISO_ANGLES):
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        d1, d2 = x[..., 0] - m1, x[..., 1] - m2
+        u1, u2 = c * d1 + s * d2, -s * d1 + c * d2
+        sb = noise * b
+        comps.append(math.log(w / sum(ANISO_WEIGHTS)) - 0.5 * (u1 / a) ** 2 - 0.5 * (u2 / sb) ** 2
+                     - math.log(a) - math.log(sb) - math.log(2 * math.pi))
+    if ops.t:
+        return torch.logsumexp(torch.stack(comps, -1), -1)
+    stacked = np.stack(comps, -1)
+    m = stacked.max(-1, keepdims=True)
+    return (m + np.log(np.exp(stacked - m).sum(-1, keepdims=True)))[..., 0]
+
+
 # --- the built-in datasets whose density is known, as torch log-densities ------------------------
 
 def _mixture_log_prob(x: torch.Tensor, centres: torch.Tensor, std: float) -> torch.Tensor:
@@ -163,6 +213,8 @@ def dataset_log_prob(name: str, noise: float):
             return (-0.5 * x1 ** 2 - 0.5 * math.log(2 * math.pi)
                     - 0.5 * ((x2 - 0.5 * x1 ** 2 + 2.0) / noise) ** 2 - math.log(noise) - 0.5 * math.log(2 * math.pi))
         return banana
+    if name == "anisomix":
+        return lambda x: aniso_log_prob(x, noise)
     if name == "gaussian":
         cov = torch.tensor([[2.0, 1.2], [1.2, 1.0]]) * noise ** 2
 

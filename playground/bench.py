@@ -110,15 +110,40 @@ def bench(key: str, cfg: dict, data: DataSplit, settings, seconds: float = 4.0, 
 # --- reference: the same flow built with zuko (a test/bench extra, not an app dependency) ----------------
 
 def _zuko_flow(key: str, cfg: dict):
-    """zuko's RealNVP / MAF with our architecture: the same number of layers, hidden widths and depth,
-    alternating masks / orders, affine transforms with a soft-clamped log-scale, N(0, I) base."""
+    """zuko's RealNVP / NICE / MAF with our architecture: the same number of layers, hidden widths and
+    depth, alternating masks / orders, N(0, I) base; affine transforms with zuko's soft-clamped log-scale
+    (RealNVP, MAF), or additive couplings and one diagonal scaling at the same end as ours (NICE)."""
     import zuko
 
     from models import REGISTRY
 
     c = {**REGISTRY[key].Config().as_dict(), **cfg}
     kw = dict(transforms=c["layers"], hidden_features=(c["hidden"],) * c["depth"])
-    return (zuko.flows.RealNVP if key == "realnvp" else zuko.flows.MAF)(2, **kw)
+    if key == "realnvp":
+        return zuko.flows.RealNVP(2, **kw)
+    if key == "maf":
+        return zuko.flows.MAF(2, **kw)
+    if key != "nice":
+        raise KeyError(f"no zuko reference for '{key}'")
+    from zuko.flows import Flow, GeneralCouplingTransform, UnconditionalDistribution, UnconditionalTransform
+    from zuko.transforms import AdditiveTransform
+
+    couplings = [GeneralCouplingTransform(2, mask=torch.arange(2) % 2 == i % 2, univariate=AdditiveTransform,
+                                          shapes=((),), hidden_features=kw["hidden_features"])
+                 for i in range(kw["transforms"])]
+    scaling = UnconditionalTransform(_zuko_scaling, torch.zeros(2))
+    # zuko lists its transforms x -> z; ours are listed z -> x (models/flows.py NICE.scaling_end)
+    at_latent = REGISTRY["nice"].scaling_end == "latent"
+    transforms = couplings + [scaling] if at_latent else [scaling] + couplings
+    base = UnconditionalDistribution(zuko.distributions.DiagNormal, torch.zeros(2), torch.ones(2), buffer=True)
+    return Flow(transforms, base)
+
+
+def _zuko_scaling(log_s: torch.Tensor):
+    """NICE's diagonal scaling z_i = x_i / s_i as a zuko transform (x -> z), log s a free parameter."""
+    from torch.distributions.transforms import AffineTransform
+
+    return AffineTransform(0.0, torch.exp(-log_s), event_dim=1)
 
 
 def _rate(step, x: torch.Tensor, batch: int, seconds: float, gen: torch.Generator) -> tuple[float, float]:
@@ -183,7 +208,7 @@ def _zuko_reference(key: str):
     return ref
 
 
-REFERENCES.update(realnvp=_zuko_reference("realnvp"), maf=_zuko_reference("maf"))
+REFERENCES.update(realnvp=_zuko_reference("realnvp"), nice=_zuko_reference("nice"), maf=_zuko_reference("maf"))
 
 
 # --- MCMC throughput (notes 7.3): chains x steps per second -------------------------------------------

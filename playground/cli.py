@@ -5,8 +5,10 @@
     python -m playground train realnvp --data my.csv --test-data held.csv --save-samples out.csv
     python -m playground bench mog --json
 
-Bad arguments and bad files exit with status 2 and one line on stderr saying why.
-Likelihoods are in nats per point, in the data's own coordinates.
+Bad arguments and bad files exit with status 2 and one line on stderr saying why. `train` exits with 1
+when the run diverged (a NaN, infinite or exploded loss, NLL or samples: see playground/session.py; the
+metrics are those of the last good model) and 130 after Ctrl-C (it stops after the current step and
+prints the metrics of what it has). Likelihoods are in nats per point, in the data's own coordinates.
 """
 
 from __future__ import annotations
@@ -15,14 +17,28 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from models import REGISTRY, ConfigError, TrainSettings
 
-from .datasets import DATASETS, DataError, DataSplit, box_of, make_split, parse_csv, split_array, write_csv
+from .datasets import (
+    DATASETS,
+    MAX_CSV_BYTES,
+    MB,
+    DataError,
+    DataSplit,
+    box_of,
+    check_points,
+    make_split,
+    parse_csv,
+    split_array,
+    write_csv,
+)
 
 
 class UsageError(Exception):
@@ -67,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered; "
                                       "'bench samplers': MCMC chains x steps per second; 'bench browser': what "
                                       "the page paints per tab; 'bench frames MODEL': the browser's cost per frame")
-    be.add_argument("model", nargs="?", default="mog", help="a model key, or 'samplers', 'browser', 'frames'")
+    be.add_argument("model", nargs="?", default="mog",
+                    help="a model key, or 'samplers', 'browser', 'frames', 'quality' (held-out NLL gap to the true "
+                         "entropy, ours vs references, at equal steps)")
     be.add_argument("target", nargs="?", default=None, help="'frames' only: the model whose frames to replay")
     be.add_argument("--tab", action="append", default=[], help="'browser' only: a tab to measure (repeatable; "
                                                               "default: every tab with training)")
@@ -84,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     be.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     be.add_argument("--json", action="store_true")
+    be.add_argument("--families", default=None, help="'quality' only: comma-separated families (flows, latent, "
+                                                      "autoregressive, ebm, gan; default all)")
+    be.add_argument("--models", default=None, help="'quality' only: comma-separated model keys (added to --families)")
+    be.add_argument("--datasets", default=None, help="'quality' only: comma-separated sets with a known density")
+    be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
+    be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
+    be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
     return ap
 
 
@@ -98,8 +123,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _read_csv(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
+    size = os.path.getsize(path)
+    if size > MAX_CSV_BYTES:  # refused before reading it: the message gives its real size
+        raise DataError(f"{path}: file is {size / MB:.2f} MB, over the {MAX_CSV_BYTES // MB} MB limit")
     with open(path, "rb") as f:
-        blob = f.read(50 * 1024 * 1024)
+        blob = f.read(MAX_CSV_BYTES + 1)
     try:
         return parse_csv(blob)
     except DataError as err:
@@ -115,20 +143,31 @@ def load_data(args, seed: int) -> DataSplit:
         x = _read_csv(args.data)
         name = os.path.basename(args.data)
         if not test_file:
-            return split_array(x, name, seed=seed, standardise=args.standardise)
+            try:
+                return split_array(x, name, seed=seed, standardise=args.standardise)
+            except DataError as err:
+                raise DataError(f"{args.data}: {err}") from None
         test = _read_csv(test_file)
         if args.standardise:
             mean, std = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)
             x, test = (x - mean) / std, (test - mean) / std
-        return DataSplit(x.astype(np.float32), test.astype(np.float32), name, box_of(x),
+        train32 = _checked(x, args.data, "the points")
+        return DataSplit(train32, _checked(test, test_file, "the held-out points", spread=False), name, box_of(x),
                          info={"test_data": test_file})
     split = make_split(args.dataset or "8gaussians", args.n, args.noise, seed)
     if test_file:
-        test = _read_csv(test_file).astype(np.float32)
+        test = _checked(_read_csv(test_file), test_file, "the held-out points", spread=False)
         split = DataSplit(np.concatenate([split.train, split.test]), test, split.name, split.box,
                           log_prob=split.log_prob, modes=split.modes, mode_std=split.mode_std,
                           info=dict(split.info, test_data=test_file))
     return split
+
+
+def _checked(x: np.ndarray, path: str, what: str, spread: bool = True) -> np.ndarray:
+    try:
+        return check_points(x, what, spread=spread)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
 
 
 def parse_sets(model: str, pairs: list[str], extra: dict) -> tuple[dict, dict]:
@@ -175,29 +214,78 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _check_output(path: str) -> None:
+    """Refuse an output file that cannot be written, before training (not after it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--save-samples {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--save-samples {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--save-samples {path}: the folder {folder} is not writable")
+
+
+class _CtrlC:
+    """While training: the first Ctrl-C asks the session to stop after its current step (the metrics of what
+    it has are printed, exit status 130); a second one interrupts at once."""
+
+    def __init__(self, sess):
+        self.sess, self.pressed, self.old = sess, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.pressed = True
+        self.sess.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+
 def cmd_train(args) -> int:
+    """Exit status: 0 trained, 1 diverged (the last good model is evaluated) or the samples could not be
+    written, 2 bad arguments or data, 130 stopped by Ctrl-C (after printing the metrics of what it has)."""
     from .session import Session, configure_threads
 
     configure_threads()
     cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
     if args.steps < 0 or args.samples < 1:
         raise UsageError("--steps must be >= 0 and --samples >= 1")
+    if args.save_samples:
+        _check_output(args.save_samples)
     settings = TrainSettings.make(**extra)
     data = load_data(args, settings.seed)
     sess = Session(args.model, cfg, data, settings, device=args.device)
+    print(f"training {args.model} on {data.name}: {args.steps} steps (Ctrl-C stops early and prints the metrics)",
+          file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    ok = sess.train_steps(args.steps)
+    with _CtrlC(sess) as ctrl_c:
+        ok = sess.train_steps(args.steps)
     seconds = time.perf_counter() - t0
     metrics = sess.evaluate()
+    if ok and not sess.check_evaluation(metrics):  # exploded samples or NLL: rolled back to a sound checkpoint
+        ok, metrics = False, sess.evaluate()
     out = {"model": args.model, "dataset": data.name, "steps": sess.step_count, "seconds": round(seconds, 3),
            "steps_per_second": round(sess.step_count / seconds, 2) if seconds > 0 else None,
            "device": str(sess.device), "config": sess.model.cfg.as_dict(), "settings": settings.as_dict(),
            "n_train": int(len(data.train)), "n_test": int(len(data.test)), "diverged": not ok,
-           "message": sess.message, "metrics": {k: _num(v) for k, v in metrics.items()}}
+           "interrupted": ctrl_c.pressed, "message": sess.message,
+           "metrics": {k: _num(v) for k, v in metrics.items()}}
+    write_error = None
     if args.save_samples:
-        samples = sess.model.sample(args.samples).detach().cpu().numpy()
-        write_csv(args.save_samples, samples)
-        out["samples_file"] = args.save_samples
+        try:
+            samples = sess.model.sample(args.samples).detach().cpu().numpy()
+            write_csv(args.save_samples, samples)
+            out["samples_file"] = args.save_samples
+        except OSError as err:  # the metrics are still printed below
+            write_error = f"--save-samples {args.save_samples}: {err.strerror or err}"
+            out["samples_error"] = write_error
     if args.json:
         print(json.dumps(out))
     else:
@@ -207,7 +295,11 @@ def cmd_train(args) -> int:
             print(f"  {k:<16} {v}")
         if not ok:
             print(f"  diverged: {sess.message}")
-    return 0 if ok else 1
+        if ctrl_c.pressed:
+            print(f"  interrupted: {sess.message}")
+    if write_error:
+        print(f"error: {write_error}", file=sys.stderr)
+    return 130 if ctrl_c.pressed else 0 if ok and not write_error else 1
 
 
 def _num(v):
@@ -250,6 +342,8 @@ def cmd_compare(args) -> int:
 def cmd_bench(args) -> int:
     if args.model in ("browser", "frames"):
         return cmd_bench_web(args)
+    if args.model == "quality":
+        return cmd_bench_quality(args)
     args.seconds = 4.0 if args.seconds is None else args.seconds
     from .bench import bench, bench_samplers
 
@@ -290,6 +384,25 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_quality(args) -> int:
+    from .bench_quality import print_table, quality
+
+    def names(v):
+        return [t.strip() for t in v.split(",") if t.strip()] if v else None
+
+    if args.device == "cuda":
+        raise UsageError("bench quality runs on the CPU")
+    res = quality(names(args.families), names(args.models), names(args.datasets) or names(args.dataset),
+                  steps=args.steps, seeds=args.seeds, seed=args.seed, n=args.n, eval_n=args.eval_n,
+                  progress=None if args.json else lambda r: print(f"  done: {r['model']} on {r['dataset']} "
+                                                                   f"({r['seconds']:.0f} s)", file=sys.stderr))
+    if args.json:
+        print(json.dumps({**res, "rows": [{k: _num(v) for k, v in r.items()} for r in res["rows"]]}))
+    else:
+        print_table(res)
+    return 0
+
+
 def cmd_bench_web(args) -> int:
     from . import benchweb
 
@@ -324,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

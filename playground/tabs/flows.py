@@ -36,6 +36,8 @@ on $\log Z = 0$.
 minimises $\mathrm{KL}(q\,\|\,p^*) = \mathbb E_{z}[\log q(f(z)) - \log p^*(f(z))]$ from the flow's own samples
 (reverse KL): it is *mode-seeking* — try 8 Gaussians and watch it settle on a few modes.
 **Compiled mode** runs `torch.compile` on the loss: faster steps after a one-off start-up of 20–60 s.
+**Weight averaging**: what is shown (density, samples, held-out NLL) is an exponential moving average of the
+weights (Polyak averaging); the loss curve is the raw weights'. Set it to 0 to see the raw weights.
 """
 
 EXPLAIN = {
@@ -52,8 +54,10 @@ Its density on the grid here comes from inverting each layer numerically (a 1-D 
 ### NICE (notes 5.4.2)
 Additive coupling: keep one coordinate, shift the other by a network of it,
 $x_a = z_a,\; x_b = z_b + m_\theta(z_a)$; the inverse subtracts the same shift. The Jacobian is triangular with
-ones on the diagonal, so $\det J = 1$: every coupling **preserves volume** (its bar is 0). Only the final
-**diagonal scaling** $x_i = s_i z_i$ changes volume. Layers alternate which coordinate is kept.
+ones on the diagonal, so $\det J = 1$: every coupling **preserves volume** (its bar is 0). Only the
+**diagonal scaling** $z'_i = s_i z_i$ changes volume. It sits at the **latent end** (the first layer from $z$),
+as in the NICE paper (§3.3, "the top layer" of $x \to h$); the notes put it at the data end ($x_i = s_i z_i$).
+Both give the same densities; the latent end trained better here. Layers alternate which coordinate is kept.
 """,
     "realnvp": r"""
 ### Real NVP (notes 5.4.3)

@@ -1,0 +1,334 @@
+"""`python -m playground bench quality`: how close each family gets to the true density at equal steps,
+against the strongest reference we can build.
+
+On every built-in set whose density p* is known in closed form, a model q trained for the same number of
+steps (3,000 by default) on the same points with the same batch is scored by its **gap**
+
+    gap = held-out NLL of q − held-out NLL of p* = (1/m) Σ_x [log p*(x) − log q(x)],
+
+the Monte Carlo estimate (notes 3.2.3) of KL(p* ‖ q) = E_p*[log p*(x)] − E_p*[log q(x)] (notes 3.2.1):
+0 for the true density, ≥ 0 in expectation for any other, in nats per point. The held-out points are a
+fresh sample of `eval_n` points (20,000 by default) drawn with a seed of their own, so the estimate's
+standard error is a few thousandths of a nat (reported as `*_se` where the per-point terms are at hand).
+
+References (same data, same batch, same steps, same learning rate):
+
+* RealNVP, NICE, MAF: the same flow built with zuko (the layers, widths, depth, alternation and
+  NICE's scaling end of ours; zuko's own initialisation, affine soft clamp and no standardisation),
+  trained with plain Adam on the same batches (playground/bench.py `_zuko_flow`);
+* the mixture of Gaussians: full-covariance EM in numpy with k-means++ seeding and 5 restarts, with the
+  true number of components where the set has one (8, 25, 5 or 1), else the model's default K;
+* every other density family (VAE, autoregressive, EBMs): no library reference; the row reports the gap
+  to the true entropy only, labelled so;
+* GANs: the number of the 25 modes of 25 Gaussians their samples cover (metrics.mode_coverage), against
+  the target 25.
+
+Every model of ours is built by registry key with its default hyperparameters and the default training
+settings, through the same Session the app and the command line use, so what other changes do to those
+defaults shows up here. "ok" means ours ≤ reference + TOLERANCE nats.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from models import REGISTRY, TrainSettings
+
+from .datasets import DATASETS, DataSplit, make_split
+from .session import Session, configure_threads
+
+FLOW_KEYS = ("realnvp", "nice", "maf")  # the flows with a zuko reference
+KNOWN_SETS = ("8gaussians", "25gaussians", "banana", "checkerboard", "gaussian", "anisomix")
+GAN_SET = "25gaussians"
+FAMILIES = ("flows", "latent", "autoregressive", "ebm", "gan")
+TRUE_K = {"8gaussians": 8, "25gaussians": 25, "anisomix": 5, "gaussian": 1}
+TOLERANCE = 0.01  # nats: "no worse than the reference" allows this much
+EVAL_SEED = 10_000  # the held-out sample of run `seed` is drawn with EVAL_SEED + seed
+NO_REFERENCE = "none: gap to the true entropy only"
+
+
+def family_keys(family: str) -> list[str]:
+    """The registry keys a --families name stands for."""
+    if family in ("flow", "flows"):
+        return list(FLOW_KEYS)
+    keys = sorted(k for k, c in REGISTRY.items() if c.family == family)
+    if not keys:
+        raise ValueError(f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
+    return keys
+
+
+def eval_points(name: str, noise: float, n: int, seed: int) -> np.ndarray:
+    """A fresh held-out sample of the built-in set `name`, disjoint in seed from its training split."""
+    return DATASETS[name].sample(n, np.random.default_rng(EVAL_SEED + seed), noise)
+
+
+def true_log_prob(name: str, noise: float, x: np.ndarray) -> np.ndarray:
+    return np.asarray(DATASETS[name].log_prob(np.asarray(x, np.float64), noise), np.float64)
+
+
+def gap_terms(log_q: np.ndarray, log_p: np.ndarray) -> tuple[float, float]:
+    """(gap, standard error) from per-point log-densities: mean and s.e. of log p*(x) − log q(x)."""
+    d = np.asarray(log_p, np.float64) - np.asarray(log_q, np.float64)
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+
+
+# --- ours: a registry model with its defaults ---------------------------------------------------------
+
+def run_ours(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int, device: str = "cpu") -> dict:
+    """Train `key` with default hyperparameters and settings (seed `seed`) for `steps` steps, then the
+    Session's own evaluation on the held-out sample: its test NLL (an EBM's grid-normalised, a VAE's
+    latent-integrated) and, for GANs, mode coverage."""
+    t0 = time.perf_counter()
+    sess = Session(key, None, data, TrainSettings(seed=seed), device=device)
+    ok = sess.train_steps(steps)
+    test = torch.as_tensor(x_eval, device=sess.device)
+    m = sess.evaluate(test=test)
+    out = {"steps": sess.step_count, "diverged": not ok, "seconds": time.perf_counter() - t0,
+           "density": sess.model.density}
+    if not ok:
+        out["message"] = sess.message
+    if "test_nll" in m:
+        out["nll"] = float(m["test_nll"])
+    if "modes_covered" in m:
+        out["modes_covered"] = int(m["modes_covered"])
+    return out
+
+
+# --- references ------------------------------------------------------------------------------------------
+
+def run_zuko(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int) -> dict:
+    """zuko's version of flow `key` (bench._zuko_flow: our architecture) trained like ours: the same
+    batches (the Session's generator, seeded alike), the same batch size and learning rate, Adam.
+    Also the held-out log-densities of its weights averaged as ours are (FlowModel's `average`: the same
+    decay and warm-up), to tell what the averaging gives from what the rest of ours gives."""
+    import copy
+
+    from models.flows import AVERAGE_EVERY
+
+    from .bench import _zuko_flow
+
+    settings = TrainSettings(seed=seed)
+    decay = float(getattr(REGISTRY[key].Config(), "average", 0.0))
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    flow = _zuko_flow(key, {})
+    avg = copy.deepcopy(flow).requires_grad_(False)
+    pairs = (list(avg.parameters()), list(flow.parameters()))
+    opt = torch.optim.Adam(flow.parameters(), lr=settings.lr)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(data.train)
+    n, done, diverged = x.shape[0], 0, False
+    for _ in range(steps):
+        xb = x if settings.batch >= n else x[torch.randint(0, n, (settings.batch,), generator=gen)]
+        loss = -flow().log_prob(xb).mean()
+        if not torch.isfinite(loss):
+            diverged = True
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done += 1
+        if done % AVERAGE_EVERY == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(*pairs, 1.0 - min(decay, (1.0 + done) / (10.0 + done)) ** AVERAGE_EVERY)
+    with torch.no_grad():
+        chunks = torch.as_tensor(x_eval).split(8192)
+        log_q = torch.cat([flow().log_prob(c) for c in chunks]).double().numpy()
+        log_q_avg = torch.cat([avg().log_prob(c) for c in chunks]).double().numpy()
+    return {"steps": done, "diverged": diverged, "seconds": time.perf_counter() - t0, "log_q": log_q,
+            "log_q_averaged": log_q_avg}
+
+
+def em_reference(x: np.ndarray, k: int, rng: np.random.Generator, restarts: int = 5, iters: int = 500,
+                 reg: float = 1e-6, tol: float = 1e-8):
+    """Full-covariance EM (Dempster et al. 1977; notes 4.1) from k-means++ seeds (Arthur & Vassilvitskii
+    2007), the best of `restarts` by training log-likelihood. Returns a numpy log-density."""
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    best, best_ll = None, -math.inf
+    for _ in range(restarts):
+        centres = [x[rng.integers(n)]]
+        for _ in range(1, k):
+            d2 = np.min(((x[:, None] - np.asarray(centres)[None]) ** 2).sum(-1), 1)
+            centres.append(x[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(n)])
+        nearest = ((x[:, None] - np.asarray(centres)[None]) ** 2).sum(-1).argmin(1)
+        resp = np.eye(k)[nearest]
+        prev = -math.inf
+        for _ in range(iters):
+            params = _m_step(x, resp, reg)
+            comp = _component_log_prob(x, *params)
+            ll_n = _logsumexp(comp)
+            ll = float(ll_n.mean())
+            resp = np.exp(comp - ll_n[:, None])
+            if ll - prev < tol:
+                break
+            prev = ll
+        if ll > best_ll:
+            best, best_ll = params, ll
+    return lambda pts: _logsumexp(_component_log_prob(np.asarray(pts, np.float64), *best))
+
+
+def _m_step(x, resp, reg):
+    nk = resp.sum(0) + 1e-10
+    w = nk / nk.sum()
+    mu = resp.T @ x / nk[:, None]
+    d = x[:, None] - mu[None]
+    cov = np.einsum("nk,nki,nkj->kij", resp, d, d) / nk[:, None, None] + reg * np.eye(2)
+    return w, mu, cov
+
+
+def _component_log_prob(x, w, mu, cov):
+    """log w_k + log N(x; mu_k, cov_k), shape (n, K)."""
+    d = x[:, None] - mu[None]
+    prec = np.linalg.inv(cov)
+    maha = np.einsum("nki,kij,nkj->nk", d, prec, d)
+    return np.log(w) - 0.5 * maha - 0.5 * np.log(np.linalg.det(cov)) - math.log(2 * math.pi)
+
+
+def _logsumexp(a):
+    m = a.max(1, keepdims=True)
+    return (m + np.log(np.exp(a - m).sum(1, keepdims=True)))[:, 0]
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+def _summary(values: list[float]) -> dict:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "runs": values}
+    return {"mean": statistics.fmean(vals), "runs": values,
+            "spread": statistics.stdev(vals) if len(vals) > 1 else None}
+
+
+def quality(families: list[str] | None = None, models: list[str] | None = None,
+            datasets: list[str] | None = None, steps: int = 3000, seeds: int = 1, seed: int = 0,
+            n: int = 2000, eval_n: int = 20_000, device: str = "cpu", progress=None) -> dict:
+    """The quality table: one row per (model, dataset) with our gap (nats; modes covered for GANs)
+    averaged over `seeds` runs and the reference's. `progress(row)` is called as each row is done."""
+    if steps < 1 or seeds < 1 or eval_n < 100:
+        raise ValueError("--steps and --seeds must be >= 1 and --eval-n >= 100")
+    sets = list(datasets) if datasets else list(KNOWN_SETS)
+    bad = [d for d in sets if d not in KNOWN_SETS]
+    if bad:
+        raise ValueError(f"no known density for: {', '.join(bad)} (sets with one: {', '.join(KNOWN_SETS)})")
+    keys: list[str] = []
+    for fam in families or ([] if models else FAMILIES):
+        keys += [k for k in family_keys(fam) if k not in keys]
+    for k in models or []:
+        if k not in REGISTRY:
+            raise ValueError(f"unknown model '{k}' (known: {', '.join(sorted(REGISTRY))})")
+        keys += [k] if k not in keys else []
+    configure_threads()
+    t_start = time.perf_counter()
+    run_seeds = [seed + i for i in range(seeds)]
+    rows = []
+    for key in keys:
+        fam = "flows" if key in FLOW_KEYS else REGISTRY[key].family
+        key_sets = [GAN_SET] if fam == "gan" and GAN_SET in sets else ([] if fam == "gan" else sets)
+        for name in key_sets:
+            row = _row(key, fam, name, steps, run_seeds, n, eval_n, device)
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return {"steps": steps, "seeds": run_seeds, "n": n, "eval_n": eval_n, "tolerance": TOLERANCE,
+            "seconds": round(time.perf_counter() - t_start, 1), "rows": rows}
+
+
+def _row(key, fam, name, steps, run_seeds, n, eval_n, device) -> dict:
+    ds = DATASETS[name]
+    noise = ds.noise
+    row = {"family": fam, "model": key, "dataset": name, "steps": steps}
+    ours, ref, ref_se, ref_avg, notes, secs = [], [], [], [], [], 0.0
+    reference = NO_REFERENCE
+    for s in run_seeds:
+        data = make_split(name, n, noise, seed=s)
+        x_eval = eval_points(name, noise, eval_n, s)
+        log_p = true_log_prob(name, noise, x_eval)
+        res = run_ours(key, data, x_eval, steps, s, device)
+        secs += res["seconds"]
+        if res.get("diverged"):
+            notes.append(f"seed {s}: {res.get('message', 'diverged')}")
+        if fam == "gan":
+            ours.append(res.get("modes_covered"))
+            continue
+        ours.append(res["nll"] - float(-log_p.mean()))
+        row["density"] = res["density"]
+        if key in FLOW_KEYS:
+            z = run_zuko(key, data, x_eval, steps, s)
+            secs += z["seconds"]
+            g, se = gap_terms(z["log_q"], log_p)
+            ref.append(g)
+            ref_se.append(se)
+            ref_avg.append(gap_terms(z["log_q_averaged"], log_p)[0])
+            reference = f"zuko {_zuko_version()}, same layers"
+            if z["diverged"]:
+                notes.append(f"seed {s}: zuko diverged after {z['steps']} steps")
+        elif key == "mog":
+            k = TRUE_K.get(name)
+            label = f"true K={k}" if k else f"K={REGISTRY['mog'].Config().K} as ours (no true K)"
+            log_q = em_reference(data.train, k or REGISTRY["mog"].Config().K, np.random.default_rng(s))(x_eval)
+            g, se = gap_terms(log_q, log_p)
+            ref.append(g)
+            ref_se.append(se)
+            reference = f"full-covariance EM, {label}, best of 5"
+    o = _summary(ours)
+    row["seconds"] = round(secs, 1)
+    if fam == "gan":
+        row.update(metric="modes_covered", ours=o["mean"], ours_runs=ours, modes_total=25,
+                   reference="target: 25 of 25 modes", reference_value=25,
+                   verdict="ok" if o["mean"] is not None and min(ours) >= 25 else "below target")
+    else:
+        r = _summary(ref)
+        row.update(metric="gap_nats", ours=o["mean"], ours_runs=ours, ours_spread=o.get("spread"),
+                   reference=reference, reference_value=r["mean"], reference_runs=ref,
+                   reference_spread=r.get("spread"),
+                   reference_se=statistics.fmean(ref_se) if ref_se else None)
+        if ref_avg:
+            row["reference_averaged"] = _summary(ref_avg)["mean"]
+            row["reference_averaged_runs"] = ref_avg
+        if r["mean"] is None or o["mean"] is None:
+            row["verdict"] = "—" if not ref else "failed"
+        else:
+            row["verdict"] = "ok" if o["mean"] <= r["mean"] + TOLERANCE else "worse"
+            row["ratio"] = o["mean"] / r["mean"] if r["mean"] > 0 else None
+    if notes:
+        row["notes"] = notes
+    return row
+
+
+def _zuko_version() -> str:
+    import zuko
+
+    return getattr(zuko, "__version__", "?")
+
+
+def format_row(r: dict) -> str:
+    def f(v, w=8):
+        return f"{v:>{w}.4f}" if isinstance(v, float) else f"{'—' if v is None else v:>{w}}"
+
+    if r["metric"] == "modes_covered":
+        ours = f"{r['ours']:.1f}/25" if isinstance(r["ours"], float) else "—"
+        return (f"  {r['family']:<14} {r['model']:<15} {r['dataset']:<12} modes {ours:>8}  "
+                f"{'(target 25/25)':<44} {r['verdict']}")
+    extra = f"   (zuko with our averaging {r['reference_averaged']:.4f})" if "reference_averaged" in r else ""
+    return (f"  {r['family']:<14} {r['model']:<15} {r['dataset']:<12} {f(r['ours'])}  "
+            f"{f(r['reference_value'])}  {r['reference'][:34]:<34} {r['verdict']}{extra}")
+
+
+def print_table(res: dict, out=None) -> None:
+    out = sys.stdout if out is None else out
+    print(f"held-out NLL gap to the true entropy (nats, KL(p*‖q) estimate on {res['eval_n']:,} fresh points; "
+          f"0 = exact), {res['steps']} steps, seeds {res['seeds']}, {res['n']} points (80% train); "
+          f"'ok' = ours <= reference + {res['tolerance']} nats; {res['seconds']:.0f} s", file=out)
+    print(f"  {'family':<14} {'model':<15} {'dataset':<12} {'ours':>8}  {'ref':>8}  {'reference':<34} verdict",
+          file=out)
+    for r in res["rows"]:
+        print(format_row(r), file=out)
+        for note in r.get("notes", []):
+            print(f"      note: {note}", file=out)
