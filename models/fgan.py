@@ -29,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from .base import hp, register
-from .gan import GAN, GANConfig
+from .gan import GAN, R1Config
 
 LOG2 = math.log(2.0)
 
@@ -83,13 +83,13 @@ G_OBJECTIVE_HELP = "saddle: G minimises the bound itself; non-saturating: G maxi
 
 
 @dataclass
-class FGANConfig(GANConfig):
+class FGANConfig(R1Config):
     g_objective: str = hp("non-saturating", choices=("non-saturating", "saddle"), label="generator loss",
                           help=G_OBJECTIVE_HELP)
 
 
 @dataclass
-class FGANSaddleConfig(GANConfig):
+class FGANSaddleConfig(R1Config):
     """KL and reverse KL default to the saddle loss: the non-saturating one is -E_q[exp(-v)] for
     reverse KL (it explodes where D is sure) and made KL oscillate between collapsed states here."""
 
