@@ -17,14 +17,17 @@ Gulrajani et al. use the Euclidean cost ||x - y||_2, whose dual norm is L2 again
 coordinates); in 2D the two distances bracket each other, W1_L2 <= W1_L1 <= sqrt(2) W1_L2, since
 ||v||_2 <= ||v||_1 <= sqrt(2) ||v||_2 (two point masses (3, 4) apart: 5 with L2, 7 with L1).
 
-Defaults (25 Gaussians, 3,000 steps, seeds 0-3): WGAN-GP with lambda = 1 and k = 2 critic steps, the
-common GANConfig's Adam (beta = (0, 0.9), lr_d 2e-3, lr_g 4e-3) covers 24-25 modes (the former
-lambda = 10, k = 5, lr 1e-3, beta1 = 0.5: 4-12) at 2.5x the steps per second; the mean ||grad f(x_hat)||
-stays at 1.02-1.07, so the gap is still W1's estimate. Gulrajani et al. themselves take lambda = 0.1 on their
-toy sets ("smaller lambda seems to help"): a unit-slope critic changes by at most 0.3 across a mode of
-std 0.1, too faint a signal for G at lambda = 10. Weight clipping covers 16-21 at best (lr_d 1e-3,
-lr_g 2e-3, c = 0.1; the former 5e-4 and c = 0.05: 7-16): clipping pushes the critic towards simple
-functions (Gulrajani et al. 2017, fig. 1), a failure the tab shows on purpose.
+Defaults (25 Gaussians, 3,000 steps; before: seeds 0-1, after: seeds 0-3). WGAN-GP with lambda = 1, k = 2
+critic steps and the common GANConfig's Adam (beta = (0, 0.9), lr_d 2e-3, lr_g 4e-3) covers 24-25 modes, at
+about 2.2x the steps per second of the former lambda = 10, k = 5, lr 1e-3, beta1 = 0.5, which covered 6-12.
+The mean ||grad f(x_hat)|| then ends at 1.02-1.07, so the gap still estimates W1 near the end; early on,
+with p and q far apart, the soft penalty lets the gap over-estimate it (two point masses D apart: slope
+1 + D/(2 lambda), gap D + D^2/(2 lambda)). Gulrajani et al.'s released code for the 2D sets (gan_toy.py)
+takes lambda = 0.1 ("smaller lambda makes things faster for toy tasks"): a unit-slope critic changes by
+at most 0.3 within 3 std of a mode of std 0.1, too faint a push for G at lambda = 10.
+Weight clipping covers 16-21 (lr_d 1e-3, lr_g 2e-3, c = 0.1; the former 5e-4 and c = 0.05: 8-11):
+clipping pushes the critic towards simple functions (Gulrajani et al. 2017, fig. 1), a failure the tab
+shows on purpose.
 
 References:
     Arjovsky, Chintala & Bottou (2017), Wasserstein generative adversarial networks.
@@ -64,7 +67,7 @@ class WGANGPConfig(GANConfig):
                       help="Gulrajani et al. take 5; 2 covers as many modes here at 2.5x the speed")
     gp_weight: float = hp(1.0, 0.0, 100.0, step=0.1, live=True, label="gradient penalty λ",
                           help="weight of E[(‖∇ₓf(x̂)‖₂ − 1)²]: Euclidean transport cost (see the text); "
-                               "Gulrajani et al. take 10 on images, 0.1 on 2D sets")
+                               "Gulrajani et al. take 10 on images, 0.1 in their 2D code")
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None):

@@ -33,7 +33,7 @@ DIVERGENCE_LABEL = {
     "fgan_js": "lower bound on JSD", "fgan_pearson": "lower bound on χ²(data‖model)",
     "fgan_hellinger": "lower bound on squared Hellinger",
     "wgan": "critic gap E_p f − E_q f (∝ W₁: clipping bounds the slope by an unknown K)",
-    "wgan_gp": "critic gap E_p f − E_q f ≈ W₁",
+    "wgan_gp": "critic gap E_p f − E_q f ≈ W₁ (Euclidean cost; over-estimates while ‖∇f‖ > 1)",
 }
 # the losses when the generator has won (p = q and D is undecided): log 4 for D, etc.
 EQUILIBRIUM = {"gan_minimax": (math.log(4), -math.log(2)), "gan_ns": (math.log(4), math.log(2)),
