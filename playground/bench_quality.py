@@ -15,7 +15,10 @@ References (same data, same batch, same steps, same learning rate):
 
 * RealNVP, NICE, MAF: the same flow built with zuko (the layers, widths, depth, alternation and
   NICE's scaling end of ours; zuko's own initialisation, affine soft clamp and no standardisation),
-  trained with plain Adam on the same batches (playground/bench.py `_zuko_flow`);
+  trained with plain Adam on the same batches (playground/bench.py `_zuko_flow`). Ours shows the
+  average of its weights (models/flows.py, `average`); zuko's own weights are the reference, and the
+  same average of zuko's weights is reported beside it (`reference_averaged`), to tell what the
+  averaging gives from what the rest of ours (initialisation, clamp, standardisation) gives;
 * the mixture of Gaussians: full-covariance EM in numpy with k-means++ seeding and 5 restarts, with the
   true number of components where the set has one (8, 25, 5 or 1), else the model's default K;
 * every other density family (VAE, autoregressive, EBMs): no library reference; the row reports the gap

@@ -262,10 +262,10 @@ def cmd_train(args) -> int:
     settings = TrainSettings.make(**extra)
     data = load_data(args, settings.seed)
     sess = Session(args.model, cfg, data, settings, device=args.device)
-    print(f"training {args.model} on {data.name}: {args.steps} steps (Ctrl-C stops early and prints the metrics)",
-          file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    with _CtrlC(sess) as ctrl_c:
+    with _CtrlC(sess) as ctrl_c:  # the line comes once Ctrl-C is ours: from then on it stops after a step
+        print(f"training {args.model} on {data.name}: {args.steps} steps (Ctrl-C stops early and prints the "
+              "metrics)", file=sys.stderr, flush=True)
         ok = sess.train_steps(args.steps)
     seconds = time.perf_counter() - t0
     metrics = sess.evaluate()
@@ -394,8 +394,8 @@ def cmd_bench_quality(args) -> int:
         raise UsageError("bench quality runs on the CPU")
     res = quality(names(args.families), names(args.models), names(args.datasets) or names(args.dataset),
                   steps=args.steps, seeds=args.seeds, seed=args.seed, n=args.n, eval_n=args.eval_n,
-                  progress=None if args.json else lambda r: print(f"  done: {r['model']} on {r['dataset']} "
-                                                                   f"({r['seconds']:.0f} s)", file=sys.stderr))
+                  progress=lambda r: print(f"  done: {r['model']} on {r['dataset']} ({r['seconds']:.0f} s)",
+                                           file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps({**res, "rows": [{k: _num(v) for k, v in r.items()} for r in res["rows"]]}))
     else:
