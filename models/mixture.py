@@ -52,7 +52,7 @@ from .base import BaseConfig, Model2D, hp, register
 
 @dataclass
 class MoGConfig(BaseConfig):
-    K: int = hp(8, 1, 20, label="components K", help="number of Gaussians in the mixture")
+    K: int = hp(8, 1, 32, label="components K", help="number of Gaussians in the mixture")
     covariance: str = hp("full", choices=("full", "diagonal", "spherical"), label="covariance",
                          help="full: any ellipse; diagonal: axis-aligned; spherical: circles")
     method: str = hp("em", choices=("em", "gradient"), label="fitting method",
@@ -152,9 +152,8 @@ class MixtureOfGaussians(Model2D):
     # --- initialisation -----------------------------------------------------------------------
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
-        """Fit the standardised frame (in float64) to the training data, then k-means++ seeding of the
-        means; each component takes the covariance and weight of the points nearest its seed (Arthur &
-        Vassilvitskii 2007)."""
+        """Fit the standardised frame (in float64) to the training data, then seed the components by
+        k-means (:func:`kmeans_init`): each component takes the weight, mean and covariance of its cluster."""
         xd = x.double()
         shift = xd.mean(0)
         scale = torch.sqrt(xd.var(0, unbiased=False).mean())
@@ -164,19 +163,10 @@ class MixtureOfGaussians(Model2D):
         self.scale.copy_(scale)
         self.log_det.copy_(2 * torch.log(scale))
         x = ((xd - shift) / scale).to(x.dtype)
-        K, n = self.cfg.K, x.shape[0]
-        centres = [x[torch.randint(n, (1,), device=x.device)].squeeze(0)]
-        d2 = ((x - centres[0]) ** 2).sum(1)
-        for _ in range(1, K):
-            probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
-            c = x[torch.multinomial(probs, 1)].squeeze(0)
-            centres.append(c)
-            d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
-        mu = torch.stack(centres)
-        nearest = torch.cdist(x, mu).argmin(1)
-        resp = nn.functional.one_hot(nearest, K).to(x.dtype)
+        nearest = kmeans_init(x, self.cfg.K)
+        resp = nn.functional.one_hot(nearest, self.cfg.K).to(x.dtype)
         # a soft floor so that a seed with no points still gets a sensible covariance
-        resp = 0.98 * resp + 0.02 / K
+        resp = 0.98 * resp + 0.02 / self.cfg.K
         self._m_step_from_stats(*self._stats(x, resp), reset_online=True)
 
     # --- EM -------------------------------------------------------------------------------------
@@ -305,3 +295,37 @@ class MixtureOfGaussians(Model2D):
             "point_labels": resp.argmax(1).cpu().numpy().astype(np.int32),
             "point_confidence": resp.max(1).values.cpu().numpy(),
         }
+
+
+KMEANS_SEEDINGS = 5  # k-means++ seedings tried; the clustering with the least inertia starts EM
+KMEANS_ITERS = 10  # Lloyd iterations refining each seeding
+
+
+@torch.no_grad()
+def kmeans_init(x: torch.Tensor, K: int, seedings: int = KMEANS_SEEDINGS, iters: int = KMEANS_ITERS) -> torch.Tensor:
+    """Cluster labels (n,) that start EM: the best (least within-cluster sum of squares) of `seedings`
+    k-means++ seedings (Arthur & Vassilvitskii 2007), each refined by `iters` Lloyd iterations, as
+    scikit-learn's GaussianMixture starts from k-means. EM only climbs to the nearest local maximum of
+    the likelihood; one seeding alone left checkerboard's 8 components 0.05 nats short of the best of five
+    full EM runs (playground bench quality). Draws from the global generator, which the Session seeds."""
+    n = x.shape[0]
+    best, best_inertia = None, float("inf")
+    for _ in range(seedings):
+        centres = [x[torch.randint(n, (1,), device=x.device)].squeeze(0)]
+        d2 = ((x - centres[0]) ** 2).sum(1)
+        for _ in range(1, K):
+            probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+            c = x[torch.multinomial(probs, 1)].squeeze(0)
+            centres.append(c)
+            d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
+        mu = torch.stack(centres)
+        for _ in range(iters):
+            labels = torch.cdist(x, mu).argmin(1)
+            sums = torch.zeros_like(mu).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=K).to(x.dtype)
+            mu = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], mu)  # empty: stays
+        dist = torch.cdist(x, mu).min(1)
+        inertia = float((dist.values ** 2).sum())
+        if inertia < best_inertia:
+            best, best_inertia = dist.indices, inertia
+    return best

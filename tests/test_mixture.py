@@ -116,6 +116,27 @@ def test_kmeans_pp_seeds_cover_the_modes():
     assert (dist.min(1).values < 1.0).sum() >= 7
 
 
+def _inertia(x, labels):
+    return sum(float(((x[labels == k] - x[labels == k].mean(0)) ** 2).sum()) for k in labels.unique())
+
+
+@pytest.mark.parametrize("dataset", ["checkerboard", "25gaussians"])
+def test_kmeans_start_takes_the_best_of_its_refined_seedings(dataset):
+    """kmeans_init: Lloyd's iterations never increase the within-cluster sum of squares of a seeding, and
+    the start is the best of the five refined seedings (the same random stream drawn one at a time)."""
+    from models.mixture import kmeans_init
+
+    x = torch.as_tensor(make_split(dataset, 1500, seed=0).train)
+    torch.manual_seed(1)
+    raw = [_inertia(x, kmeans_init(x, 8, 1, 0)) for _ in range(5)]
+    torch.manual_seed(1)
+    refined = [_inertia(x, kmeans_init(x, 8, 1, 10)) for _ in range(5)]  # the same five seedings, refined
+    torch.manual_seed(1)
+    best = _inertia(x, kmeans_init(x, 8, 5, 10))
+    assert all(r <= q + 1e-6 for r, q in zip(refined, raw))
+    assert best == pytest.approx(min(refined), rel=1e-9) and best < min(raw)
+
+
 def test_responsibilities_are_a_posterior():
     m, x, _ = fitted("full", K=5, dataset="moons")
     with torch.no_grad():
