@@ -173,6 +173,42 @@ class Standardizer(nn.Module):
         return -torch.log(self.scale).sum()
 
 
+RNG_PURPOSES = {"train": 1, "view": 2}  # a model's own generators, offsets from the run's seed
+
+
+class RunGenerators:
+    """A model's own random generators, one per purpose: "train" (what a step draws: noise, negatives,
+    fakes) and "view" (what frames and metrics draw), so drawing a frame never changes the training run
+    and no run draws from torch's global generator, which every session of the process shares.
+
+    Seeded from the run's seed (the Session calls torch.manual_seed(settings.seed) before building the
+    model; `_seed` keeps it) plus the purpose's offset: the same seed gives the same run whoever else is
+    training. The Session finds these generators (`_gens`) and saves their states in every checkpoint."""
+
+    _seed: int = 0
+    _gens: dict
+
+    def _init_generators(self) -> None:
+        self._seed = torch.initial_seed()
+        self._gens = {}
+
+    def rng(self, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
+        """The generator for `purpose` on `device` (made afresh from the seed when the device changed)."""
+        dev = torch.device(device)
+        g = self._gens.get(purpose)
+        if g is None or g.device.type != dev.type:
+            g = torch.Generator(device=dev).manual_seed((self._seed + RNG_PURPOSES[purpose]) % 2 ** 63)
+            self._gens[purpose] = g
+        return g
+
+    def reset_generators(self, device: torch.device | str = "cpu") -> None:
+        """Start every stream from the seed again, all made now, so that a checkpoint of the session holds
+        their states from step 0 (init_from_data calls this)."""
+        self._gens.clear()
+        for purpose in RNG_PURPOSES:
+            self.rng(purpose, device)
+
+
 class Model2D(nn.Module):
     """Base class of every playground model (see ../shared/ARCHITECTURE.md, "The model interface").
 

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from . import ebm_losses as L
-from .base import BaseConfig, Model2D, Standardizer, hp, register
+from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, register
 from .nets import mlp
 from .samplers import (
     MALA_MIN_NOISE,
@@ -72,7 +72,6 @@ WALL = 50.0  # steepness of the wall around the data's box (standardised units)
 WALL_REACH = 0.65  # the support S is the data's box widened by this: the wall is −50·0.65² ≈ −21 nats there
 Z_CELLS = 96  # Z's grid: about Z_CELLS² near-square cells over S (even counts: log_z_err halves it)
 N_COMPARED = 500  # display chains and exact samples compared by the energy distance (as the frames' own metric)
-SEEDS = {"train": 1, "view": 2}  # the model's generators, offsets from the run's seed
 
 
 @dataclass
@@ -95,7 +94,7 @@ class EnergyConfig(BaseConfig):
                           help="how far the displayed chains move between two frames")
 
 
-class EnergyModel(Model2D):
+class EnergyModel(RunGenerators, Model2D):
     """The shared part: the energy network, standardisation, the support box and its partition
     function, exact samples, display chains, probe and metrics."""
 
@@ -111,8 +110,7 @@ class EnergyModel(Model2D):
         self.standardizer = Standardizer()
         self.register_buffer("lo", torch.full((2,), -2.5))  # the data's box B (z units)
         self.register_buffer("hi", torch.full((2,), 2.5))
-        self._seed = torch.initial_seed()  # the run's seed (Session: torch.manual_seed(settings.seed))
-        self._gens: dict[str, torch.Generator] = {}
+        self._init_generators()
         self._grid: tuple[tuple, GridDensity] | None = None
         self.register_buffer("chains", self._uniform(N_CHAINS, "view"))
         self.tracker = ChainTracker(N_TRACKED)
@@ -120,14 +118,9 @@ class EnergyModel(Model2D):
         self._stale = 0
 
     # --- randomness ---------------------------------------------------------------------------
-    def rng(self, purpose: str) -> torch.Generator:
+    def rng(self, purpose: str, device=None) -> torch.Generator:
         """The model's generator for `purpose` ("train" or "view"), on the model's device."""
-        g = self._gens.get(purpose)
-        dev = self.lo.device
-        if g is None or g.device.type != dev.type:
-            g = torch.Generator(device=dev).manual_seed((self._seed + SEEDS[purpose]) % 2 ** 63)
-            self._gens[purpose] = g
-        return g
+        return RunGenerators.rng(self, purpose, self.lo.device if device is None else device)
 
     # --- the energy and its normalisation ----------------------------------------------------------
     def f(self, z: torch.Tensor) -> torch.Tensor:
@@ -182,9 +175,7 @@ class EnergyModel(Model2D):
         pad = 0.2 * (hi - lo)
         self.lo.copy_(lo - pad)
         self.hi.copy_(hi + pad)
-        self._gens.clear()  # a run starts its random streams from its seed, both made now (a checkpoint
-        for purpose in SEEDS:  # of the session then holds their states from step 0)
-            self.rng(purpose)
+        self.reset_generators(self.lo.device)
         self.chains.copy_(self._uniform(N_CHAINS, "view"))
         self.tracker.reset()
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register
+from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, make_adam, register
 from .nets import mlp
 
 LOG4 = math.log(4.0)
@@ -128,7 +128,7 @@ def histogram_js(real: torch.Tensor, fake: torch.Tensor, box: torch.Tensor, bins
     return float(0.5 * kl(p) + 0.5 * kl(q))
 
 
-class GAN(Model2D):
+class GAN(RunGenerators, Model2D):
     """Base of every GAN: the two networks, the alternating updates, probes and metrics.
 
     A subclass says what the game is through four functions of the discriminator's raw output v
@@ -167,10 +167,13 @@ class GAN(Model2D):
         self.register_buffer("z_probe", torch.randn(N_PROBE, c.latent_dim, generator=gen), persistent=False)
         self._train: torch.Tensor | None = None
         self._g_params = list(self.generator.parameters())
+        self._init_generators()
 
     # --- the two players ----------------------------------------------------------------------
-    def prior(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.latent_dim, device=self.hist_box.device)
+    def prior(self, n: int, purpose: str = "train") -> torch.Tensor:
+        """n draws of z ~ N(0, I) from the run's `purpose` generator (RunGenerators)."""
+        dev = self.hist_box.device
+        return torch.randn(n, self.cfg.latent_dim, device=dev, generator=self.rng(purpose, dev))
 
     @property
     def shown(self) -> torch.nn.Module:
@@ -235,6 +238,7 @@ class GAN(Model2D):
         pad = 0.05 * (hi - lo).clamp_min(1e-3)
         self.hist_box.copy_(torch.stack([lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]]))
         self._train = x
+        self.reset_generators(x.device)
 
     def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         c = self.cfg
@@ -265,7 +269,8 @@ class GAN(Model2D):
         """The i-th critic step's real batch: x itself first, then fresh batches of its size."""
         if i == 0 or self._train is None or x.shape[0] >= self._train.shape[0]:
             return x
-        idx = torch.randint(0, self._train.shape[0], (x.shape[0],), device=x.device)
+        idx = torch.randint(0, self._train.shape[0], (x.shape[0],), device=x.device,
+                            generator=self.rng("train", x.device))
         return self._train[idx]
 
     def d_step(self, real: torch.Tensor, opt: torch.optim.Optimizer, fake: torch.Tensor | None = None) -> dict:
@@ -312,7 +317,7 @@ class GAN(Model2D):
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both players' losses on one batch, summed so that one backward reaches both networks
         (training never uses the sum: each optimiser steps its own player, see :meth:`step`)."""
-        fake = self.generate(self.prior(x.shape[0]))
+        fake = self.generate(self.prior(x.shape[0], "view"))
         d = self.d_terms(x, fake)
         g = self.g_loss_per_sample(self.critic(fake)).mean()
         return {"loss": d["d_loss"] + d.get("penalty", 0.0) + g, **d, "g_loss": g}
@@ -321,7 +326,7 @@ class GAN(Model2D):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         """n samples of the shown generator (Ḡ when averaging)."""
-        return self.generate(self.prior(n), self.shown)
+        return self.generate(self.prior(n, "view"), self.shown)
 
     def generator_push(self, fake: torch.Tensor) -> torch.Tensor:
         """-grad_x l_G(x) at each fake x: the direction (and strength) in which G is pushed to move it."""
@@ -363,6 +368,7 @@ class GAN(Model2D):
             mid = 0.5 * (float(s[: len(points)].mean()) + float(s[len(points):].mean()))
         out["surface_mid"] = np.float32(mid)
         out["latent_dim"] = np.int32(self.cfg.latent_dim)
+        out["averaged"] = self.generator_avg is not None
         out.update(self.manifold())
         return out
 
@@ -371,7 +377,7 @@ class GAN(Model2D):
         """The game's divergence estimate on held-out data against fresh fakes of G (the player D
         faces), and the histogram JS of the shown generator's samples (Ḡ's when averaging)."""
         n = x_test.shape[0]
-        z = self.prior(max(n, 2000))
+        z = self.prior(max(n, 2000), "view")
         fake = self.generate(z)
         v = self.critic(torch.cat([x_test, fake]))
         shown = fake if self.generator_avg is None else self.generate(z, self.generator_avg)

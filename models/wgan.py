@@ -70,14 +70,15 @@ class WGANGPConfig(GANConfig):
                                "Gulrajani et al. take 10 on images, 0.1 in their 2D code")
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None):
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None):
     """WGAN-GP's penalty E[(||grad_x f(x_hat)||_2 - 1)^2] on x_hat = eps x + (1 - eps) x_fake,
     eps ~ U[0, 1] per pair (Gulrajani et al. 2017, eq. 3). Returns (penalty, gradient norms);
     the graph is kept (create_graph) so the penalty trains the critic. The norm is Euclidean: the
     constraint ||f||_L <= 1 for the transport cost ||x - y||_2 (the notes' L1 cost would need
     ||grad f||_inf; see the module docstring)."""
     if eps is None:
-        eps = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
+        eps = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype, generator=generator)
     x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     grad = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)[0]
     norms = grad.norm(dim=1)
@@ -136,7 +137,7 @@ class WGANGP(_Wasserstein):
         terms = super().d_terms(real, fake)
         if not regularise:
             return terms
-        gp, norms = gradient_penalty(self.critic, real, fake, eps)
+        gp, norms = gradient_penalty(self.critic, real, fake, eps, self.rng("train", real.device))
         return {**terms, "penalty": self.cfg.gp_weight * gp, "gp": gp, "critic_grad_norm": norms.mean().detach()}
 
 

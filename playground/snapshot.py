@@ -225,6 +225,8 @@ class GANProbe(Probe):
         latent_dim: the generator's latent dimension.
         manifold_u: (lines, points, 2) G along lines of constant z2 (latent_dim 1: (1, 200, 2), one curve).
         manifold_v: (lines, points, 2) G along lines of constant z1; absent for latent_dim 1.
+        averaged: whether the samples and the manifold are those of the weight-averaged generator Ḡ (the
+            tracked fakes and their push are always the trained G's: the player D faces).
     """
 
     kind: ClassVar[str] = "gan"
@@ -235,6 +237,7 @@ class GANProbe(Probe):
     latent_dim: int
     manifold_u: np.ndarray
     manifold_v: np.ndarray | None = None
+    averaged: bool = False
 
 
 @dataclass(kw_only=True)

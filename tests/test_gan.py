@@ -236,18 +236,46 @@ def test_a_checkpoint_replays_exactly():
     for _ in range(3):
         model.step(x[:128], opt)
     saved = (copy.deepcopy(model.state_dict()), {k: copy.deepcopy(o.state_dict()) for k, o in opt.items()},
-             torch.get_rng_state())
+             {k: g.get_state() for k, g in model._gens.items()})
     for _ in range(3):
         model.step(x[:128], opt)
     first = copy.deepcopy(model.state_dict())
     model.load_state_dict(saved[0])
     for k, o in opt.items():
         o.load_state_dict(saved[1][k])
-    torch.set_rng_state(saved[2])
+    for k, state in saved[2].items():
+        model._gens[k].set_state(state)
     for _ in range(3):
         model.step(x[:128], opt)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, first[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("key", ["gan_ns", "wgan_gp"])
+def test_a_run_draws_only_from_its_own_generators(key):
+    """z, the critic's extra real batches and WGAN-GP's ε come from the run's "train" generator: another
+    session drawing from torch's global generator between steps, or a frame drawing samples and metrics,
+    leaves the run's weights bit for bit as they were (the same seed gives the same run whoever else is
+    training)."""
+    x = torch.as_tensor(make_split("8gaussians", 1000, seed=0).train)
+
+    def run(disturb: bool) -> dict:
+        torch.manual_seed(3)
+        model = build(key)
+        model.init_from_data(x)
+        opt = model.configure_optimizers(TrainSettings())
+        for i in range(4):
+            model.step(x[:128], opt)
+            if disturb:
+                torch.manual_seed(1000 + i)
+                torch.randn(50)
+                model.sample(64)
+                model.metrics(x[:200])
+        return copy.deepcopy(model.state_dict())
+
+    quiet, disturbed = run(False), run(True)
+    for k, v in quiet.items():
+        torch.testing.assert_close(disturbed[k], v, rtol=0, atol=0, msg=k)
 
 
 def test_samples_come_from_the_generators_moving_average():
@@ -267,10 +295,10 @@ def test_samples_come_from_the_generators_moving_average():
     for a, p in zip(avg, model.generator_avg.parameters()):
         torch.testing.assert_close(p, a)
     assert not torch.allclose(model.generator_avg[0].weight, model.generator[0].weight)
-    torch.manual_seed(5)
+    state = model.rng("view").get_state()
     s = model.sample(100)
-    torch.manual_seed(5)
-    z = model.prior(100)
+    model.rng("view").set_state(state)
+    z = model.prior(100, "view")
     torch.testing.assert_close(s, model.generate(z, model.generator_avg))
     assert not torch.allclose(s, model.generate(z).detach())
     grid = torch.as_tensor(metrics.make_grid((-4, 4, -4, 4), 10)[2])
@@ -283,10 +311,10 @@ def test_samples_come_from_the_generators_moving_average():
     plain = build("gan_ns", average=0.0)
     plain.init_from_data(x)
     assert plain.generator_avg is None and plain.shown is plain.generator
-    torch.manual_seed(5)
+    state = plain.rng("view").get_state()
     s = plain.sample(100)
-    torch.manual_seed(5)
-    torch.testing.assert_close(s, plain.generate(plain.prior(100)).detach())
+    plain.rng("view").set_state(state)
+    torch.testing.assert_close(s, plain.generate(plain.prior(100, "view")).detach())
 
 
 # --- Wasserstein GANs (notes 6.8) ----------------------------------------------------------------------

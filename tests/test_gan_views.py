@@ -49,7 +49,8 @@ def test_frame_shows_the_game_not_a_density(key, snaps):
     assert len(heat) == 1 and heat[0]["z"].shape == (GRID, GRID)
     assert heat[0]["zmin"] < heat[0]["zmid"] < heat[0]["zmax"]
     names = [t.get("name", "") for t in main["data"]]
-    assert any(n.startswith("G's push") for n in names) and "real" in names and "fake G(z)" in names
+    assert any(n.startswith("G's push") for n in names) and "real" in names and "fake Ḡ(z)" in names
+    assert snap.probe.averaged  # the default generator is averaged: its samples are Ḡ's, and say so
     assert main["layout"]["xaxis"]["title"]["text"] == "x₁"
     lines = [t for t in figs["samples"]["data"] if t.get("mode") == "lines"]
     assert len(lines) == 2  # latent dimension 2: lines of constant z1 and of constant z2

@@ -121,6 +121,11 @@ def arrow_segments(xy: np.ndarray, push: np.ndarray, length: float) -> tuple[np.
     return seg.astype(np.float32), float(norms.mean())
 
 
+def shown_name(p: GANProbe) -> str:
+    """Whose samples the plots show: Ḡ, the weight average, when averaging, else G."""
+    return "Ḡ" if getattr(p, "averaged", False) else "G"
+
+
 def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
     p = snap.probe
     label = SURFACE_LABEL[kind(snap.model_key)]
@@ -131,7 +136,8 @@ def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
     traces = [surface_trace(snap),
               plots.points(snap.train[:MAX_POINTS], "real", color=REAL_COLOR, size=4, opacity=0.55)]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z)", color=FAKE_COLOR, size=4, opacity=0.55))
+        traces.append(plots.points(snap.samples[:MAX_POINTS], f"fake {shown_name(p)}(z)", color=FAKE_COLOR, size=4,
+                                   opacity=0.55))
     if show_push:
         width = snap.box[1] - snap.box[0]
         seg, mean = arrow_segments(p.fake_xy, p.fake_push, 0.06 * width)
@@ -144,10 +150,11 @@ def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
 def manifold_figure(snap: Snapshot) -> dict:
     p = snap.probe
     dim = p.latent_dim if isinstance(p, GANProbe) else 2
+    g = shown_name(p) if isinstance(p, GANProbe) else "G"
     if dim == 1:
-        title = f"Generator: the latent line z ∈ [−3, 3] ↦ G(z) — step {snap.step}"
+        title = f"Generator: the latent line z ∈ [−3, 3] ↦ {g}(z) — step {snap.step}"
     else:
-        title = f"Generator: latent grid z ∈ [−2.5, 2.5]² ↦ G(z) — step {snap.step}"
+        title = f"Generator: latent grid z ∈ [−2.5, 2.5]² ↦ {g}(z) — step {snap.step}"
         if dim > 2:
             title = f"Generator: slice (z₁, z₂) ∈ [−2.5, 2.5]², other z = 0 — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"gan-g-{snap.dataset}")
@@ -156,9 +163,10 @@ def manifold_figure(snap: Snapshot) -> dict:
         return plots.message_figure("press Train", snap.box, title)
     traces = [plots.points(snap.test[:MAX_POINTS], "held-out data", color=plots.HELDOUT_COLOR, size=4, opacity=0.35)]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples[:MAX_POINTS], "fake G(z), z ~ N(0, I)", color=FAKE_COLOR, size=3.5,
+        traces.append(plots.points(snap.samples[:MAX_POINTS], f"fake {shown_name(p)}(z), z ~ N(0, I)", color=FAKE_COLOR,
+                                   size=3.5,
                                    opacity=0.5))
-    u_name = "G(z) along z" if dim == 1 else "lines of constant z₂"
+    u_name = f"{g}(z) along z" if dim == 1 else "lines of constant z₂"
     traces.append(plots.lines_trace(plots.polylines(p.manifold_u), u_name, "#2166ac", width=1.4))
     if p.manifold_v is not None:
         traces.append(plots.lines_trace(plots.polylines(p.manifold_v), "lines of constant z₁", "#e08214",
