@@ -713,7 +713,10 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
     if "loss" in lt:
         parts.append(f"loss {lt['loss']:.4g}")
     if "test_nll" in lt:
-        nll = f"held-out NLL <b>{lt['test_nll']:.3f}</b> nats"
+        est = lt.get("quad_exact", 1.0) < 1.0  # a VAE's quadrature could not verify every point
+        nll = f"held-out NLL {'≈ ' if est else ''}<b>{lt['test_nll']:.3f}</b> nats"
+        if est:
+            nll += f" (an estimate, ± {lt.get('quad_error', float('nan')):.2g})"
         if snap.data_nll is not None:
             nll += f" (true density: {snap.data_nll:.3f})"
         parts.append(nll)

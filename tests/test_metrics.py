@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from playground import metrics
@@ -54,3 +55,20 @@ def test_mode_coverage():
     r = metrics.mode_coverage(on_two, modes, std=0.1)
     assert r["modes_covered"] == 2 and r["modes_total"] == 3
     assert abs(r["high_quality"] - 600 / 700) < 0.01
+
+
+def test_sample_distances_do_not_depend_on_where_the_data_sits():
+    """Both distances are translation invariant; computed in float32 around (1000, 1000) with a spread of
+    0.02 (GPS-like data), cdist's |a|² + |b|² − 2ab lost every digit. Scaled by 1/0.02² (energy distance
+    scales like a length) they match the same samples at the origin."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2)) * 0.02
+    y = rng.normal(size=(400, 2)) * 0.02 + np.array([0.01, 0.0])
+    for shift in (0.0, 1000.0):
+        assert metrics.energy_distance(x + shift, y + shift) == \
+            pytest.approx(metrics.energy_distance(x, y), rel=1e-4, abs=1e-9)
+    far = metrics.energy_distance((x + 1000).astype(np.float32), (y + 1000).astype(np.float32))
+    assert far == pytest.approx(metrics.energy_distance(x, y), rel=0.05)
+    assert metrics.energy_distance(x, y) > 0.002  # the shift of half a spread is seen
+    near = metrics.mmd2(x / 0.02, y / 0.02)
+    assert metrics.mmd2(x / 0.02 + 1000, y / 0.02 + 1000) == pytest.approx(near, rel=1e-4, abs=1e-9)

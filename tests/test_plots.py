@@ -117,3 +117,23 @@ def test_polylines_break_between_lines_and_the_trace_does_not_bridge_them():
     np.testing.assert_array_equal(xy[5:9], lines[1])
     tr = plots.lines_trace(xy, "grid", "#123456", dash="dash")
     assert tr["connectgaps"] is False and tr["line"]["dash"] == "dash" and len(tr["x"]) == 15
+
+
+def test_an_estimated_nll_says_so_in_the_status_line_and_the_compare_table():
+    """A VAE whose quadrature could not verify every point (quad_exact < 1) has an estimated log p(x):
+    the status line and the Compare table mark its NLL "≈" with the error; an exact one stays plain."""
+    from playground.compare import Entry, table
+    from playground.tabkit import status_html
+    from playground.tabs.compare import _table_html
+
+    snap = fake_snapshot()
+    assert "NLL ≈" not in status_html(snap)
+    snap.latest.update(quad_exact=0.0, quad_error=0.37)
+    line = status_html(snap)
+    assert "≈ <b>2.200</b>" in line and "± 0.37" in line
+    exact = Entry("vae", "VAE", "latent", "exact", metrics={"test_nll": 2.5, "quad_exact": 1.0, "quad_error": 1e-4})
+    rough = Entry("vae", "VAE", "latent", "exact", metrics={"test_nll": 2.5, "quad_exact": 0.0, "quad_error": 0.37})
+    rows = table([exact, rough])
+    assert rows[0]["nll_estimate"] is None and rows[1]["nll_estimate"] == 0.37
+    html = _table_html(rows, None)
+    assert html.count("≈ 2.500 (estimate ± 0.37)") == 1

@@ -52,6 +52,8 @@ def _table_html(rows: list[dict], data_nll) -> str:
     body = []
     for r in rows:
         nll = f(r["test_nll"], ".3f") if r["density"] != "none" else "no density"
+        if r.get("nll_estimate") is not None and nll != "—":
+            nll = f"≈ {nll} (estimate ± {r['nll_estimate']:.2g})"
         modes = "—" if r["modes_covered"] is None else f"{int(r['modes_covered'])}"
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
         body.append(row([r["title"], r["family"], f"{r['steps']:,}", nll, f(r["energy_distance"], ".3g"),
