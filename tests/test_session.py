@@ -317,3 +317,28 @@ def test_rollback_keeps_the_learning_rate_set_since_the_checkpoint(sess):
     sess.set_live("lr", 0.05)
     sess._restore("test")
     assert all(g["lr"] == 0.05 for o in sess.optimizers.values() for g in o.param_groups)
+
+
+def test_the_live_grid_is_sized_without_a_models_fixed_cost():
+    """An EBM's log_prob pays for log Z once per parameter change (its own grid, cached). That fixed cost
+    is paid before the timing that sizes the live density grid, so it no longer forces the grid to its
+    40 x 40 minimum (here it is made to take 0.2 s: far beyond the grid's whole 4 ms budget)."""
+    from playground.session import MIN_LIVE_RES
+
+    sess = Session("ebm_nce", None, make_split("8gaussians", 500), TrainSettings(seed=0))
+    model = sess.model
+    real, seen = model.grid_density, {}
+
+    def slow_when_new():
+        key = model._state_vector()
+        if "key" not in seen or not torch.equal(seen["key"], key):
+            time.sleep(0.2)
+            seen["key"] = key.clone()
+        return real()
+
+    model.grid_density = slow_when_new
+    for _ in range(2):
+        sess.train_steps(3)
+        sess.status = "running"
+        sess.snapshot(evaluate=False)
+    assert sess.live_res > MIN_LIVE_RES
