@@ -18,7 +18,7 @@ import numpy as np
 from models import REGISTRY, TrainSettings
 
 from .datasets import DataSplit
-from .session import Session
+from .session import Session, first_line
 
 # one representative per family, in the order of the notes
 DEFAULT_KEYS = ["made", "rnade", "mog", "vae", "realnvp", "maf", "gan_ns", "wgan_gp", "ebm_cd", "ebm_nce"]
@@ -65,7 +65,7 @@ def compare(keys: list[str], data: DataSplit, seconds: float = 10.0, seed: int =
             e.status = "diverged" if sess.status == "diverged" else "done"
             e.message = sess.message if sess.status == "diverged" else ""
         except (RuntimeError, ValueError) as err:  # a model that cannot fit this data says why
-            e.status, e.message = "failed", str(err).splitlines()[0][:160]
+            e.status, e.message = "failed", first_line(err)
         yield entries
 
 

@@ -60,6 +60,16 @@ MIN_LIVE_RES, MAX_LIVE_RES = 40, 80  # 80 x 80 smoothed by the browser looks as 
 EXPLODED = 1e10  # a loss term or an NLL beyond this magnitude counts as diverged (see the module docstring)
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """An error's first line for a one-line message: cut at a word boundary, with an ellipsis, when it is
+    longer than `limit` characters (torch's messages can run to several hundred)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0].strip() or type(err).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else text[:limit]) + "…"
+
+
 def bad_term(terms: dict[str, float]) -> str | None:
     """Why a step's loss terms say the run diverged (NaN, infinite or beyond ±EXPLODED), or None."""
     for k, v in terms.items():
@@ -297,7 +307,7 @@ class Session:
             raise
         except (RuntimeError, ValueError) as err:  # a model that cannot start from these points: one line, no trace
             raise DataError(f"{model_key} could not be initialised on these points "
-                            f"({str(err).splitlines()[0][:120]}); try standardising them") from None
+                            f"({first_line(err)}); try standardising them") from None
         self.optimizers = self.model.configure_optimizers(self.settings)
         self.step_count = 0
         self.history = History()
@@ -490,7 +500,7 @@ class Session:
             terms = self.model.step(self._batch(), self.optimizers)
         except (RuntimeError, ValueError) as err:  # e.g. a covariance that is no longer PD
             # the parameters before this update are the last good ones (it may have half-written them)
-            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})", target=self.step_count)
+            self._restore(f"the update failed ({first_line(err)})", target=self.step_count)
             return False
         why = bad_term(terms)
         if why:
@@ -672,7 +682,7 @@ class Session:
         try:
             terms = self.model.substep(self._phase_batch, self._phase, self.optimizers)
         except (RuntimeError, ValueError) as err:
-            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})", target=self.step_count)
+            self._restore(f"the update failed ({first_line(err)})", target=self.step_count)
             return self.snapshot()
         done = names[self._phase]
         self._phase = (self._phase + 1) % len(names)
@@ -694,7 +704,7 @@ class Session:
         try:
             terms = fn(self.model, self._batch(), self.optimizers) or {}
         except (RuntimeError, ValueError) as err:
-            self._restore(f"the update failed ({str(err).splitlines()[0][:120]})")
+            self._restore(f"the update failed ({first_line(err)})")
             return self.snapshot()
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
         if bad:

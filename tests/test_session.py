@@ -342,3 +342,14 @@ def test_the_live_grid_is_sized_without_a_models_fixed_cost():
         sess.status = "running"
         sess.snapshot(evaluate=False)
     assert sess.live_res > MIN_LIVE_RES
+
+
+def test_error_messages_are_one_whole_line():
+    from playground.session import first_line
+
+    assert first_line(RuntimeError("linalg.cholesky: not positive-definite\nat frame 3")) == \
+        "linalg.cholesky: not positive-definite"
+    long = RuntimeError("word " * 100)
+    line = first_line(long)
+    assert len(line) <= 201 and line.endswith("word…") and "\n" not in line
+    assert first_line(ValueError("")) == "ValueError"
