@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-DENSITY_KINDS = ("exact", "unnormalized", "bound", "none")
+DENSITY_KINDS = ("exact", "quadrature", "unnormalized", "bound", "none")
 
 
 def hp(default: Any, lo: float | None = None, hi: float | None = None, *, step: float | None = None,
@@ -216,7 +216,9 @@ class Model2D(nn.Module):
         key: registry key, used by the CLI (`python -m playground train KEY`).
         family: the tab it belongs to ("latent", "flow", "gan", "ebm", "autoregressive").
         title: a human name for menus.
-        density: "exact" (log_prob is a normalised log-density), "unnormalized" (log_prob is
+        density: "exact" (log_prob is a normalised log-density in closed form), "quadrature" (normalised
+            by the model's own numerical integral, a grid over the data space (EBMs: log Z) or the latent
+            space (VAE: log p(x) = log ∫ p(x|z) p(z) dz), whose error it reports), "unnormalized" (log_prob is
             f(x); the session normalises it on a grid), "bound" (log_prob is estimated, e.g. by
             latent integration, and the loss is a bound) or "none" (no density: GANs).
         probe_kind: which typed record of playground/snapshot.py (PROBES) the dict returned by

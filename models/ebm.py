@@ -99,7 +99,7 @@ class EnergyModel(RunGenerators, Model2D):
     function, exact samples, display chains, probe and metrics."""
 
     family = "ebm"
-    density = "exact"  # log_prob is normalised by the model's own grid over its support (see log_z)
+    density = "quadrature"  # log_prob is normalised by Z on the model's own grid over its support (log_z_err)
     probe_kind = "ebm"
     Config = EnergyConfig
 

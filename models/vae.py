@@ -13,7 +13,7 @@ or, with objective "iwae", the importance-weighted bound of Burda et al. (2016),
 
 Because z has 1 or 2 dimensions, the marginal p(x) = integral p(z) p(x|z) dz (notes 4.3.1) is computed
 by quadrature (:mod:`models.vae_quadrature`), so ``log_prob`` is the model's log-likelihood, not a bound
-(density = "exact": normalised), to within a checked error: held-out NLL, the density heatmap and the
+(density = "quadrature": normalised by a numerical integral), to within a checked error: held-out NLL, the density heatmap and the
 gap log p(x) - ELBO = KL(q(z|x) || p(z|x)) (notes 4.3.4) are the real thing where the check passes, and
 labelled estimates where it does not. That gap is the *inference gap* of Cremer, Li & Duvenaud (2018):
 the approximation gap (no diagonal Gaussian equals p(z|x)) plus the amortisation gap (the encoder's q
@@ -101,7 +101,7 @@ class VAE(Model2D):
     family = "latent"
     title = "Variational autoencoder (VAE)"
     probe_kind = "vae"
-    density = "exact"
+    density = "quadrature"
     Config = VAEConfig
 
     def __init__(self, cfg: VAEConfig | None = None):

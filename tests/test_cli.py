@@ -30,7 +30,7 @@ def test_list_json():
     keys = {m["key"]: m for m in out["models"]}
     assert "mog" in keys
     hp = {h["name"]: h for h in keys["mog"]["hyperparameters"]}
-    assert hp["K"]["min"] == 1 and hp["K"]["max"] == 20 and hp["K"]["default"] == 8
+    assert hp["K"]["min"] == 1 and hp["K"]["max"] == 32 and hp["K"]["default"] == 8
     assert set(hp["covariance"]["choices"]) == {"full", "diagonal", "spherical"}
     names = {d["name"] for d in out["datasets"]}
     assert {"8gaussians", "25gaussians", "moons", "circles", "rings", "swissroll", "pinwheel", "2spirals",

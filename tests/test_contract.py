@@ -36,7 +36,7 @@ def _model(key, data):
 def test_metadata(key):
     cls = REGISTRY[key]
     assert cls.key == key and cls.family and cls.title
-    assert cls.density in ("exact", "unnormalized", "bound", "none")
+    assert cls.density in ("exact", "quadrature", "unnormalized", "bound", "none")
     assert cls.__doc__ or __import__(cls.__module__).__doc__, "cite the notes in a docstring"
     for spec in cls.Config.spec():
         if spec["min"] is not None:
