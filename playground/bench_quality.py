@@ -20,9 +20,20 @@ References (same data, same batch, same steps, same learning rate):
   same average of zuko's weights is reported beside it (`reference_averaged`), to tell what the
   averaging gives from what the rest of ours (initialisation, clamp, standardisation) gives;
 * the mixture of Gaussians: full-covariance EM in numpy with k-means++ seeding and 5 restarts, with the
-  true number of components where the set has one (8, 25, 5 or 1), else the model's default K;
-* every other density family (VAE, autoregressive, EBMs): no library reference; the row reports the gap
-  to the true entropy only, labelled so;
+  true number of components where the set has one (8, 25, 5 or 1), else the model's default K; ours is
+  given the same K (the same model, as the flows get the same layers);
+* the VAE: the same VAE (networks, decoder variance, latent grid) trained on the IWAE bound with its default
+  k instead of the ELBO (Burda et al. 2016: the tighter bound, the "IWAE training" a 2-D latent VAE is
+  told to try), at the same steps;
+* the EBMs (CD, NCE, score matching): the same energy network trained by exact maximum likelihood, which in
+  2D needs no sampler: log Z is a grid sum, differentiable (`run_ebm_ml`). Each estimator stands in for
+  this objective, so the row says what the estimator costs at equal steps;
+* FVSBN, NADE, MADE (K x K cells over the data's box): the unrestricted model of the class, tables for
+  p(x_first) and p(x_second | x_first) fitted by smoothed counts (`tabular_reference`); beside it the
+  discretisation's own gap (`floor`: the cells of p* itself), which no K x K model can go below;
+* RNADE: a Gaussian kernel density estimate with its bandwidth chosen by leave-one-out likelihood on the
+  training points (`kde_reference`), the classical nonparametric estimator. Every density row also shows
+  this KDE's gap (`kde`), one yardstick across the families;
 * GANs: the number of the 25 modes of 25 Gaussians their samples cover (metrics.mode_coverage), against
   the target 25.
 
@@ -83,12 +94,14 @@ def gap_terms(log_q: np.ndarray, log_p: np.ndarray) -> tuple[float, float]:
 
 # --- ours: a registry model with its defaults ---------------------------------------------------------
 
-def run_ours(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int, device: str = "cpu") -> dict:
-    """Train `key` with default hyperparameters and settings (seed `seed`) for `steps` steps, then the
-    Session's own evaluation on the held-out sample: its test NLL (an EBM's grid-normalised, a VAE's
-    latent-integrated) and, for GANs, mode coverage."""
+def run_ours(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int, device: str = "cpu",
+             overrides: dict | None = None) -> dict:
+    """Train `key` with default hyperparameters (but `overrides`) and default settings (seed `seed`) for
+    `steps` steps, then the Session's own evaluation on the held-out sample: its test NLL (an EBM's
+    grid-normalised, a VAE's latent-integrated) and, for GANs, mode coverage."""
     t0 = time.perf_counter()
-    sess = Session(key, None, data, TrainSettings(seed=seed), device=device)
+    cfg = REGISTRY[key].Config(**overrides) if overrides else None
+    sess = Session(key, cfg, data, TrainSettings(seed=seed), device=device)
     ok = sess.train_steps(steps)
     test = torch.as_tensor(x_eval, device=sess.device)
     m = sess.evaluate(test=test)
@@ -199,6 +212,136 @@ def _logsumexp(a):
     return (m + np.log(np.exp(a - m).sum(1, keepdims=True)))[:, 0]
 
 
+def _batches(x: torch.Tensor, batch: int, seed: int):
+    """The Session's batching: `batch` random rows each step from a generator seeded with the run's seed
+    (all of x when the batch is as large)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    while True:
+        yield x if batch >= n else x[torch.randint(0, n, (batch,), generator=gen)]
+
+
+def run_ebm_ml(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int) -> dict:
+    """The same energy network as EBM `key` (default hyperparameters, same initialisation, box and wall)
+    trained by exact maximum likelihood, the objective CD, NCE and score matching stand in for: in 2D
+    log Z(θ) is a sum over a grid (notes 7.2), differentiable like any other, so
+
+        -E_data[log p_θ(x)] = -E_data[f_θ(x)] + log Σ_nodes w_j exp f_θ(z_j)
+
+    (trapezoid weights w_j over the model's support S, 64² cells while training) is minimised directly,
+    and its gradient E_p_θ[∇f] - E_data[∇f] (notes 7.3) is exact: no Markov chain, no noise distribution.
+    Same batches, batch size, learning rate and Adam; evaluated with the model's own log_prob (Z on its
+    finer grid)."""
+    from models.base import make_adam
+    from models.samplers import GridDensity
+
+    settings = TrainSettings(seed=seed)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    model = REGISTRY[key]()
+    x = torch.as_tensor(data.train)
+    model.init_from_data(x)
+    opt = make_adam([p for p in model.parameters() if p.requires_grad], settings.lr)
+    lo, hi = model.support()
+    nx, ny = GridDensity.cells_for(lo, hi, 64 ** 2)
+    xs = torch.linspace(float(lo[0]), float(hi[0]), nx + 1)
+    ys = torch.linspace(float(lo[1]), float(hi[1]), ny + 1)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    nodes = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    wx = torch.ones(nx + 1)
+    wx[[0, -1]] = 0.5
+    wy = torch.ones(ny + 1)
+    wy[[0, -1]] = 0.5
+    log_w = torch.log(wy[:, None] * wx[None] * (hi - lo).prod() / (nx * ny)).reshape(-1)
+    batches = _batches(x, settings.batch, seed)
+    done, diverged = 0, False
+    for _ in range(steps):
+        z = model.standardizer(next(batches))
+        loss = -model.f(z).mean() + torch.logsumexp(model.f(nodes) + log_w, 0)
+        if not torch.isfinite(loss):
+            diverged = True
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done += 1
+    with torch.no_grad():
+        log_q = model.log_prob(torch.as_tensor(x_eval)).double().numpy()
+    return {"steps": done, "diverged": diverged, "seconds": time.perf_counter() - t0, "log_q": log_q}
+
+
+def tabular_reference(key: str, data: DataSplit, x_eval: np.ndarray, noise: float, name: str,
+                      seed: int) -> dict:
+    """Two yardsticks for a discrete autoregressive model (K x K cells over its box, FLOOR's broad
+    Gaussian outside), both on model `key`'s own box and bins:
+
+    * ``log_q``: the unrestricted model of the class, tables for p(x_first) and p(x_second | x_first)
+      (notes 3.1: the fully general autoregressive model, K² - 1 free numbers), fitted in closed form:
+      the training points' cell counts with add-1/2 (Krichevsky-Trofimov) smoothing. FVSBN, NADE and
+      MADE restrict the conditionals to share parameters; with 1,600 points over K² = 1,024 cells the
+      sharing should pay;
+    * ``floor``: the gap of the best any K x K model can do, the cell masses of p* itself (200,000 draws
+      of p*): the discretisation's own cost, which no training removes."""
+    from models.autoregressive import FLOOR, binned_log_prob
+
+    model = REGISTRY[key]()
+    x = torch.as_tensor(data.train)
+    model.init_from_data(x)
+    K = model.K
+
+    def cell_log_pmf(points: np.ndarray, alpha: float) -> torch.Tensor:
+        pts = torch.as_tensor(points, dtype=torch.float32)
+        inside = ((pts >= model.lo) & (pts <= model.hi)).all(1)
+        idx = ((pts[inside] - model.lo) / model.width()).floor().long().clamp(0, K - 1)
+        counts = torch.zeros(K, K, dtype=torch.float64)
+        counts.index_put_((idx[:, model.first], idx[:, model.second]), torch.ones(len(idx), dtype=torch.float64),
+                          accumulate=True)
+        counts += alpha
+        return torch.log(counts / counts.sum())
+
+    def log_density(log_pmf: torch.Tensor) -> np.ndarray:
+        xe = torch.as_tensor(x_eval, dtype=torch.float32)
+        lp, _ = binned_log_prob(log_pmf.float(), model.lo, model.hi, xe, model.first)
+        out = torch.logaddexp(lp + math.log1p(-FLOOR), model.floor_log_prob(xe) + math.log(FLOOR))
+        return out.double().numpy()
+
+    truth = DATASETS[name].sample(200_000, np.random.default_rng(EVAL_SEED + 7919 + seed), noise)
+    return {"log_q": log_density(cell_log_pmf(data.train, 0.5)),
+            "floor_log_q": log_density(cell_log_pmf(truth, 1e-3))}
+
+
+def kde_reference(x_train: np.ndarray, x_eval: np.ndarray) -> dict:
+    """A Gaussian kernel density estimate (Parzen 1962), the classical nonparametric reference in 2D:
+    q(x) = (1/n) Σ_i N(x; x_i, h² Σ̂), Σ̂ the training covariance, h chosen by the leave-one-out
+    log-likelihood of the training points (no held-out point is looked at), on 40 values from 0.02 to 2
+    times Scott's factor n^(-1/6)."""
+    x = np.asarray(x_train, np.float64)
+    n = len(x)
+    prec = np.linalg.inv(np.cov(x.T))
+    _, logdet = np.linalg.slogdet(np.cov(x.T))
+
+    def maha(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        d = a[:, None] - b[None]
+        return np.einsum("mni,ij,mnj->mn", d, prec, d)
+
+    d_train = maha(x, x)
+    np.fill_diagonal(d_train, np.inf)
+    best_h, best_ll = None, -math.inf
+    for h in n ** (-1 / 6) * np.geomspace(0.02, 2.0, 40):
+        lk = -0.5 * d_train / h ** 2
+        m = lk.max(1, keepdims=True)
+        ll = float((m[:, 0] + np.log(np.exp(lk - m).sum(1))).mean()) - math.log(n - 1) - 2 * math.log(h)
+        if ll > best_ll:
+            best_h, best_ll = h, ll
+    out = []
+    for chunk in np.array_split(np.asarray(x_eval, np.float64), max(1, len(x_eval) // 2000)):
+        lk = -0.5 * maha(chunk, x) / best_h ** 2
+        m = lk.max(1, keepdims=True)
+        out.append(m[:, 0] + np.log(np.exp(lk - m).sum(1)))
+    norm = math.log(n) + 2 * math.log(best_h) + 0.5 * logdet + math.log(2 * math.pi)
+    return {"log_q": np.concatenate(out) - norm, "h": float(best_h)}
+
+
 # --- the table ------------------------------------------------------------------------------------------
 
 def _summary(values: list[float]) -> dict:
@@ -248,12 +391,16 @@ def _row(key, fam, name, steps, run_seeds, n, eval_n, device) -> dict:
     noise = ds.noise
     row = {"family": fam, "model": key, "dataset": name, "steps": steps}
     ours, ref, ref_se, ref_avg, notes, secs = [], [], [], [], [], 0.0
+    floor, kde = [], []  # the discretisation's own gap (discrete AR) and a KDE's, for context
     reference = NO_REFERENCE
     for s in run_seeds:
         data = make_split(name, n, noise, seed=s)
         x_eval = eval_points(name, noise, eval_n, s)
         log_p = true_log_prob(name, noise, x_eval)
-        res = run_ours(key, data, x_eval, steps, s, device)
+        overrides = {"K": TRUE_K[name]} if key == "mog" and name in TRUE_K else None
+        res = run_ours(key, data, x_eval, steps, s, device, overrides)
+        if overrides:
+            row["ours_config"] = overrides
         secs += res["seconds"]
         if res.get("diverged"):
             notes.append(f"seed {s}: {res.get('message', 'diverged')}")
@@ -279,7 +426,34 @@ def _row(key, fam, name, steps, run_seeds, n, eval_n, device) -> dict:
             g, se = gap_terms(log_q, log_p)
             ref.append(g)
             ref_se.append(se)
-            reference = f"full-covariance EM, {label}, best of 5"
+            reference = f"full-covariance EM, {label} (ours too), best of 5"
+        elif key == "vae":
+            r = run_ours(key, data, x_eval, steps, s, device, {"objective": "iwae"})
+            secs += r["seconds"]
+            ref.append(r["nll"] - float(-log_p.mean()))
+            reference = f"same VAE trained on IWAE k={REGISTRY['vae'].Config().k}"
+        elif fam == "ebm":
+            r = run_ebm_ml(key, data, x_eval, steps, s)
+            secs += r["seconds"]
+            g, se = gap_terms(r["log_q"], log_p)
+            ref.append(g)
+            ref_se.append(se)
+            reference = "same energy net, exact ML (grid Z)"
+            if r["diverged"]:
+                notes.append(f"seed {s}: exact ML diverged after {r['steps']} steps")
+        elif fam == "autoregressive" and key != "rnade":
+            t = tabular_reference(key, data, x_eval, noise, name, s)
+            g, se = gap_terms(t["log_q"], log_p)
+            ref.append(g)
+            ref_se.append(se)
+            floor.append(gap_terms(t["floor_log_q"], log_p)[0])
+            reference = "tabular AR, same cells, add-1/2 counts"
+        if fam != "gan":
+            t0 = time.perf_counter()
+            kde.append(gap_terms(kde_reference(data.train, x_eval)["log_q"], log_p)[0])
+            secs += time.perf_counter() - t0
+    if key == "rnade":
+        ref, reference = kde, "Gaussian KDE, leave-one-out bandwidth"
     o = _summary(ours)
     row["seconds"] = round(secs, 1)
     if fam == "gan":
@@ -292,6 +466,10 @@ def _row(key, fam, name, steps, run_seeds, n, eval_n, device) -> dict:
                    reference=reference, reference_value=r["mean"], reference_runs=ref,
                    reference_spread=r.get("spread"),
                    reference_se=statistics.fmean(ref_se) if ref_se else None)
+        if kde:
+            row["kde"] = _summary(kde)["mean"]
+        if floor:
+            row["floor"] = _summary(floor)["mean"]
         if ref_avg:
             row["reference_averaged"] = _summary(ref_avg)["mean"]
             row["reference_averaged_runs"] = ref_avg
@@ -320,6 +498,10 @@ def format_row(r: dict) -> str:
         return (f"  {r['family']:<14} {r['model']:<15} {r['dataset']:<12} modes {ours:>8}  "
                 f"{'(target 25/25)':<44} {r['verdict']}")
     extra = f"   (zuko with our averaging {r['reference_averaged']:.4f})" if "reference_averaged" in r else ""
+    if r.get("floor") is not None:
+        extra += f"   (no {r['model']} cell model below {r['floor']:.4f})"
+    if r.get("kde") is not None and not r["reference"].startswith("Gaussian KDE"):
+        extra += f"   (KDE {r['kde']:.4f})"
     return (f"  {r['family']:<14} {r['model']:<15} {r['dataset']:<12} {f(r['ours'])}  "
             f"{f(r['reference_value'])}  {r['reference'][:34]:<34} {r['verdict']}{extra}")
 
