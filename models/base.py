@@ -159,8 +159,14 @@ class Standardizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(x.std(0).clamp_min(1e-3))
+        """Shift: the mean; scale: each column's standard deviation, floored at 1e-3 of the larger one (a
+        flat column, points on a line, still gets a finite scale) and at the smallest normal float. A floor
+        in absolute units would leave data whose spread is below it (micrometres in metres) far from unit
+        scale; the floor is relative, so every spread the data check accepts is standardised alike."""
+        std = x.double().std(0)
+        floor = max(1e-3 * float(std.max()), torch.finfo(x.dtype).tiny)
+        self.shift.copy_(x.double().mean(0))
+        self.scale.copy_(std.clamp_min(floor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.scale

@@ -369,3 +369,20 @@ def test_flows_start_as_a_volume_preserving_shear(key):
             assert torch.equal(log_det, torch.zeros(200))
             if not isinstance(layer, DiagonalScaling):
                 assert (x - z).abs().max() > 0.05
+
+
+def test_standardizer_brings_any_accepted_spread_to_unit_scale():
+    """Spreads of 1e-5 (micrometres in metres) and 1e4 both come out with unit standard deviation (the old
+    absolute floor of 1e-3 left the first at 0.01); a flat column (points on a line) gets a finite scale."""
+    from models.base import Standardizer
+
+    g = torch.Generator().manual_seed(0)
+    for spread, centre in ((1e-5, 0.5), (1.0, 0.0), (1e4, -3e4)):
+        x = (torch.randn(2000, 2, generator=g, dtype=torch.float64) * spread + centre).float()
+        s = Standardizer()
+        s.fit(x)
+        torch.testing.assert_close(s(x).std(0), torch.ones(2), rtol=1e-3, atol=1e-3)
+    line = torch.stack([torch.linspace(0, 1, 100), torch.full((100,), 3.0)], 1)
+    s = Standardizer()
+    s.fit(line)
+    assert torch.isfinite(s(line)).all() and float(s.scale[1]) == pytest.approx(1e-3 * float(s.scale[0]))
