@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 
 import numpy as np
 from plotly.colors import qualitative
@@ -119,19 +120,48 @@ def step_floor(v: float, step: float = 0.5) -> float:
 
 # --- layout ------------------------------------------------------------------------------------------
 
+TITLE_CHARS = 56  # a panel's title longer than this (about the width of a half-page panel) wraps
+TITLE_LINE_PX = 18
+
+
+def wrap_title(title: str, width: int = TITLE_CHARS) -> tuple[str, int]:
+    """(title with <br> line breaks, extra lines): a long title is broken at its last " — " or " · " (else
+    ": ") outside parentheses that keeps the first line within `width` characters (tags such as <sub> not
+    counted), so titles that carry the step and a live readout are not cut off at the panel's edge."""
+    def visible(t: str) -> int:
+        return len(re.sub(r"<[^>]+>", "", t))
+
+    lines, rest = [], title
+    while visible(rest) > width and len(lines) < 2:
+        cuts = []
+        for pattern in (r" — | · ", r": "):  # a dash or a dot first; a colon only where neither fits
+            cuts = cuts or [m for m in re.finditer(pattern, rest) if 0 < visible(rest[:m.start()]) <= width
+                            and rest[:m.start()].count("(") == rest[:m.start()].count(")")]
+        if not cuts:
+            break
+        m = cuts[-1]
+        lines.append(rest[:m.start()] + (":" if m.group(0) == ": " else ""))
+        rest = rest[m.end():]
+    lines.append(rest)
+    return "<br>".join(lines), len(lines) - 1
+
+
 def data_layout(box, title: str, uirevision: str = "data", height: int = 430, legend: bool = True) -> dict:
     """A square x1/x2 view of `box` (xmin, xmax, ymin, ymax) with fixed ranges. It is a *live* panel
     (meta.live): the browser draws its heatmaps and points on a canvas (see playground/frames.py)."""
+    title, extra = wrap_title(title)
+    # Plotly anchors a multi-line title's top at its *last* line: the pad puts the first one back in view
+    place = ({"yref": "container", "y": 1.0, "pad": {"t": 4 + TITLE_LINE_PX * extra}} if extra else {"y": 0.985})
     return {
         "meta": {"live": True},
-        "title": {"text": title, "x": 0.02, "xanchor": "left", "y": 0.985, "yanchor": "top",
+        "title": {"text": title, "x": 0.02, "xanchor": "left", "yanchor": "top", **place,
                   "font": {"size": 14}},
         "xaxis": {"title": {"text": "x₁"}, "range": [box[0], box[1]], "zeroline": False,
                   "constrain": "domain", "showgrid": False},
         "yaxis": {"title": {"text": "x₂"}, "range": [box[2], box[3]], "zeroline": False,
                   "scaleanchor": "x", "scaleratio": 1, "constrain": "domain", "showgrid": False},
-        "margin": {"l": 50, "r": 10, "t": 62, "b": 45},
-        "height": height,
+        "margin": {"l": 50, "r": 10, "t": 62 + TITLE_LINE_PX * extra, "b": 45},
+        "height": height + TITLE_LINE_PX * extra,
         "font": FONT,
         "uirevision": uirevision,
         "showlegend": legend,
@@ -144,12 +174,13 @@ def data_layout(box, title: str, uirevision: str = "data", height: int = 430, le
 
 def curves_layout(title: str, ytitle: str, uirevision: str = "curves", height: int = 300,
                   log_y: bool = False) -> dict:
+    title, extra = wrap_title(title)
     return {
         "title": {"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 14}},
         "xaxis": {"title": {"text": "training step", "standoff": 4}, "rangemode": "tozero"},
         "yaxis": {"title": {"text": ytitle}, "type": "log" if log_y else "linear"},
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 80},
-        "height": height,
+        "margin": {"l": 60, "r": 10, "t": 40 + TITLE_LINE_PX * extra, "b": 80},
+        "height": height + TITLE_LINE_PX * extra,
         "font": FONT,
         "uirevision": uirevision,
         # under the axis title, not on it

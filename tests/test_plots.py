@@ -137,3 +137,23 @@ def test_an_estimated_nll_says_so_in_the_status_line_and_the_compare_table():
     assert rows[0]["nll_estimate"] is None and rows[1]["nll_estimate"] == 0.37
     html = _table_html(rows, None)
     assert html.count("≈ 2.500 (estimate ± 0.37)") == 1
+
+
+def test_long_titles_wrap_at_a_separator_and_make_room():
+    """A title longer than a half-page panel breaks at its last dash or dot that fits (a colon only when
+    neither does, never inside parentheses), and the layout grows by a line instead of cutting it off."""
+    from playground.plots import TITLE_CHARS, TITLE_LINE_PX, data_layout, wrap_title
+
+    long = "Energy −f<sub>θ</sub>(x) and MCMC chains — step 1,290 · chains↔exact: energy distance 0.031"
+    text, extra = wrap_title(long)
+    assert extra == 1 and text == ("Energy −f<sub>θ</sub>(x) and MCMC chains — step 1,290<br>"
+                                   "chains↔exact: energy distance 0.031")
+    assert wrap_title("Data in latent space, z = f⁻¹(x): mean |z|² = 1.87 (N(0, I): 2)")[0] == \
+        "Data in latent space, z = f⁻¹(x):<br>mean |z|² = 1.87 (N(0, I): 2)"
+    assert wrap_title("Short — step 3") == ("Short — step 3", 0)
+    for t in (long, "x" * 90, "a — " * 40):
+        for line in wrap_title(t)[0].split("<br>")[:-1]:
+            assert len(line.replace("<sub>", "").replace("</sub>", "")) <= TITLE_CHARS
+    short, wrapped = data_layout((-1, 1, -1, 1), "Short — step 3"), data_layout((-1, 1, -1, 1), long)
+    assert wrapped["margin"]["t"] == short["margin"]["t"] + TITLE_LINE_PX
+    assert wrapped["height"] == short["height"] + TITLE_LINE_PX
