@@ -168,3 +168,13 @@ def test_exact_ml_reference_trains_an_energy_by_its_likelihood():
     res = bq.run_ebm_ml("ebm_nce", data, x, 300, 0)
     assert res["steps"] == 300 and not res["diverged"]
     assert bq.gap_terms(res["log_q"], bq.true_log_prob("gaussian", noise, x))[0] < 0.05
+
+
+def test_verdict_pairs_the_seeds():
+    """Paired per-seed differences: a consistent small excess is worse, a noisy one within noise, and one
+    seed has no noise estimate (any excess beyond the tolerance is worse)."""
+    assert bq.verdict([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])[0] == "ok"
+    assert bq.verdict([1.1, 2.1, 3.1], [1.0, 2.0, 3.0])[0] == "worse"  # +0.1 every time
+    v, mean, se = bq.verdict([1.5, 1.6, 3.3], [1.6, 2.1, 2.5])  # -0.1, -0.5, +0.8: +0.067 on average
+    assert v == "within noise" and mean == pytest.approx(0.2 / 3) and se == pytest.approx(0.3844, abs=1e-4)
+    assert bq.verdict([1.2], [1.0])[0] == "worse" and bq.verdict([1.005], [1.0])[0] == "ok"
