@@ -31,6 +31,7 @@ import math
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -221,11 +222,13 @@ class History:
             if b == 1:
                 out[k] = (np.arange(1, n + 1, dtype=np.float32), v.astype(np.float32))
                 continue
-            vals = np.nanmean(v[: full * b].reshape(full, b), 1)
-            steps = np.arange(full) * b + (b + 1) / 2
-            if n > full * b:  # the partial last bin
-                vals = np.append(vals, np.nanmean(v[full * b:]))
-                steps = np.append(steps, (full * b + 1 + n) / 2)
+            with warnings.catch_warnings():  # a term logged on some steps only (GANs' r1): a bin without
+                warnings.simplefilter("ignore", RuntimeWarning)  # one is NaN, a gap in its curve
+                vals = np.nanmean(v[: full * b].reshape(full, b), 1)
+                steps = np.arange(full) * b + (b + 1) / 2
+                if n > full * b:  # the partial last bin
+                    vals = np.append(vals, np.nanmean(v[full * b:]))
+                    steps = np.append(steps, (full * b + 1 + n) / 2)
             out[k] = (steps.astype(np.float32), vals.astype(np.float32))
         for k, (s, v) in self.evals.items():
             s_arr, v_arr = np.asarray(s, np.float32), np.asarray(v, np.float32)

@@ -353,3 +353,17 @@ def test_error_messages_are_one_whole_line():
     line = first_line(long)
     assert len(line) <= 201 and line.endswith("word…") and "\n" not in line
     assert first_line(ValueError("")) == "ValueError"
+
+
+def test_a_term_logged_on_some_steps_leaves_gaps_without_warnings():
+    """A loss term a model logs on some steps only (NaN on the others) bins to NaN where a bin has none: a
+    gap in its curve, and no 'Mean of empty slice' warning from every frame."""
+    import warnings
+
+    h = History()
+    for i in range(3000):
+        h.log_step({"loss": 1.0, "r1": 2.0 if i < 100 else float("nan")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steps, r1 = h.curves(max_points=200)["r1"]
+    assert np.isfinite(r1[:5]).all() and np.isnan(r1[-5:]).all()
