@@ -77,5 +77,5 @@ def probe_vae(model, points: torch.Tensor) -> dict[str, np.ndarray]:
            "latent_box": np.float32(model.latent.box), "quad_check": np.float32(quad["check"])}
     out.update(manifold(model, dev))
     out.update(latent_dim=np.int32(model.cfg.latent_dim), k=np.int32(model.cfg.k),
-               iwae_objective=np.bool_(model.cfg.objective == "iwae"))
+               iwae_objective=np.bool_(model.training_on_iwae))
     return out

@@ -23,8 +23,8 @@ References (same data, same batch, same steps, same learning rate):
   true number of components where the set has one (8, 25, 5 or 1), else the model's default K; ours is
   given the same K (the same model, as the flows get the same layers);
 * the VAE: the same VAE (networks, decoder variance, latent grid) trained on the IWAE bound with its default
-  k instead of the ELBO (Burda et al. 2016: the tighter bound, the "IWAE training" a 2-D latent VAE is
-  told to try), at the same steps;
+  k (Burda et al. 2016: the tighter bound) after its ELBO warm-up, instead of the ELBO (an IWAE step costs
+  about 3x an ELBO step: the comparison is at equal steps, not equal time);
 * the EBMs (CD, NCE, score matching): the same energy network trained by exact maximum likelihood, which in
   2D needs no sampler: log Z is a grid sum, differentiable (`run_ebm_ml`). Each estimator stands in for
   this objective, so the row says what the estimator costs at equal steps;

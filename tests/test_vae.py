@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from models import TrainSettings, build
+from models import REGISTRY, TrainSettings, build
 from models import vae_quadrature as Q
 from models.vae import kl_to_standard_normal
 from playground import metrics, plots, views
@@ -415,3 +415,26 @@ def test_cli_reports_the_nll_beside_the_bounds_and_how_exact_it_is():
     assert math.isfinite(out["test_nll"])
     assert out["test_elbo"] < out["test_iwae"] <= -out["test_nll"] + 2e-3
     assert out["quad_exact"] == 1.0 and out["quad_error"] < 0.05  # every held-out point verified
+
+
+def test_iwae_objective_warms_up_on_the_elbo():
+    """Objective iwae: the first elbo_warmup updates minimise the free-bits ELBO (loss = recon + Σ max(λ, KL_d)),
+    the later ones −IWAE_k; the update count is saved with the model (a rollback replays the same phase)."""
+    torch.manual_seed(0)
+    sess = Session("vae", {"objective": "iwae", "elbo_warmup": 3, "k": 8}, make_split("moons", 400, seed=0),
+                   TrainSettings(batch=64), device="cpu")
+    model, x = sess.model, sess.train_x[:64]
+
+    for step in range(5):
+        assert model.training_on_iwae == (step >= 3)
+        torch.manual_seed(step)
+        with torch.no_grad():
+            terms = model.loss(x)
+        loss, elbo = float(terms["loss"]), float(terms["batch_elbo"])
+        if step < 3:
+            assert loss >= -elbo - 1e-5  # the free-bits ELBO: recon plus Σ max(λ, KL_d) ≥ recon + KL
+        else:
+            assert loss < -elbo  # -IWAE_k sits below -ELBO
+        assert sess.train_steps(1)
+    assert int(model.state_dict()["updates"]) == 5
+    assert REGISTRY["vae"].Config().objective == "elbo"  # the default: an IWAE step costs ~3x
