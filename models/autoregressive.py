@@ -168,12 +168,14 @@ class DiscreteAutoregressive(Model2D):
         """Sequential (ancestral) sampling, notes 3.1.1: the first variable's bin i ~ p(i), then the
         second's j ~ p(j | i), then a uniform point inside cell (i, j); with probability FLOOR, from q."""
         table = self.log_table()
-        i = torch.distributions.Categorical(logits=torch.logsumexp(table, 1)).sample((n,))
-        j = torch.distributions.Categorical(logits=table[i]).sample()
+        dev = self.lo.device
+        g = self.rng("view", dev)
+        i = torch.multinomial(torch.softmax(torch.logsumexp(table, 1), 0), n, replacement=True, generator=g)
+        j = torch.multinomial(torch.softmax(table[i], 1), 1, generator=g)[:, 0]
         idx = torch.stack([i, j], 1) if self.first == 0 else torch.stack([j, i], 1)
-        x = self.lo + (idx + torch.rand(n, 2, device=self.lo.device)) * self.width()
-        floor = torch.rand(n, device=x.device) < FLOOR
-        wide = (self.lo + self.hi) / 2 + (self.hi - self.lo) * torch.randn(n, 2, device=x.device)
+        x = self.lo + (idx + torch.rand(n, 2, device=dev, generator=g)) * self.width()
+        floor = torch.rand(n, device=dev, generator=g) < FLOOR
+        wide = (self.lo + self.hi) / 2 + (self.hi - self.lo) * torch.randn(n, 2, device=dev, generator=g)
         return torch.where(floor[:, None], wide, x)
 
     # --- what the views show --------------------------------------------------------------------------

@@ -41,11 +41,12 @@ def mog_log_prob(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log
     return torch.logsumexp(logits + comp, -1) - torch.logsumexp(logits, -1) - HALF_LOG_2PI
 
 
-def mog_sample(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+def mog_sample(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
     """One draw per row of (n, K) mixture parameters: a component k ~ Cat(pi), then N(mu_k, s_k^2)."""
-    k = torch.distributions.Categorical(logits=logits).sample()[:, None]
+    k = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
     mu, ls = means.gather(1, k)[:, 0], log_scales.gather(1, k)[:, 0]
-    return mu + torch.exp(ls) * torch.randn_like(mu)
+    return mu + torch.exp(ls) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
 
 
 @dataclass
@@ -123,8 +124,9 @@ class RNADE(Model2D):
     def sample(self, n: int) -> torch.Tensor:
         """Sequential sampling (notes 3.1.1): x_first from its mixture, then x_second given it."""
         logits, means, log_scales = (p.expand(n, -1) for p in self.first_params())
-        a = mog_sample(logits, means, log_scales)
-        b = mog_sample(*self.cond_params(a))
+        g = self.rng("view", logits.device)
+        a = mog_sample(logits, means, log_scales, g)
+        b = mog_sample(*self.cond_params(a), generator=g)
         z = torch.stack([a, b], 1) if self.first == 0 else torch.stack([b, a], 1)
         return self.std.inverse(z)
 

@@ -215,7 +215,7 @@ class RunGenerators:
             self.rng(purpose, device)
 
 
-class Model2D(nn.Module):
+class Model2D(RunGenerators, nn.Module):
     """Base class of every playground model (see ../shared/ARCHITECTURE.md, "The model interface").
 
     Class attributes:
@@ -243,6 +243,8 @@ class Model2D(nn.Module):
     def __init__(self, cfg: BaseConfig | None = None):
         super().__init__()
         self.cfg = cfg if cfg is not None else self.Config()
+        self._init_generators()  # the run's own random streams (RunGenerators), made now from the run's seed
+        self.reset_generators()
 
     # --- training -----------------------------------------------------------------------------
     def init_from_data(self, x: torch.Tensor) -> None:

@@ -94,7 +94,7 @@ class EnergyConfig(BaseConfig):
                           help="how far the displayed chains move between two frames")
 
 
-class EnergyModel(RunGenerators, Model2D):
+class EnergyModel(Model2D):
     """The shared part: the energy network, standardisation, the support box and its partition
     function, exact samples, display chains, probe and metrics."""
 
@@ -110,7 +110,6 @@ class EnergyModel(RunGenerators, Model2D):
         self.standardizer = Standardizer()
         self.register_buffer("lo", torch.full((2,), -2.5))  # the data's box B (z units)
         self.register_buffer("hi", torch.full((2,), 2.5))
-        self._init_generators()
         self._grid: tuple[tuple, GridDensity] | None = None
         self.register_buffer("chains", self._uniform(N_CHAINS, "view"))
         self.tracker = ChainTracker(N_TRACKED)

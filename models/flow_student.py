@@ -85,9 +85,10 @@ class TeacherStudent(Model2D):
     def teacher_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self._log_prob(self.teacher, x)
 
-    def sample_with_log_prob(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Student samples and log s(x), from one forward pass."""
-        z = torch.randn(n, 2, device=self.steps_done.device)
+    def sample_with_log_prob(self, n: int, purpose: str = "view") -> tuple[torch.Tensor, torch.Tensor]:
+        """Student samples and log s(x), from one forward pass (z from the run's `purpose` generator)."""
+        dev = self.steps_done.device
+        z = torch.randn(n, 2, device=dev, generator=self.rng(purpose, dev))
         u, log_det = self.student(z)
         return self.standardizer.inverse(u), normal_log_prob(z) - log_det + self.standardizer.log_det()
 
@@ -108,7 +109,7 @@ class TeacherStudent(Model2D):
         samples as the batch has points (the data are not used)."""
         if self.phase == "teacher":
             return {"loss": -self.teacher_log_prob(x).mean()}
-        x_s, log_s = self.sample_with_log_prob(x.shape[0])
+        x_s, log_s = self.sample_with_log_prob(x.shape[0], "train")
         return {"loss": (log_s - self.teacher_log_prob(x_s)).mean()}
 
     def step(self, x: torch.Tensor, optimizers) -> dict[str, float]:

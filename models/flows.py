@@ -197,9 +197,12 @@ class FlowModel(Model2D):
         z, log_det = self.pull(self.standardizer(x), self.shown)
         return normal_log_prob(z) + log_det + self.standardizer.log_det()
 
-    def sample_with_log_prob(self, n: int, flow: FlowStack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """n samples x = f(z) of `flow` (default: the shown one) and their log q(x), in one forward pass."""
-        z = torch.randn(n, 2, device=self.standardizer.shift.device)
+    def sample_with_log_prob(self, n: int, flow: FlowStack | None = None,
+                             purpose: str = "view") -> tuple[torch.Tensor, torch.Tensor]:
+        """n samples x = f(z) of `flow` (default: the shown one) and their log q(x), in one forward pass;
+        z from the run's `purpose` generator ("train" where the samples are the training batch)."""
+        dev = self.standardizer.shift.device
+        z = torch.randn(n, 2, device=dev, generator=self.rng(purpose, dev))
         u, log_det = (self.shown if flow is None else flow)(z)
         return self.standardizer.inverse(u), normal_log_prob(z) - log_det + self.standardizer.log_det()
 
@@ -260,7 +263,7 @@ class FlowModel(Model2D):
         """KL(q ‖ p*) = E_q[log q(x)] - E_q[log p*(x)] = cross-entropy - entropy, from n samples of
         the flow (x = f(z), log q(x) = log N(z) - log|det ∂x/∂z|: no inverse needed).
         p* is normalised, so -KL is the ELBO, a lower bound on log Z = 0."""
-        x, log_q = self.sample_with_log_prob(n, self.flow)
+        x, log_q = self.sample_with_log_prob(n, self.flow, "train")
         log_p = self._target(x)
         ce, ent = -log_p.mean(), -log_q.mean()
         return {"loss": ce - ent, "cross_entropy": ce, "entropy": ent}

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, make_adam, register
+from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register
 from .nets import mlp
 
 LOG4 = math.log(4.0)
@@ -128,7 +128,7 @@ def histogram_js(real: torch.Tensor, fake: torch.Tensor, box: torch.Tensor, bins
     return float(0.5 * kl(p) + 0.5 * kl(q))
 
 
-class GAN(RunGenerators, Model2D):
+class GAN(Model2D):
     """Base of every GAN: the two networks, the alternating updates, probes and metrics.
 
     A subclass says what the game is through four functions of the discriminator's raw output v
@@ -167,7 +167,6 @@ class GAN(RunGenerators, Model2D):
         self.register_buffer("z_probe", torch.randn(N_PROBE, c.latent_dim, generator=gen), persistent=False)
         self._train: torch.Tensor | None = None
         self._g_params = list(self.generator.parameters())
-        self._init_generators()
 
     # --- the two players ----------------------------------------------------------------------
     def prior(self, n: int, purpose: str = "train") -> torch.Tensor:

@@ -163,7 +163,7 @@ class MixtureOfGaussians(Model2D):
         self.scale.copy_(scale)
         self.log_det.copy_(2 * torch.log(scale))
         x = ((xd - shift) / scale).to(x.dtype)
-        nearest = kmeans_init(x, self.cfg.K)
+        nearest = kmeans_init(x, self.cfg.K, generator=self.rng("train", x.device))
         resp = nn.functional.one_hot(nearest, self.cfg.K).to(x.dtype)
         # a soft floor so that a seed with no points still gets a sensible covariance
         resp = 0.98 * resp + 0.02 / self.cfg.K
@@ -277,8 +277,10 @@ class MixtureOfGaussians(Model2D):
     @torch.no_grad()
     def sample_labeled(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Ancestral sampling (notes 4.1): z ~ Cat(pi), then x ~ N(mu_z, Sigma_z); returns (x, z)."""
-        z = D.Categorical(logits=self.logits).sample((n,))
-        eps = torch.randn(n, 2, device=self.loc.device)
+        dev = self.loc.device
+        g = self.rng("view", dev)
+        z = torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True, generator=g)
+        eps = torch.randn(n, 2, device=dev, generator=g)
         L = self._tril()[z]
         return self.shift + self.scale * (self.loc[z] + (L @ eps[:, :, None])[:, :, 0]), z
 
@@ -302,20 +304,21 @@ KMEANS_ITERS = 10  # Lloyd iterations refining each seeding
 
 
 @torch.no_grad()
-def kmeans_init(x: torch.Tensor, K: int, seedings: int = KMEANS_SEEDINGS, iters: int = KMEANS_ITERS) -> torch.Tensor:
+def kmeans_init(x: torch.Tensor, K: int, seedings: int = KMEANS_SEEDINGS, iters: int = KMEANS_ITERS,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """Cluster labels (n,) that start EM: the best (least within-cluster sum of squares) of `seedings`
     k-means++ seedings (Arthur & Vassilvitskii 2007), each refined by `iters` Lloyd iterations, as
     scikit-learn's GaussianMixture starts from k-means. EM only climbs to the nearest local maximum of
     the likelihood; one seeding alone left checkerboard's 8 components 0.05 nats short of the best of five
-    full EM runs (playground bench quality). Draws from the global generator, which the Session seeds."""
+    full EM runs (playground bench quality). Draws from `generator` (the model's "train" stream)."""
     n = x.shape[0]
     best, best_inertia = None, float("inf")
     for _ in range(seedings):
-        centres = [x[torch.randint(n, (1,), device=x.device)].squeeze(0)]
+        centres = [x[torch.randint(n, (1,), device=x.device, generator=generator)].squeeze(0)]
         d2 = ((x - centres[0]) ** 2).sum(1)
         for _ in range(1, K):
             probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
-            c = x[torch.multinomial(probs, 1)].squeeze(0)
+            c = x[torch.multinomial(probs, 1, generator=generator)].squeeze(0)
             centres.append(c)
             d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
         mu = torch.stack(centres)

@@ -178,7 +178,7 @@ class VAE(Model2D):
         an IWAE step with k = 16 costs about 3x an ELBO step on this CPU."""
         iwae_now = self.training_on_iwae
         k = self.cfg.k if iwae_now else 1
-        log_px_z, log_ratio, kl = self._log_weights(x, k, per_dim=True)
+        log_px_z, log_ratio, kl = self._log_weights(x, k, self.rng("train", x.device), per_dim=True)
         recon = -log_px_z.mean()
         kl_dim = kl.mean(0)
         terms = {"recon": recon, "kl": kl_dim.sum(), "batch_elbo": -(recon + kl_dim.sum())}
@@ -407,9 +407,11 @@ class VAE(Model2D):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         """Ancestral sampling (notes 4.5): z ~ N(0, I), then x ~ N(mu(z), diag sigma(z)^2)."""
-        z = torch.randn(n, self.cfg.latent_dim, device=self.std.scale.device)
+        dev = self.std.scale.device
+        g = self.rng("view", dev)
+        z = torch.randn(n, self.cfg.latent_dim, device=dev, generator=g)
         mu, log_sig = self.decode(z)
-        return self.std.inverse(mu + torch.exp(log_sig) * torch.randn_like(mu))
+        return self.std.inverse(mu + torch.exp(log_sig) * torch.randn(mu.shape, device=dev, generator=g))
 
     @torch.no_grad()
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:

@@ -59,9 +59,9 @@ the heatmap uses the shared grid alone and says when it is only an approximation
   is above the floor, the objective is the ELBO itself; set it to 0 on *banana* to watch the collapse.
 * **Density** $p(x)$ (heatmap) and **samples** $z \sim p(z)$, $x \sim p(x\mid z)$ over held-out data.
 * **Bounds**: held-out $\log p(x)$, the **IWAE** bound with $k$ importance samples
-  $\log \frac1k\sum_i p(x, z_i)/q(z_i\mid x)$ (Burda et al. 2016; *objective = iwae* trains on it after an ELBO warm-up, which keeps both latent
-  dimensions in use: on 8 Gaussians it gets within 0.09 nats of the truth where the ELBO stops at 0.39, for about
-  3x the cost of a step) and the ELBO;
+  $\log \frac1k\sum_i p(x, z_i)/q(z_i\mid x)$ (Burda et al. 2016; *objective = iwae* trains on it after an
+  ELBO warm-up, which keeps both latent dimensions in use: on 8 Gaussians it gets within 0.09 nats of the truth
+  where the ELBO stops at 0.39, for about 3x the cost of a step) and the ELBO;
   next to them the ELBO's two terms and the **gaps** $\log p - \mathrm{ELBO} = \mathrm{KL}(q\,\|\,p(z\mid x))$
   (approximation + amortisation gap) and $\log p - \mathrm{IWAE}_k$, which shrink as the encoder learns.
 * **Latent space**: the encoder means $m(x)$ of the training points, each coloured by where its $x$ lies
