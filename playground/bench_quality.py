@@ -146,22 +146,13 @@ def run_zuko(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: in
     avg = copy.deepcopy(flow).requires_grad_(False)
     pairs = (list(avg.parameters()), list(flow.parameters()))
     opt = torch.optim.Adam(flow.parameters(), lr=settings.lr)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.as_tensor(data.train)
-    n, done, diverged = x.shape[0], 0, False
-    for _ in range(steps):
-        xb = x if settings.batch >= n else x[torch.randint(0, n, (settings.batch,), generator=gen)]
-        loss = -flow().log_prob(xb).mean()
-        if not torch.isfinite(loss):
-            diverged = True
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done += 1
+    def average(done: int) -> None:
         if done % AVERAGE_EVERY == 0:
             with torch.no_grad():
                 torch._foreach_lerp_(*pairs, 1.0 - min(decay, (1.0 + done) / (10.0 + done)) ** AVERAGE_EVERY)
+
+    batches = _batches(torch.as_tensor(data.train), settings.batch, seed)
+    done, diverged = _train(lambda: -flow().log_prob(next(batches)).mean(), opt, steps, average)
     with torch.no_grad():
         chunks = torch.as_tensor(x_eval).split(8192)
         log_q = torch.cat([flow().log_prob(c) for c in chunks]).double().numpy()
@@ -230,6 +221,21 @@ def _batches(x: torch.Tensor, batch: int, seed: int):
         yield x if batch >= n else x[torch.randint(0, n, (batch,), generator=gen)]
 
 
+def _train(loss_fn, opt: torch.optim.Optimizer, steps: int, after_step=None) -> tuple[int, bool]:
+    """`steps` Adam updates on loss_fn() (each call draws its own batch); stops at a non-finite loss.
+    after_step(done) runs after each update. Returns (updates done, diverged)."""
+    for done in range(steps):
+        loss = loss_fn()
+        if not torch.isfinite(loss):
+            return done, True
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(done + 1)
+    return steps, False
+
+
 def run_ebm_ml(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: int) -> dict:
     """The same energy network as EBM `key` (default hyperparameters, same initialisation, box and wall)
     trained by exact maximum likelihood, the objective CD, NCE and score matching stand in for: in 2D
@@ -263,17 +269,11 @@ def run_ebm_ml(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: 
     wy[[0, -1]] = 0.5
     log_w = torch.log(wy[:, None] * wx[None] * (hi - lo).prod() / (nx * ny)).reshape(-1)
     batches = _batches(x, settings.batch, seed)
-    done, diverged = 0, False
-    for _ in range(steps):
-        z = model.standardizer(next(batches))
-        loss = -model.f(z).mean() + torch.logsumexp(model.f(nodes) + log_w, 0)
-        if not torch.isfinite(loss):
-            diverged = True
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done += 1
+
+    def nll() -> torch.Tensor:
+        return -model.f(model.standardizer(next(batches))).mean() + torch.logsumexp(model.f(nodes) + log_w, 0)
+
+    done, diverged = _train(nll, opt, steps)
     with torch.no_grad():
         log_q = model.log_prob(torch.as_tensor(x_eval)).double().numpy()
     return {"steps": done, "diverged": diverged, "seconds": time.perf_counter() - t0, "log_q": log_q}
