@@ -120,8 +120,9 @@ def step_floor(v: float, step: float = 0.5) -> float:
 
 # --- layout ------------------------------------------------------------------------------------------
 
-TITLE_CHARS = 56  # a panel's title longer than this (about the width of a half-page panel) wraps
+TITLE_CHARS = 62  # a panel's title longer than this (about the width of a half-page panel) wraps
 TITLE_LINE_PX = 18
+LEGEND_ROOM_PX = 20  # a data panel's legend sits above the plot, under the title: a wrapped title needs this more
 
 
 def wrap_title(title: str, width: int = TITLE_CHARS) -> tuple[str, int]:
@@ -160,8 +161,8 @@ def data_layout(box, title: str, uirevision: str = "data", height: int = 430, le
                   "constrain": "domain", "showgrid": False},
         "yaxis": {"title": {"text": "x₂"}, "range": [box[2], box[3]], "zeroline": False,
                   "scaleanchor": "x", "scaleratio": 1, "constrain": "domain", "showgrid": False},
-        "margin": {"l": 50, "r": 10, "t": 62 + TITLE_LINE_PX * extra, "b": 45},
-        "height": height + TITLE_LINE_PX * extra,
+        "margin": {"l": 50, "r": 10, "t": 62 + (TITLE_LINE_PX + LEGEND_ROOM_PX) * extra, "b": 45},
+        "height": height + (TITLE_LINE_PX + LEGEND_ROOM_PX) * extra,
         "font": FONT,
         "uirevision": uirevision,
         "showlegend": legend,

@@ -142,7 +142,7 @@ def test_an_estimated_nll_says_so_in_the_status_line_and_the_compare_table():
 def test_long_titles_wrap_at_a_separator_and_make_room():
     """A title longer than a half-page panel breaks at its last dash or dot that fits (a colon only when
     neither does, never inside parentheses), and the layout grows by a line instead of cutting it off."""
-    from playground.plots import TITLE_CHARS, TITLE_LINE_PX, data_layout, wrap_title
+    from playground.plots import LEGEND_ROOM_PX, TITLE_CHARS, TITLE_LINE_PX, data_layout, wrap_title
 
     long = "Energy −f<sub>θ</sub>(x) and MCMC chains — step 1,290 · chains↔exact: energy distance 0.031"
     text, extra = wrap_title(long)
@@ -155,5 +155,5 @@ def test_long_titles_wrap_at_a_separator_and_make_room():
         for line in wrap_title(t)[0].split("<br>")[:-1]:
             assert len(line.replace("<sub>", "").replace("</sub>", "")) <= TITLE_CHARS
     short, wrapped = data_layout((-1, 1, -1, 1), "Short — step 3"), data_layout((-1, 1, -1, 1), long)
-    assert wrapped["margin"]["t"] == short["margin"]["t"] + TITLE_LINE_PX
-    assert wrapped["height"] == short["height"] + TITLE_LINE_PX
+    grow = TITLE_LINE_PX + LEGEND_ROOM_PX  # the second line, and room for the legend under it
+    assert wrapped["margin"]["t"] == short["margin"]["t"] + grow and wrapped["height"] == short["height"] + grow
