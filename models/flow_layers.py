@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from .nets import MADE, mlp
 
 SCALE_BOUND = 4.0  # |log-scale| of one affine layer stays below this (tanh soft clamp)
+INPUT_BOUND = 3.0  # a conditioner sees its inputs clamped to [-3, 3] (standardised units): ReluNet
 PLANAR_MARGIN = 1e-3  # wᵀû ≥ -1 + margin: |det J| stays > 0 in float32 too
 
 
@@ -58,11 +59,21 @@ class ReluNet(nn.Module):
     output layer, as before) the expected gradient of every coupling vanishes on data whose
     standardised coordinates are independent, as on the 25-Gaussian grid: E[∂NLL/∂μ · h(z_a)] =
     E[z_b] E[h(z_a)] = 0 and E[(z_b² − 1) h(z_a)] = 0 for the log-scale — a saddle point that NICE
-    did not leave in 3,000 steps (held-out gap 2.89 nats against zuko's 2.16)."""
+    did not leave in 3,000 steps (held-out gap 2.89 nats against zuko's 2.16).
 
-    def __init__(self, net: nn.Module):
+    Inputs are clamped to ±`bound` (INPUT_BOUND = 3, in the standardised units the flows work in): inside,
+    the net is unchanged; beyond, μ and α keep their values at the boundary, so each layer is an affine map
+    of the transformed coordinate there and the flow's tails cannot run away. A ReLU net extrapolates
+    linearly, and a stack of eight couplings compounds it: one held-out point of the anisotropic mixture,
+    just outside the training points, was pushed to z ≈ 400 (log q = −83,835: 4.2 nats of the mean gap on
+    its own, where the median gap was 0.06; Real NVP, 3,000 steps, in a trial with the data standardised to
+    standard deviation 4). The clamp is one operation per layer, and any function of the kept coordinates
+    leaves a coupling (and MADE's autoregressive structure) invertible with the same log-determinant."""
+
+    def __init__(self, net: nn.Module, bound: float = INPUT_BOUND):
         super().__init__()
         self.net = net
+        self.bound = float(bound)
         self.linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
 
     @torch.no_grad()
@@ -78,6 +89,7 @@ class ReluNet(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         *hidden, last = self.linears
+        h = h.clamp(-self.bound, self.bound)
         for lin in hidden:
             h = F.linear(h, self._weight(lin), lin.bias).relu_()  # in place: one big allocation fewer
         return F.linear(h, self._weight(last), last.bias)

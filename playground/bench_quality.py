@@ -14,7 +14,8 @@ standard error is a few thousandths of a nat (reported as `*_se` where the per-p
 References (same data, same batch, same steps, same learning rate):
 
 * RealNVP, NICE, MAF: the same flow built with zuko (the layers, widths, depth, alternation and
-  NICE's scaling end of ours; zuko's own initialisation, affine soft clamp and no standardisation),
+  NICE's scaling end of ours; zuko's own initialisation, affine soft clamp, no standardisation and no
+  clamp of the conditioners' inputs),
   trained with plain Adam on the same batches (playground/bench.py `_zuko_flow`). Ours shows the
   average of its weights (models/flows.py, `average`); zuko's own weights are the reference, and the
   same average of zuko's weights is reported beside it (`reference_averaged`), to tell what the

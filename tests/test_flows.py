@@ -12,6 +12,7 @@ from torch.autograd.functional import jacobian
 
 from models import REGISTRY, TrainSettings, build
 from models.flow_layers import (
+    INPUT_BOUND,
     AdditiveCoupling,
     AffineCoupling,
     DiagonalScaling,
@@ -386,3 +387,26 @@ def test_standardizer_brings_any_accepted_spread_to_unit_scale():
     s = Standardizer()
     s.fit(line)
     assert torch.isfinite(s(line)).all() and float(s.scale[1]) == pytest.approx(1e-3 * float(s.scale[0]))
+
+
+@pytest.mark.parametrize("cls", [AffineCoupling, AdditiveCoupling, MAFLayer])
+def test_layers_are_affine_beyond_the_conditioner_input_bound(cls):
+    """The conditioner sees its inputs clamped to ±INPUT_BOUND (ReluNet): beyond, the transformed coordinate
+    gets the same shift and scale whatever the conditioning value (the layer is affine there, so a point far
+    from the data cannot be thrown to |z| in the hundreds); inside, the net is the unclamped one."""
+    torch.manual_seed(0)
+    layer = cls(0) if cls is not MAFLayer else cls(2)
+    net = layer.net if cls is not MAFLayer else layer.made
+    with torch.no_grad():
+        net.linears[-1].weight.normal_()  # a non-zero log-scale too (it starts at 0)
+    for sign in (1.0, -1.0):
+        far = torch.tensor([[sign * (INPUT_BOUND + 1.0), 0.5], [sign * 40.0, 0.5], [sign * 4000.0, 0.5]])
+        with torch.no_grad():
+            z, log_det = layer.inverse(far)
+        torch.testing.assert_close(z[:, 1], z[:1, 1].expand(3))
+        torch.testing.assert_close(log_det, log_det[:1].expand(3))
+    h = torch.linspace(-INPUT_BOUND + 0.01, INPUT_BOUND - 0.01, 50)[:, None]
+    if cls is MAFLayer:
+        h = torch.cat([h, h.flip(0)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(h), net.net(h).reshape(50, -1))

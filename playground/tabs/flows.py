@@ -64,7 +64,8 @@ Both give the same densities; the latent end trained better here. Layers alterna
 Affine coupling: $x_a = z_a,\; x_b = z_b \odot \exp(\alpha_\theta(z_a)) + \mu_\theta(z_a)$, inverse
 $z_b = (x_b - \mu_\theta(x_a)) \odot \exp(-\alpha_\theta(x_a))$, and $\log|\det J| = \sum \alpha_\theta(z_a)$: unlike
 NICE each layer can **stretch and squeeze** space. $\alpha$ is soft-clamped, $4\tanh(\cdot/4)$, so a scale can
-never overflow. Both directions take one pass, so it fits data and targets equally fast.
+never overflow, and the networks see their input clamped to ±3 standard deviations, so beyond the data each layer is
+affine and the tails cannot run away. Both directions take one pass, so it fits data and targets equally fast.
 """,
     "maf": r"""
 ### Masked autoregressive flow (notes 5.4.4)
