@@ -133,9 +133,12 @@ def test_elbo_below_iwae_below_exact_log_likelihood_on_a_trained_model(trained):
     with torch.no_grad():
         logp = float(model.log_prob(x).double().mean())
         b = model.bounds(x, k=256)
+        one = model.bounds(x, k=1)["iwae"].double()
         iwae = {k: float(model.bounds(x, k=k)["iwae"].double().mean()) for k in (1, 8)}
     elbo, iwae[256] = float(b["elbo"].double().mean()), float(b["iwae"].double().mean())
-    assert abs(iwae[1] - elbo) < 0.1  # one importance sample: an ELBO estimate (1 sample per point)
+    # one importance sample: an unbiased ELBO estimate, one sample per point (within 4 standard errors)
+    se = float((one - b["elbo"].double()).std()) / math.sqrt(len(one))
+    assert abs(iwae[1] - elbo) < max(0.1, 4 * se)
     assert elbo < iwae[8] - 0.005 and iwae[8] < iwae[256]  # more samples, a tighter bound
     assert iwae[256] <= logp + 2e-3  # ... but still a lower bound on the exact log p(x)
     assert logp - elbo > 0.005  # the gap KL(q || p(z|x)) is there
@@ -419,7 +422,7 @@ def test_iwae_objective_warms_up_on_the_elbo():
     """Objective iwae: the first elbo_warmup updates minimise the free-bits ELBO (loss = recon + Σ max(λ, KL_d)),
     the later ones −IWAE_k; the update count is saved with the model (a rollback replays the same phase)."""
     torch.manual_seed(0)
-    sess = Session("vae", {"objective": "iwae", "elbo_warmup": 3, "k": 8}, make_split("moons", 400, seed=0),
+    sess = Session("vae", {"objective": "iwae", "elbo_warmup": 3, "train_k": 8}, make_split("moons", 400, seed=0),
                    TrainSettings(batch=64), device="cpu")
     model, x = sess.model, sess.train_x[:64]
 
@@ -435,4 +438,10 @@ def test_iwae_objective_warms_up_on_the_elbo():
             assert loss < -elbo  # -IWAE_k sits below -ELBO
         assert sess.train_steps(1)
     assert int(model.state_dict()["updates"]) == 5
-    assert REGISTRY["vae"].Config().objective == "elbo"  # the default: an IWAE step costs ~3x
+    assert REGISTRY["vae"].Config().objective == "elbo"  # the default (see VAE.loss)
+    drawn = []  # the training bound draws train_k samples per point; k (16) is the held-out bound's
+    real = model._log_weights
+    model._log_weights = lambda x, k, *a, **kw: drawn.append(k) or real(x, k, *a, **kw)
+    model.loss(x)
+    model.bounds(x)
+    assert drawn == [8, model.cfg.k] and model.cfg.k == 16
