@@ -42,10 +42,11 @@ INPUT_BOUND = 3.0  # a conditioner sees its inputs clamped to [-3, 3] (standardi
 PLANAR_MARGIN = 1e-3  # wᵀû ≥ -1 + margin: |det J| stays > 0 in float32 too
 
 
-def soft_clamp(a: torch.Tensor, bound: float = SCALE_BOUND) -> torch.Tensor:
+def soft_clamp(a: torch.Tensor, bound: float = SCALE_BOUND, sign: float = 1.0) -> torch.Tensor:
     """bound * tanh(a / bound): the identity near 0, never beyond ±bound, so exp(a) cannot
-    overflow however large the conditioner's output grows (the "tanh-stabilised" scale)."""
-    return bound * torch.tanh(a / bound)
+    overflow however large the conditioner's output grows (the "tanh-stabilised" scale).
+    sign = -1 gives its negation in the same three operations (the density direction needs -α)."""
+    return torch.tanh(a / bound) * (sign * bound)
 
 
 class ReluNet(nn.Module):
@@ -274,9 +275,10 @@ class AffineCoupling(_Coupling):
         super().__init__(keep, 2, hidden, depth)
         self.net.zero_rows(slice(1, 2))  # α starts at 0: a shear (ReluNet)
 
-    def _params(self, a: torch.Tensor):
+    def _params(self, a: torch.Tensor, sign: float = 1.0):
+        """μ and sign·α (sign = -1: -α without a negation of its own, one operation fewer per step)."""
         h = self.net(a)
-        return h[:, :1], soft_clamp(h[:, 1:])
+        return h[:, :1], soft_clamp(h[:, 1:], sign=sign)
 
     def push_cols(self, cols):
         k = self.keep
@@ -286,9 +288,9 @@ class AffineCoupling(_Coupling):
 
     def pull_cols(self, cols):
         k = self.keep
-        mu, alpha = self._params(cols[k])
-        cols[1 - k] = (cols[1 - k] - mu) * torch.exp(-alpha)
-        return -alpha
+        mu, neg_alpha = self._params(cols[k], sign=-1.0)
+        cols[1 - k] = (cols[1 - k] - mu) * torch.exp(neg_alpha)
+        return neg_alpha
 
 
 # --- autoregressive: MAF (5.4.4) and IAF (5.4.5) ------------------------------------------------------
@@ -303,9 +305,10 @@ class _Autoregressive(FlowLayer):
         self.made = ReluNet(MADE(dim, hidden, depth, out_mult=2, order=self.order))
         self.made.zero_rows(slice(dim, 2 * dim))  # α starts at 0: a shear (ReluNet)
 
-    def _params(self, v: torch.Tensor):
+    def _params(self, v: torch.Tensor, sign: float = 1.0):
+        """μ and sign·α (sign = -1: -α without a negation of its own)."""
         h = self.made(v).view(v.shape[0], 2, v.shape[1])  # MADE's layout: (n, [μ, α], dim)
-        return h[:, 0], soft_clamp(h[:, 1])
+        return h[:, 0], soft_clamp(h[:, 1], sign=sign)
 
     def _sequential(self, known: torch.Tensor, solve):
         """D passes of the MADE: after pass k the first k coordinates in the order are exact."""
@@ -331,8 +334,8 @@ class MAFLayer(_Autoregressive):
         return x, alpha.sum(1)
 
     def inverse(self, x):
-        mu, alpha = self._params(x)
-        return (x - mu) * torch.exp(-alpha), -alpha.sum(1)
+        mu, neg_alpha = self._params(x, sign=-1.0)
+        return (x - mu) * torch.exp(neg_alpha), neg_alpha.sum(1)
 
 
 class IAFLayer(_Autoregressive):
