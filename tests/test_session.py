@@ -137,6 +137,23 @@ def test_an_exploded_evaluation_counts_as_diverged_and_goes_back_to_a_sound_chec
         assert torch.equal(v, good[k]), k
 
 
+def test_an_nll_far_above_a_gaussian_fit_counts_as_diverged(sess):
+    """A finite held-out NLL more than NLL_MARGIN nats above the Gaussian fit's is an exploded model (score
+    matching at learning rate 0.3 reached 4,900 nats on moons); just under it is not. The Gaussian fit's NLL
+    of a large standard normal sample is the entropy 1 + log 2π."""
+    from playground.session import NLL_MARGIN, gaussian_nll
+
+    x = np.random.default_rng(0).standard_normal((200000, 2))
+    assert gaussian_nll(x[:100000], x[100000:]) == pytest.approx(1 + math.log(2 * math.pi), abs=0.01)
+    assert sess.nll_limit == pytest.approx(gaussian_nll(sess.data.train, sess.data.test) + NLL_MARGIN)
+    sess.train_steps(10)
+    sess._checkpoint()
+    m = sess.evaluate()
+    assert sess.check_evaluation({**m, "test_nll": sess.nll_limit - 1.0})
+    assert not sess.check_evaluation({**m, "test_nll": sess.nll_limit + 1.0})
+    assert sess.status == "diverged" and "above a Gaussian fit" in sess.message
+
+
 def test_exit_while_a_thread_trains_does_not_abort():
     """Ctrl-C on the app: the server stops, the interpreter exits while a daemon thread (gradio's worker) is
     inside a torch op; it used to abort ('terminate called without an active exception', status 134).
