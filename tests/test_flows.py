@@ -410,3 +410,28 @@ def test_layers_are_affine_beyond_the_conditioner_input_bound(cls):
         h = torch.cat([h, h.flip(0)], 1)
     with torch.no_grad():
         torch.testing.assert_close(net(h), net.net(h).reshape(50, -1))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_gradient_clipping_matches_torchs_and_flows_use_it(fused):
+    """models.base.clip_grad_norm (a fused Adam's grad_scale, or clip_grad_norm_) gives the same Adam steps as
+    clipping the gradients with torch.nn.utils.clip_grad_norm_ first: a spike is scaled down to max_norm, a small
+    gradient is left alone. The flows clip at MAX_GRAD_NORM."""
+    from models.base import clip_grad_norm
+    from models.flows import MAX_GRAD_NORM
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.randn(3, 2))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = torch.optim.Adam(a, lr=0.1, fused=fused), torch.optim.Adam(b, lr=0.1, fused=fused)
+    for scale in (1.0, 300.0, 0.01, 50.0):
+        grads = [torch.randn_like(p) * scale for p in a]
+        for p, q, g in zip(a, b, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        clip_grad_norm(opt_a, 5.0)
+        torch.nn.utils.clip_grad_norm_(b, 5.0)
+        opt_a.step()
+        opt_b.step()
+        for p, q in zip(a, b):
+            torch.testing.assert_close(p, q)
+    assert build("realnvp").max_grad_norm == MAX_GRAD_NORM == 10.0
