@@ -15,11 +15,11 @@ References (same data, same batch, same steps, same learning rate):
 
 * RealNVP, NICE, MAF: the same flow built with zuko (the layers, widths, depth, alternation and
   NICE's scaling end of ours; zuko's own initialisation, affine soft clamp, no standardisation and no
-  clamp of the conditioners' inputs),
-  trained with plain Adam on the same batches (playground/bench.py `_zuko_flow`). Ours shows the
+  clamp of the conditioners' inputs; playground/bench.py `_zuko_flow`), trained with plain Adam on the same
+  batches, where ours also clips each step's gradient norm at 10 (models/flows.py, MAX_GRAD_NORM). Ours shows the
   average of its weights (models/flows.py, `average`); zuko's own weights are the reference, and the
   same average of zuko's weights is reported beside it (`reference_averaged`), to tell what the
-  averaging gives from what the rest of ours (initialisation, clamp, standardisation) gives;
+  averaging gives from what the rest of ours (initialisation, clamps, clipping, standardisation) gives;
 * the mixture of Gaussians: full-covariance EM in numpy with k-means++ seeding and 5 restarts, with the
   true number of components where the set has one (8, 25, 5 or 1), else the model's default K; ours is
   given the same K (the same model, as the flows get the same layers);
