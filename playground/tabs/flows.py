@@ -38,6 +38,8 @@ minimises $\mathrm{KL}(q\,\|\,p^*) = \mathbb E_{z}[\log q(f(z)) - \log p^*(f(z))
 **Compiled mode** runs `torch.compile` on the loss: faster steps after a one-off start-up of 20–60 s.
 **Weight averaging**: what is shown (density, samples, held-out NLL) is an exponential moving average of the
 weights (Polyak averaging); the loss curve is the raw weights'. Set it to 0 to see the raw weights.
+**Gradient clipping**: each step's gradient is scaled down to norm 10 when it is longer, so that one batch's spike
+cannot throw the flow out of the fit it has found.
 """
 
 EXPLAIN = {
