@@ -163,7 +163,7 @@ class FlowModel(Model2D):
     and the held-out NLL, a mean of log-densities, is dominated by those tails: on the anisotropic mixture
     at 3,000 steps the average's gap is about half the raw weights' (`python -m playground bench quality`).
 
-    Gradient clipping (MAX_GRAD_NORM = 10, every step; models.base.clip_grad_norm, ~2% of a step): a batch
+    Gradient clipping (MAX_GRAD_NORM = 10, every step; models.base.clip_grad_norm, 4-6% of a step): a batch
     whose gradient is a spike (norms up to ~800 where the median is ~20 on 25 Gaussians) no longer throws the
     flow out of the basin it was in, which the weight average then blends with the old one. Without it Real NVP's
     held-out gap on seed 4 of `bench quality` ended at 3.72 nats on 25 Gaussians (0.95 with it) and 0.72 on the
