@@ -148,3 +148,15 @@ def mode_coverage(samples, modes: np.ndarray, std: float, min_count: int | None 
         min_count = max(1, int(0.2 * len(s) / len(modes)))
     return {"modes_covered": int((counts >= min_count).sum()), "modes_total": int(len(modes)),
             "high_quality": float(good.mean()) if len(s) else 0.0}
+
+
+def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
+    """The mean NLL (nats) of `test` under the Gaussian fitted to `train` (mean and covariance, float64, the
+    covariance floored at 1e-12 of its trace so that points on a line still give a number)."""
+    x = np.asarray(train, np.float64)
+    mu, cov = x.mean(0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+    cov = cov + np.eye(len(mu)) * max(1e-12 * float(np.trace(cov)), 1e-300)
+    d = np.asarray(test, np.float64) - mu
+    sol = np.linalg.solve(cov, d.T).T
+    _, logdet = np.linalg.slogdet(cov)
+    return float(np.mean(0.5 * (d * sol).sum(1)) + 0.5 * logdet + 0.5 * len(mu) * math.log(2 * math.pi))

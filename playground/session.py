@@ -85,18 +85,6 @@ def bad_term(terms: dict[str, float]) -> str | None:
     return None
 
 
-def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
-    """The mean NLL (nats) of `test` under the Gaussian fitted to `train` (mean and covariance, float64, the
-    covariance floored at 1e-12 of its trace so that points on a line still give a number)."""
-    x = np.asarray(train, np.float64)
-    mu, cov = x.mean(0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
-    cov = cov + np.eye(len(mu)) * max(1e-12 * float(np.trace(cov)), 1e-300)
-    d = np.asarray(test, np.float64) - mu
-    sol = np.linalg.solve(cov, d.T).T
-    _, logdet = np.linalg.slogdet(cov)
-    return float(np.mean(0.5 * (d * sol).sum(1)) + 0.5 * logdet + 0.5 * len(mu) * math.log(2 * math.pi))
-
-
 def bad_evaluation(values: dict[str, float], nll_limit: float = EXPLODED) -> str | None:
     """Why held-out metrics say the model diverged, or None: non-finite samples (their energy distance or MMD
     is not finite: the test points are), a NaN NLL or grid log Z, a finite NLL beyond ±EXPLODED nats, or one
@@ -360,7 +348,7 @@ class Session:
         self.cell_area = metrics.cell_area(xs, ys)
         self._test_sub = data.test[:500]
         self.data_nll = (float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None)
-        limit = gaussian_nll(data.train, data.test) + NLL_MARGIN  # beyond it a run has exploded
+        limit = metrics.gaussian_nll(data.train, data.test) + NLL_MARGIN  # beyond it a run has exploded
         self.nll_limit = limit if math.isfinite(limit) else EXPLODED
 
     # --- properties ---------------------------------------------------------------------------

@@ -141,7 +141,8 @@ def test_an_nll_far_above_a_gaussian_fit_counts_as_diverged(sess):
     """A finite held-out NLL more than NLL_MARGIN nats above the Gaussian fit's is an exploded model (score
     matching at learning rate 0.3 reached 4,900 nats on moons); just under it is not. The Gaussian fit's NLL
     of a large standard normal sample is the entropy 1 + log 2π."""
-    from playground.session import NLL_MARGIN, gaussian_nll
+    from playground.metrics import gaussian_nll
+    from playground.session import NLL_MARGIN
 
     x = np.random.default_rng(0).standard_normal((200000, 2))
     assert gaussian_nll(x[:100000], x[100000:]) == pytest.approx(1 + math.log(2 * math.pi), abs=0.01)
