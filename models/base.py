@@ -312,6 +312,17 @@ class Model2D(RunGenerators, nn.Module):
         torch.save({"key": self.key, "config": self.cfg.as_dict(), "state": self.state_dict()}, path)
 
 
+@torch.no_grad()
+def update_average(averaged: list[torch.Tensor], live: list[torch.Tensor], decay: float, t: int,
+                   every: int = 1) -> None:
+    """One update of a weight average taken every `every` steps (t: the steps so far, before this one):
+    θ̄ ← d_t^every θ̄ + (1 − d_t^every) θ with d_t = min(decay, (1 + t)/(10 + t)), the exponential moving
+    average of every step's weights (Polyak & Juditsky 1992) sampled every `every` steps, its decay warmed up
+    so that the first steps show at once. One fused op over all the tensors."""
+    d = min(decay, (1.0 + t) / (10.0 + t)) ** every
+    torch._foreach_lerp_(averaged, live, 1.0 - d)
+
+
 def clip_grad_norm(opt: torch.optim.Optimizer, max_norm: float) -> None:
     """Scale the gradients of `opt`'s parameters so that their global L2 norm is at most max_norm (Pascanu et al.
     2013), for opt's next step. A fused Adam (make_adam) is told the factor as its `grad_scale`, which its kernel

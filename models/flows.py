@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import BaseConfig, ConfigError, Model2D, Standardizer, hp, register
+from .base import BaseConfig, ConfigError, Model2D, Standardizer, hp, register, update_average
 from .flow_layers import (
     AdditiveCoupling,
     AffineCoupling,
@@ -247,9 +247,7 @@ class FlowModel(Model2D):
         the tensors; done every step it cost ~5% of a step, the cache it evicts included)."""
         if self._avg_pairs is None:
             self._avg_pairs = (list(self.averaged.parameters()), list(self.flow.parameters()))
-        t = self._avg_t
-        d = min(self.cfg.average, (1.0 + t) / (10.0 + t)) ** AVERAGE_EVERY
-        torch._foreach_lerp_(*self._avg_pairs, 1.0 - d)
+        update_average(*self._avg_pairs, self.cfg.average, self._avg_t, AVERAGE_EVERY)
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fn = self._objective

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register
+from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register, update_average
 from .nets import mlp
 
 LOG4 = math.log(4.0)
@@ -192,7 +192,7 @@ class GAN(Model2D):
             self._avg_pairs = (list(self.generator_avg.parameters()), list(self.generator.parameters()))
         t = int(self.avg_updates)
         self.avg_updates += 1
-        torch._foreach_lerp_(*self._avg_pairs, 1.0 - min(self.cfg.average, (1.0 + t) / (10.0 + t)))
+        update_average(*self._avg_pairs, self.cfg.average, t)
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """The discriminator's raw output v(x), shape (n,)."""
