@@ -261,6 +261,9 @@ class Model2D(RunGenerators, nn.Module):
         """The objective on a batch x of shape (n, 2): key "loss" is minimised, others are logged."""
         raise NotImplementedError
 
+    frame_is_live: bool = False  # set by the session while it draws a frame of a running run: such frames may be
+    # drawn more cheaply (the VAE: its configured latent grid only); frames at rest get the model's full accuracy
+
     max_grad_norm: float | None = None  # default step: clip the gradient's global norm to this first (None: don't)
 
     def step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:

@@ -71,10 +71,11 @@ def probe_vae(model, points: torch.Tensor) -> dict[str, np.ndarray]:
     mu, log_sig, sg = quad["mu"], quad["log_sig"], quad["grid"]
     out = {"enc_mean": _np(m), "enc_std": _np(s), "latent_axis": _np(axis),
            "aggregate": _np(aggregate_posterior(m, s, axis)),
-           "nodes": _np(model.latent.nodes[sg.index]), "node_log_w": _np(sg.log_w),
+           "nodes": _np(quad["nodes"]), "node_log_w": _np(sg.log_w),
            "node_mean": _np(model.std.inverse(mu)), "node_sigma": _np(torch.exp(log_sig) * model.std.scale),
-           "nodes_per_axis": np.int32(sg.per_axis), "node_spacing": np.float32(model.latent.h * sg.stride),
-           "latent_box": np.float32(model.latent.box), "quad_check": np.float32(quad["check"])}
+           "nodes_per_axis": np.int32(sg.per_axis), "node_spacing": np.float32(quad["spacing"]),
+           "latent_box": np.float32(model.latent.box), "quad_check": np.float32(quad["check"]),
+           "finer_at_rest": np.bool_(quad["finer_at_rest"])}
     out.update(manifold(model, dev))
     out.update(latent_dim=np.int32(model.cfg.latent_dim), k=np.int32(model.cfg.k),
                iwae_objective=np.bool_(model.training_on_iwae))

@@ -13,8 +13,9 @@ spacing and a twin grid half a cell away differ from it, plus the share of p(x) 
        p(x) ~= sum_j w_j N(x; mu(z_j), diag sigma(z_j)^2),   w_j = p(z_j) h^d,
 
    decoded once per set of weights and shared by every point (B = 4.5 leaves out under 2e-5 of the
-   prior's mass). The configured grid (its sub-grid in use, :meth:`LatentGrid.choose_stride`) is the
-   density heatmap's path. For log p(x) of given points (:func:`checked_log_marginal`) it is the first of
+   prior's mass). The grid in use (a sub-grid of the configured grid, :meth:`LatentGrid.choose_stride`, or
+   where that is too coarse a 2x, 4x, ... finer grid: models.vae.VAE.quadrature) is the density heatmap's
+   path. For log p(x) of given points (:func:`checked_log_marginal`) it is the first of
    a ladder: its finer sub-grids, then grids of 2, 4, ... times its nodes per axis up to FINE_NODES; a
    point takes the first level whose checks pass. They see every mode of a posterior; they fail where the
    posterior p(z|x) is much narrower than h: with a small decoder sigma the posterior of a 2D latent can
@@ -39,9 +40,10 @@ spacing and a twin grid half a cell away differ from it, plus the share of p(x) 
 What keeps the global grid cheap enough for live frames:
 * **Resolution on demand** (:meth:`LatentGrid.choose_stride`): the grid in use is the coarsest sub-grid
   (every s-th node, s = 4, 2, 1 after 8) whose log p(x) on reference points agrees with that of the
-  sub-grid of twice its spacing within 0.05 nats on average (0.5 at most), else the finest, with the
-  agreement returned (``quad_check``: above TOL_MEAN the global grid is *not* accurate, and the heatmap is
-  labelled an approximation). A broad posterior (early in training) needs few nodes, a narrow one many.
+  sub-grid of twice its spacing within 0.05 nats on average (0.5 at most), else the finest (then the VAE
+  tries grids 2x, 4x, ... finer, up to FINE_NODES nodes), with the agreement returned (``quad_check``:
+  above TOL_MEAN the global grid is *not* accurate, and the heatmap is labelled an approximation). A broad
+  posterior (early in training) needs few nodes, a narrow one many.
 * **Pruning** (:func:`log_marginal`): nodes come in small latent tiles and points in small spatial
   blocks; a bound on a tile's terms over a block (from the decoder means' bounding box and the largest
   sigma) drops the pairs that cannot reach within MARGIN nats of a lower bound on log p(x), and the sum
@@ -144,13 +146,13 @@ class LatentGrid(nn.Module):
         self._subgrids[(stride, offset)] = sg
         return sg
 
-    def choose_stride(self, decode, ref: torch.Tensor, start: int | None = None) -> tuple[int, float]:
+    def choose_stride(self, decode, ref: torch.Tensor, start: int | None = None) -> tuple[int, float, bool]:
         """The stride to use: the coarsest s whose log p(ref) agrees with the sub-grid of twice its
         spacing within TOL_MEAN nats on average and TOL_MAX at most, else the finest (s = 1). Returned with
-        that agreement (nats, mean over ref). Halving h takes an error e to about e^4 / 8, so when the
-        agreement is within TOL_MEAN the grid used is far more accurate than it; when it is not (the finest
-        grid is too coarse for the posteriors: small decoder sigma), the global grid is only an
-        approximation and points need finer grids (:func:`checked_log_marginal`). The search starts at
+        that agreement (nats, mean over ref) and whether it passed. Halving h takes an error e to about
+        e^4 / 8, so when the agreement is within TOL_MEAN the grid used is far more accurate than it; when
+        it is not (the finest grid is too coarse for the posteriors: small decoder sigma), the global grid is
+        only an approximation and points need finer grids (:func:`checked_log_marginal`). The search starts at
         `start` (the last choice: the weights move little between frames). `decode` maps node indices of
         this grid (k,) to (mu, log_sig) (k, 2)."""
         values: dict[int, torch.Tensor] = {}
@@ -167,7 +169,7 @@ class LatentGrid(nn.Module):
 
         pairs = list(zip(self.strides[:-1], self.strides[1:]))
         if not pairs:
-            return self.strides[0], float("nan")
+            return self.strides[0], float("nan"), False
         p = next((i for i, (_, fine) in enumerate(pairs) if fine == start), 0)
         ok, err = check(p)
         if ok:  # coarser while the coarser pair agrees too
@@ -180,7 +182,7 @@ class LatentGrid(nn.Module):
             while not ok and p + 1 < len(pairs):
                 p += 1
                 ok, err = check(p)
-        return pairs[p][1], err
+        return pairs[p][1], err, ok
 
 
 def log_marginal(xs: torch.Tensor, mu: torch.Tensor, log_sig: torch.Tensor, sg: SubGrid) -> torch.Tensor:

@@ -799,25 +799,9 @@ class Session:
         out.update(self._family_metrics(self.test_x[:2000], samples))
         return out
 
-    def snapshot(self, evaluate: bool | None = None) -> Snapshot:
-        """Build a frame: density on the grid, samples and the family's probe record; and, at most every
-        EVAL_INTERVAL seconds while running (always when not running, or with evaluate=True), the held-out
-        metrics that the curves and the status line show (their CPU time: last_eval_cpu). A frame in between
-        repeats the last ones: they would cost as much as the rest of the frame and barely move in a
-        fraction of a second."""
+    def _draw(self, snap: Snapshot, res: int, frame: dict) -> None:
+        """A frame's density on the res x res grid (an EBM's log Z into `frame`), samples and probe."""
         m = self.model
-        now, cpu0 = time.perf_counter(), time.thread_time()
-        if evaluate is None:
-            evaluate = self.status != "running" or not self._evals or now >= self._next_eval
-        snap = Snapshot(step=self.step_count, status=self.status, message=self.message,
-                        model_key=m.key, family=m.family, density=m.density, box=self.data.box,
-                        train=self.data.train[: self.n_show], test=self.data.test[: self.n_show],
-                        data_nll=self.data_nll, steps_per_sec=self._rate,
-                        elapsed=self._train_time, device=device_label(self.device),
-                        dataset=self.data.name)
-        frame: dict[str, float] = {}
-        log_z = None
-        res = self.live_res if self.status == "running" else self.grid_res
         xs, ys, grid, area = self._grid(res)
         if m.density != "none":
             with torch.inference_mode():  # a per-frame cost that does not grow with the grid (an EBM's log Z
@@ -840,6 +824,31 @@ class Session:
             s = m.sample(self.n_samples)
         snap.samples = s.detach().float().cpu().numpy()
         snap.probe = make_probe(m.probe_kind, m.probe(grid, self.train_x[: self.n_show]))
+
+    def snapshot(self, evaluate: bool | None = None) -> Snapshot:
+        """Build a frame: density on the grid, samples and the family's probe record; and, at most every
+        EVAL_INTERVAL seconds while running (always when not running, or with evaluate=True), the held-out
+        metrics that the curves and the status line show (their CPU time: last_eval_cpu). A frame in between
+        repeats the last ones: they would cost as much as the rest of the frame and barely move in a
+        fraction of a second."""
+        m = self.model
+        now, cpu0 = time.perf_counter(), time.thread_time()
+        if evaluate is None:
+            evaluate = self.status != "running" or not self._evals or now >= self._next_eval
+        snap = Snapshot(step=self.step_count, status=self.status, message=self.message,
+                        model_key=m.key, family=m.family, density=m.density, box=self.data.box,
+                        train=self.data.train[: self.n_show], test=self.data.test[: self.n_show],
+                        data_nll=self.data_nll, steps_per_sec=self._rate,
+                        elapsed=self._train_time, device=device_label(self.device),
+                        dataset=self.data.name)
+        frame: dict[str, float] = {}
+        res = self.live_res if self.status == "running" else self.grid_res
+        m.frame_is_live = self.status == "running"  # the density and probe of a live frame may be cheaper ...
+        try:
+            self._draw(snap, res, frame)
+        finally:
+            m.frame_is_live = False  # ... held-out metrics never are
+        log_z = frame.get("log_z_grid")
         self.last_eval_cpu = 0.0
         self._evaluated = bool(evaluate)
         if evaluate:

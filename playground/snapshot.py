@@ -135,6 +135,7 @@ class VAEProbe(Probe):
         node_spacing: the sub-grid's node spacing h.
         latent_box: half-width of the latent grid's box [-4.5, 4.5]^d.
         quad_check: nats by which log p(x) on a grid half as fine differs (an error bound).
+        finer_at_rest: a live frame's grid failed that check where a frame at rest tries finer grids.
         curve_z, curve_x, curve_sigma: d = 1 only: latent axis (R,), decoder mean (R, 2) and σ (R, 2).
         lines_z1, lines_z2: d = 2 only: (L, R, 2) decoder mean along lines of constant z1 / z2.
         line_levels: d = 2 only: (L,) the constant latent values of those lines.
@@ -165,6 +166,7 @@ class VAEProbe(Probe):
     lines_z1: np.ndarray | None = None
     lines_z2: np.ndarray | None = None
     line_levels: np.ndarray | None = None
+    finer_at_rest: bool = False
 
 
 @dataclass(kw_only=True)

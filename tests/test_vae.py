@@ -55,7 +55,7 @@ def test_free_bits_floor_each_dimensions_kl_and_leave_the_elbo_alone_above_it():
     torch.manual_seed(0)
     x = torch.as_tensor(make_split("moons", 300, seed=1).train[:128])
     for lam in (0.0, 0.25, 1.0):
-        model = build("vae", free_bits=lam)
+        model = build("vae", free_bits=lam, average=0.0)  # the trained networks throughout
         model.init_from_data(x)
         with torch.no_grad():
             state = model.rng("train").get_state()  # the loss draws its noise from the run's train stream
@@ -66,7 +66,7 @@ def test_free_bits_floor_each_dimensions_kl_and_leave_the_elbo_alone_above_it():
         assert float(terms["batch_elbo"]) == pytest.approx(float(log_px_z.mean() - kl_d.sum()), rel=1e-5)
         assert float(terms["loss"]) == pytest.approx(float(-log_px_z.mean() + kl_d.clamp_min(lam).sum()), rel=1e-5)
     # below the floor, the KL term gives no gradient: the loss's gradient is the reconstruction's
-    model = build("vae", free_bits=1.0)
+    model = build("vae", free_bits=1.0, average=0.0)
     model.init_from_data(x)
     with torch.no_grad():
         m, s = model.encode(model.std(x))
@@ -100,7 +100,7 @@ def test_reparameterised_gradients_match_finite_differences():
     autograd gradient must match central differences along random directions."""
     torch.manual_seed(0)
     x = torch.as_tensor(make_split("moons", 300, seed=1).train[:64]).double()
-    model = build("vae")
+    model = build("vae", average=0.0)  # the trained networks (not their average) in _log_weights
     model.init_from_data(x.float())
     model.double()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -332,6 +332,40 @@ def test_log_prob_agrees_with_a_grid_eight_times_as_fine_at_default_settings(whi
     assert ("approximate heatmap" in note) == (model.quadrature()["check"] > Q.TOL_MEAN)
 
 
+def test_frames_at_rest_draw_the_heatmap_on_a_finer_global_grid_where_the_configured_one_fails():
+    """With the coarsest latent grid the slider allows (32^2), the trained decoder's posteriors are too
+    narrow for it: a live frame keeps that grid and says its heatmap is approximate until training stops; a
+    frame at rest walks on to a 2x, 4x ... finer global grid that passes the check, and its heatmap matches
+    a brute-force sum on a grid 16 times as fine (512^2) where the live one is off."""
+    sess = train(grid=32)
+    model = sess.model
+    _, _, pts = metrics.make_grid(sess.data.box, 20)
+    pts = torch.as_tensor(pts)
+    with torch.no_grad():
+        fine = Q.LatentGrid(2, 512)
+        mu, log_sig = model.decode(fine.nodes)
+        coef = Q._node_coefficients(mu.double(), log_sig.double(), fine.subgrid(1).log_w.double())
+        ref = torch.cat([Q._dense(model.std(pts[i:i + 50]).double(), coef) for i in range(0, len(pts), 50)])
+        ref = ref + model.std.log_det()
+        model.frame_is_live = True
+        live_q = dict(model.quadrature())
+        live = model.log_prob(pts).double()
+        model.frame_is_live = False
+        rest_q = model.quadrature()
+        rest = model.log_prob(pts).double()
+    assert live_q["factor"] == 1 and live_q["check"] > Q.TOL_MEAN and live_q["finer_at_rest"]
+    assert rest_q["factor"] > 1 and rest_q["check"] <= Q.TOL_MEAN and not rest_q["finer_at_rest"]
+    seen = ref > ref.max() - 12  # what a log-scale heatmap shows
+    assert float((rest - ref)[seen].abs().max()) < 0.02
+    assert float((live - ref)[seen].abs().max()) > 0.1
+    sess.status = "running"
+    note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"])
+    assert "live heatmap" in note and "finer latent grids when training stops" in note
+    sess.status = "stopped"
+    note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"], ensure_ascii=False)
+    assert f"quadrature on {rest_q['grid'].per_axis}² latent nodes" in note
+
+
 @pytest.mark.parametrize("which", ["trained", "trained_1d"])
 def test_pruned_sums_equal_the_full_sum(which, request):
     """The tile pruning (arbitrary points and regular grids) drops under 1e-6 of p(x)."""
@@ -356,10 +390,10 @@ def test_log_prob_is_differentiable_and_cached_per_weights(trained):
     assert torch.isfinite(g).all() and g.abs().sum() > 0
     with torch.no_grad():
         before = model.log_prob(trained.test_x[:20])
-        for p in model.decoder.parameters():  # an in-place change, as a fused optimiser makes
-            p.mul_(1.01)
+        for p in model._nets()[1].parameters():  # an in-place change (as a fused optimiser or the average
+            p.mul_(1.01)  # makes) of the decoder shown
         after = model.log_prob(trained.test_x[:20])
-        for p in model.decoder.parameters():
+        for p in model._nets()[1].parameters():
             p.div_(1.01)
     assert not torch.allclose(before, after)
 
@@ -438,10 +472,45 @@ def test_iwae_objective_warms_up_on_the_elbo():
             assert loss < -elbo  # -IWAE_k sits below -ELBO
         assert sess.train_steps(1)
     assert int(model.state_dict()["updates"]) == 5
-    assert REGISTRY["vae"].Config().objective == "elbo"  # the default (see VAE.loss)
+    assert REGISTRY["vae"].Config().objective == "iwae"  # the default (see VAE.loss)
     drawn = []  # the training bound draws train_k samples per point; k (16) is the held-out bound's
     real = model._log_weights
     model._log_weights = lambda x, k, *a, **kw: drawn.append(k) or real(x, k, *a, **kw)
     model.loss(x)
     model.bounds(x)
     assert drawn == [8, model.cfg.k] and model.cfg.k == 16
+
+
+def test_training_moves_the_trained_networks_and_everything_shown_uses_their_weight_average():
+    """cfg.average = d: the loss differentiates the trained encoder and decoder only; every 8 updates the
+    averages follow, θ̄ ← d_t^8 θ̄ + (1 − d_t^8) θ with d_t = min(d, (1 + t)/(10 + t)) (checked against that
+    formula step by step); log p(x) and samples come from the averages (moving the trained decoder alone
+    changes neither)."""
+    sess = Session("vae", {"average": 0.9}, make_split("moons", 400, seed=0), TrainSettings(batch=64), device="cpu")
+    model, x = sess.model, sess.train_x[:64]
+    live = [*model.encoder.parameters(), *model.decoder.parameters()]
+    shown = [*model.encoder_avg.parameters(), *model.decoder_avg.parameters()]
+    expect = [p.detach().clone() for p in live]
+    for t in range(1, 25):
+        assert sess.train_steps(1)
+        if t % 8 == 0:
+            d = min(0.9, (1.0 + t) / (10.0 + t)) ** 8
+            expect = [d * e + (1 - d) * p.detach() for e, p in zip(expect, live)]
+        for e, a in zip(expect, shown):
+            torch.testing.assert_close(a, e)
+    assert not all(torch.equal(a, p) for a, p in zip(shown, live))
+    model.zero_grad(set_to_none=True)
+    model.loss(x)["loss"].backward()
+    assert all(p.grad is not None for p in live) and all(p.grad is None for p in shown)
+    with torch.no_grad():
+        before = model.log_prob(x)
+        model.reset_generators()
+        samples = model.sample(50)
+        for p in model.decoder.parameters():
+            p.add_(0.5)
+        model.reset_generators()
+        torch.testing.assert_close(model.log_prob(x), before)
+        torch.testing.assert_close(model.sample(50), samples)
+        for p in model.decoder_avg.parameters():
+            p.add_(0.5)
+        assert not torch.allclose(model.log_prob(x), before)

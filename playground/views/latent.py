@@ -163,10 +163,12 @@ def vae_density_figure(snap: Snapshot, log_scale: bool, x: np.ndarray) -> dict:
     lay = plots.data_layout(snap.box, title, uirevision=f"vae-dens-{snap.dataset}")
     if p.quad_check <= GRID_TOL:
         note = f"quadrature on {nodes} latent nodes; a grid half as fine agrees within {p.quad_check:.1g} nats"
+    elif p.finer_at_rest:  # a live frame keeps to the configured grid
+        note = (f"live heatmap on {nodes} latent nodes, approximate (a grid half as fine differs by "
+                f"{p.quad_check:.2g} nats): finer latent grids when training stops; the NLL checks every point")
     else:  # the heatmap shares one latent grid between all points; the NLL checks every point
-        note = (f"approximate heatmap: {nodes} latent nodes are too coarse for these posteriors (a grid half as "
-                f"fine differs by {p.quad_check:.2g} nats; raise the latent grid); the NLL checks every point "
-                f"on finer grids")
+        note = (f"approximate heatmap: even {nodes} latent nodes are too coarse for these posteriors (a grid "
+                f"half as fine differs by {p.quad_check:.2g} nats); the NLL checks every point on its own grid")
     lay["annotations"] = [{"text": note, "x": 0.5, "y": 0.0, "xref": "paper",
                            "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                            "font": {"size": 10, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.75)"}]
