@@ -76,6 +76,9 @@ class TabSpec:
     # values reach the views as keyword arguments (views.render(snap, name=value, ...)), live.
     options: dict[str, Callable[[], gr.components.Component]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # TrainSettings defaults for this tab
+    # TrainSettings that suit a model better than the tab's (the latent tab's VAE: small batches), applied
+    # when it is picked by hand (the tab wires that) and when a link names it without saying them
+    model_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -658,8 +661,12 @@ class FamilyTab:
         for k in self.spec.models:
             for name, c in self.model_controls[k].items():
                 vals.append(from_query(name, c, cfg_cls.coerce) if k == model else gr.skip())
+        usual = self.spec.model_settings.get(model, {})
         for name, c in self.settings_controls.items():
-            vals.append(from_query(name, c, TrainSettings.coerce))
+            if name not in q and name in usual:  # the model's usual settings where the link says nothing
+                vals.append(_raw_value(c, usual[name]))
+            else:
+                vals.append(from_query(name, c, TrainSettings.coerce))
         note = "Settings loaded from the link. Press Train."
         if bad:
             note += f" Ignored (unknown or outside the safe range): {', '.join(bad)}."

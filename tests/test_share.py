@@ -34,3 +34,16 @@ def test_link_restores_settings_and_share_round_trips(page, app_url):
     q = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
     assert q["tab"] == "latent" and q["dataset"] == "moons" and q["K"] == "5"
     assert q["covariance"] == "diagonal" and q["batch"] == "512" and float(q["lr"]) == pytest.approx(0.02, rel=0.05)
+
+
+def test_a_link_naming_the_vae_without_settings_gets_its_usual_ones(page, app_url):
+    """The latent tab's settings suit the mixture (full batch, lr 0.01); a link that names the VAE and says
+    nothing of them gets the VAE's (batch 256, lr 3e-3), as picking it by hand does."""
+    page.goto(app_url + "/?tab=latent&model=vae&dataset=banana")
+    page.set_default_timeout(SLOW)
+    wait_status(page, "latent", "from the link")
+    assert value(page, "latent-batch") == "256"
+    assert float(value(page, "latent-lr")) == pytest.approx(-2.52, abs=0.03)  # log10(3e-3)
+    page.goto(app_url + "/?tab=latent&model=vae&batch=1024")
+    wait_status(page, "latent", "from the link")
+    assert value(page, "latent-batch") == "1024"  # what the link says wins

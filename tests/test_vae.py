@@ -359,10 +359,11 @@ def test_frames_at_rest_draw_the_heatmap_on_a_finer_global_grid_where_the_config
     assert float((rest - ref)[seen].abs().max()) < 0.02
     assert float((live - ref)[seen].abs().max()) > 0.1
     sess.status = "running"
-    note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"])
+    note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"]).replace("<br>", " ")
     assert "live heatmap" in note and "finer latent grids when training stops" in note
     sess.status = "stopped"
     note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"], ensure_ascii=False)
+    note = note.replace("<br>", " ")
     assert f"quadrature on {rest_q['grid'].per_axis}² latent nodes" in note
 
 

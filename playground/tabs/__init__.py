@@ -16,8 +16,6 @@ def panels_for(key: str):
     for name in TABS:
         spec = getattr(importlib.import_module(f"{__name__}.{name}"), "SPEC", None)
         if spec is not None and key in spec.models:
-            settings = dict(spec.settings)
-            per_model = getattr(importlib.import_module(f"{__name__}.{name}"), "MODEL_SETTINGS", {})
-            settings.update(per_model.get(key, {}))
+            settings = {**spec.settings, **spec.model_settings.get(key, {})}
             return spec, [(n, h) for n, _, h in spec.panels], settings
     raise KeyError(f"no tab shows model '{key}'")

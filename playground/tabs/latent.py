@@ -60,7 +60,9 @@ up to 16 times as many nodes if that one is too coarse) and says when it is only
   lost; set free bits to 0 with *objective = elbo* to watch it). After that warm-up (500 steps) it maximises
   **IWAE**$_k$ with $k$ = 4 samples (Burda et al. 2016), which lets $q$ leave holes the ELBO cannot: on
   8 Gaussians the held-out gap to the true entropy is 0.09-0.14 nats where the ELBO stops at 0.37-0.39, for
-  about 1.6x the cost of an ELBO step. *objective = elbo* keeps the ELBO throughout.
+  about 1.6x the cost of an ELBO step. *objective = elbo* keeps the ELBO throughout. What you see (density,
+  samples, views, held-out numbers) comes from a moving average of the networks' weights (*weight averaging*,
+  0.99 per step; 0 shows the trained weights), which smooths out Adam's jitter.
 * **Density** $p(x)$ (heatmap) and **samples** $z \sim p(z)$, $x \sim p(x\mid z)$ over held-out data.
 * **Bounds**: held-out $\log p(x)$, the **IWAE** bound with $k$ importance samples
   $\log \frac1k\sum_i p(x, z_i)/q(z_i\mid x)$ (Burda et al. 2016; *samples k* here is the held-out bound's,
@@ -104,6 +106,7 @@ SPEC = TabSpec(
                                         info="the VAE's posterior and estimator panels show this training point",
                                         elem_id="latent-point", visible=False, scale=1, min_width=260)},
     settings=MODEL_SETTINGS["mog"],
+    model_settings=MODEL_SETTINGS,
 )
 
 

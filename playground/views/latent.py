@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from plotly.colors import cyclical
 
@@ -58,6 +60,7 @@ K_VALUES = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
 REPEATS = 30
 GRID_TOL = 0.05  # nats: the latent grid resolves a posterior when a grid half as fine agrees this well
 # (models.vae_quadrature.TOL_MEAN and TOL_POINT; views stay free of torch)
+NOTE_CHARS = 60  # the heatmap's quadrature note wraps at this width (a half-page panel's)
 GAP_NAME = "approximation + amortisation gap"  # Cremer et al. (2018): KL(q ‖ p(z|x)) is both
 
 
@@ -169,7 +172,7 @@ def vae_density_figure(snap: Snapshot, log_scale: bool, x: np.ndarray) -> dict:
     else:  # the heatmap shares one latent grid between all points; the NLL checks every point
         note = (f"approximate heatmap: even {nodes} latent nodes are too coarse for these posteriors (a grid "
                 f"half as fine differs by {p.quad_check:.2g} nats); the NLL checks every point on its own grid")
-    lay["annotations"] = [{"text": note, "x": 0.5, "y": 0.0, "xref": "paper",
+    lay["annotations"] = [{"text": "<br>".join(textwrap.wrap(note, NOTE_CHARS)), "x": 0.5, "y": 0.0, "xref": "paper",
                            "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                            "font": {"size": 10, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.75)"}]
     return {"data": traces, "layout": lay}
