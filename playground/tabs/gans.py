@@ -33,9 +33,9 @@ discriminator's. The purple samples, the manifold and the mode metrics come from
 of the generator's weights** (decay 0.99, Yazıcı et al. 2019): at a constant step size $G$ keeps circling the
 equilibrium and its average sits nearer it. The game itself trains $G$: the tracked fakes and their arrows are
 $G$'s (*generator weight averaging* = 0 shows $G$'s own samples everywhere). With these, every classic and
-f-GAN objective covers all 25 modes of *25 Gaussians* in 3,000 steps (the former defaults: 10–18), WGAN-GP
-24–25, weight clipping 16–21 (`python -m playground bench quality --families gan`); at 1,000 steps expect
-about 15–20.
+f-GAN objective covers 24–25 of the 25 modes of *25 Gaussians* in 3,000 steps (seeds 0–2; the former defaults:
+10–18), WGAN-GP 25, weight clipping 15 (`python -m playground bench quality --families gan`); at 1,000 steps
+expect about 15–20.
 """
 
 R1 = r"""
@@ -125,7 +125,8 @@ CLIP = r"""The Lipschitz constraint by **weight clipping**: after every critic s
 $[-c, c]$ (RMSprop, $k = 5$ critic steps per generator step). That bounds the slope by some unknown $K$, so the
 curve estimates $K\cdot W_1$; too small a $c$ gives a nearly linear critic, too large an unconstrained one.
 **A failure on purpose**: clipping pushes the critic towards simple functions (Gulrajani et al. 2017, fig. 1),
-so on *25 Gaussians* it covers about 16–21 of the modes in 3,000 steps where the gradient penalty covers 24–25."""
+so on *25 Gaussians* it covers about 15 of the modes in 3,000 steps (12–19 with other clips, optimisers, critic
+steps or learning rates) where the gradient penalty covers all 25."""
 
 GP = r"""The constraint by a **gradient penalty** (Gulrajani et al. 2017): the critic's loss gets
 $\lambda\,\mathbb E[(\|\nabla_x f(\hat x)\|_2 - 1)^2]$ at points $\hat x = \epsilon x + (1-\epsilon)\tilde x$ between
