@@ -42,6 +42,8 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +51,7 @@ import torch
 from torch import nn
 
 from . import ebm_losses as L
-from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, register
+from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, register, update_average
 from .nets import mlp
 from .samplers import (
     MALA_MIN_NOISE,
@@ -71,6 +73,7 @@ SCORE_RES = 17  # the score field's arrows: a SCORE_RES x SCORE_RES grid
 WALL = 50.0  # steepness of the wall around the data's box (standardised units)
 WALL_REACH = 0.65  # the support S is the data's box widened by this: the wall is −50·0.65² ≈ −21 nats there
 Z_CELLS = 96  # Z's grid: about Z_CELLS² near-square cells over S (even counts: log_z_err halves it)
+AVERAGE_EVERY = 8  # updates between two steps of the weight average (as the flows' and the VAE's)
 N_COMPARED = 500  # display chains and exact samples compared by the energy distance (as the frames' own metric)
 
 
@@ -92,6 +95,9 @@ class EnergyConfig(BaseConfig):
                          help="random-walk proposal x' = x + σz (standardised units)")
     chain_steps: int = hp(4, 1, 50, live=True, label="chain steps per frame",
                           help="how far the displayed chains move between two frames")
+    average: float = hp(0.998, 0.0, 0.9999, step=0.0001, label="weight averaging",
+                        help="the energy, its density, exact samples, display chains and held-out numbers shown come "
+                             "from a moving average of the network's weights (decay per step; 0: the trained weights)")
 
 
 class EnergyModel(Model2D):
@@ -107,6 +113,10 @@ class EnergyModel(Model2D):
         super().__init__(cfg)
         c = self.cfg
         self.net = mlp(2, 1, c.hidden, c.layers, c.act)
+        # the weight average that everything shown uses (cfg.average > 0); the training pass uses `net`
+        self.net_avg = copy.deepcopy(self.net).requires_grad_(False) if c.average > 0 else None
+        self._training_pass, self._avg_pairs = False, None
+        self.register_buffer("avg_updates", torch.zeros((), dtype=torch.long))
         self.standardizer = Standardizer()
         self.register_buffer("lo", torch.full((2,), -2.5))  # the data's box B (z units)
         self.register_buffer("hi", torch.full((2,), 2.5))
@@ -127,7 +137,42 @@ class EnergyModel(Model2D):
         the data's box B and grows as 50·d² outside it. No method here controls the network where no
         data, negative or noise ever goes; the wall keeps that region's mass out of Z."""
         over = torch.relu(self.lo - z) + torch.relu(z - self.hi)
-        return self.net(z).squeeze(-1) - WALL * (over ** 2).sum(-1)
+        return self.energy_net()(z).squeeze(-1) - WALL * (over ** 2).sum(-1)
+
+    def energy_net(self) -> nn.Module:
+        """The network f_θ uses: the trained one in a training pass (:meth:`training_pass`: the loss, its
+        negatives and noise), else the shown one, its weight average where averaging."""
+        return self.net if self._training_pass or self.net_avg is None else self.net_avg
+
+    @contextlib.contextmanager
+    def training_pass(self):
+        """Within it, f_θ is the trained network (the objective's gradients reach it)."""
+        self._training_pass = True
+        try:
+            yield
+        finally:
+            self._training_pass = False
+
+    def average_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(averaged, trained) tensors of the weight average."""
+        return list(self.net_avg.parameters()), list(self.net.parameters())
+
+    def step(self, x: torch.Tensor, optimizers) -> dict[str, float]:
+        """One update of the trained network (:meth:`loss`), then every AVERAGE_EVERY updates the average
+        follows it (models.base.update_average, as the flows' and the VAE's)."""
+        out = super().step(x, optimizers)
+        self.after_update()
+        return out
+
+    @torch.no_grad()
+    def after_update(self) -> None:
+        """Count an update of the trained network; every AVERAGE_EVERY, move the weight average."""
+        self.avg_updates += 1
+        t = int(self.avg_updates)
+        if self.net_avg is not None and t % AVERAGE_EVERY == 0:
+            if self._avg_pairs is None:
+                self._avg_pairs = self.average_pairs()
+            update_average(*self._avg_pairs, self.cfg.average, t, AVERAGE_EVERY)
 
     def support(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The support box S = B widened by WALL_REACH (z units): where Z is summed, exact samples
@@ -137,7 +182,7 @@ class EnergyModel(Model2D):
     def _state_vector(self) -> torch.Tensor:
         """Every number f_θ and the support depend on, flat: the grid's cache key (compared exactly; a
         version counter would not do, fused Adam updates parameters without bumping it)."""
-        ts = [*self.net.parameters(), self.lo, self.hi, self.standardizer.shift, self.standardizer.scale]
+        ts = [*self.energy_net().parameters(), self.lo, self.hi, self.standardizer.shift, self.standardizer.scale]
         return torch.cat([t.detach().reshape(-1) for t in ts])
 
     def grid_density(self) -> GridDensity:
@@ -180,7 +225,8 @@ class EnergyModel(Model2D):
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self._stale += 1
-        return self.objective(self.standardizer(x))
+        with self.training_pass():
+            return self.objective(self.standardizer(x))
 
     def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -411,6 +457,11 @@ class NoiseContrastiveEBM(EnergyModel):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         self.log_z = nn.Parameter(torch.zeros(()))
+        self.register_buffer("log_z_avg", torch.zeros(()))  # log Z's share of the weight average
+
+    def average_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        shown, trained = super().average_pairs()
+        return shown + [self.log_z_avg], trained + [self.log_z]
 
     def objective(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.cfg
@@ -422,7 +473,8 @@ class NoiseContrastiveEBM(EnergyModel):
 
     def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
         out = super().metrics(x_test)
-        out["log_z_nce"] = float(self.log_z.detach())  # comparable with the session's log_z_grid
+        log_z = self.log_z if self.net_avg is None else self.log_z_avg  # the shown model's, as log_z_grid is
+        out["log_z_nce"] = float(log_z.detach())  # comparable with the session's log_z_grid
         return out
 
     def extras(self) -> dict[str, np.ndarray]:

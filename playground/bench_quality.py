@@ -255,8 +255,8 @@ def run_ebm_ml(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: 
 
     (trapezoid weights w_j over the model's support S, 64² cells while training) is minimised directly,
     and its gradient E_p_θ[∇f] - E_data[∇f] (notes 7.3) is exact: no Markov chain, no noise distribution.
-    Same batches, batch size, learning rate and Adam; evaluated with the model's own log_prob (Z on its
-    finer grid)."""
+    Same batches, batch size, learning rate and Adam, and the same weight average of the network (the
+    estimators' default); evaluated with the model's own log_prob (Z on its finer grid)."""
     from models.base import make_adam
     from models.samplers import GridDensity
 
@@ -281,9 +281,10 @@ def run_ebm_ml(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: 
     batches = _batches(x, settings.batch, seed)
 
     def nll() -> torch.Tensor:
-        return -model.f(model.standardizer(next(batches))).mean() + torch.logsumexp(model.f(nodes) + log_w, 0)
+        with model.training_pass():  # the trained network; its weight average follows as the estimators' does
+            return -model.f(model.standardizer(next(batches))).mean() + torch.logsumexp(model.f(nodes) + log_w, 0)
 
-    done, diverged = _train(nll, opt, steps)
+    done, diverged = _train(nll, opt, steps, after_step=lambda _: model.after_update())
     with torch.no_grad():
         log_q = model.log_prob(torch.as_tensor(x_eval)).double().numpy()
     return {"steps": done, "diverged": diverged, "seconds": time.perf_counter() - t0, "log_q": log_q}

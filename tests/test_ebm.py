@@ -228,8 +228,8 @@ def gaussian_on_the_plot_edge():
     has a closed form."""
     from models import ebm as E
 
-    sess = Session("ebm_nce", {"hidden": 16}, make_split("banana", 2000, seed=0), device="cpu")
-    m = sess.model
+    sess = Session("ebm_nce", {"hidden": 16, "average": 0.0}, make_split("banana", 2000, seed=0), device="cpu")
+    m = sess.model  # no weight average: the energy shown is f itself
     st = m.standardizer
     c = st(torch.tensor([[0.0, sess.data.box[3]]]))[0]  # (0, 4) in data units, on the plot's top edge
     lo, hi = m.lo, m.hi  # the data's box B (z units): the wall is 0 inside
@@ -300,7 +300,7 @@ def test_cached_log_z_follows_every_change_of_the_parameters():
 
     first = m.log_partition()
     state = {k: v.clone() for k, v in m.state_dict().items()}
-    sess.train_steps(5)
+    sess.train_steps(E.AVERAGE_EVERY)  # the shown energy (the weight average) moves every AVERAGE_EVERY steps
     assert m.log_partition() == pytest.approx(fresh(), abs=1e-9) and m.log_partition() != first
     m.load_state_dict(state)
     assert m.log_partition() == pytest.approx(first, abs=1e-9)
@@ -490,3 +490,42 @@ def test_display_chains_catch_up_a_little_per_frame_and_fully_after_a_long_gap()
         assert m._stale == 0
     # after the full burn-in the trails restart: the second half of the burn-in plus this frame's steps
     assert len(m.tracker.path) <= E.BURN_IN // 2 + steps + 1
+
+
+@pytest.mark.parametrize("key", ["ebm_cd", "ebm_nce", "ebm_sm"])
+def test_each_estimator_trains_the_network_and_everything_shown_uses_its_weight_average(key):
+    """cfg.average = d: the objective (with CD's negatives) differentiates the trained network only; every
+    AVERAGE_EVERY updates the average follows, θ̄ ← d_t^8 θ̄ + (1 − d_t^8) θ, d_t = min(d, (1 + t)/(10 + t))
+    (NCE's log Z with it); log p(x), log Z and exact samples come from the average (moving the trained
+    network alone changes none of them)."""
+    sess = Session(key, {"hidden": 16, "average": 0.9}, make_split("moons", 400, seed=0), device="cpu")
+    m = sess.model
+    shown, trained = m.average_pairs()
+    assert (len(shown) == len(list(m.net.parameters())) + 1) == (key == "ebm_nce")
+    expect = [p.detach().clone() for p in trained]
+    for t in range(1, 2 * E.AVERAGE_EVERY + 1):
+        assert sess.train_steps(1)
+        if t % E.AVERAGE_EVERY == 0:
+            d = min(0.9, (1.0 + t) / (10.0 + t)) ** E.AVERAGE_EVERY
+            expect = [d * e + (1 - d) * p.detach() for e, p in zip(expect, trained)]
+        for e, a in zip(expect, shown):
+            torch.testing.assert_close(a, e)
+    m.zero_grad(set_to_none=True)
+    m.loss(sess.train_x[:64])["loss"].backward()
+    exempt = getattr(m, "grad_exempt", ())  # score matching: f's constant has no score, hence no gradient
+    assert all(p.grad is not None for n, p in m.net.named_parameters() if f"net.{n}" not in exempt)
+    assert all(p.grad is None for p in m.net_avg.parameters())
+    x = sess.test_x[:100]
+    with torch.no_grad():
+        before, log_z = m.log_prob(x), m.log_partition()
+        m.reset_generators()
+        samples = m.sample(200)
+        for p in m.net.parameters():
+            p.add_(0.3)
+        m.reset_generators()
+        torch.testing.assert_close(m.log_prob(x), before)
+        torch.testing.assert_close(m.sample(200), samples)
+        assert m.log_partition() == log_z
+        for p in m.net_avg.parameters():
+            p.add_(0.3)
+        assert m.log_partition() != log_z

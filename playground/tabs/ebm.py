@@ -41,6 +41,12 @@ stuck samplers stay far).
 **One box for every sampler**: a move that would leave the support box is rejected (the chain stays put),
 which is exact for Metropolis–Hastings and MALA on the truncated density and leaves unadjusted Langevin with no
 point masses on the box's faces.
+**What is shown is a weight average**: the estimator trains $f_\theta$ (its negatives and noise see the trained
+network), and the energy, density, samples, chains and held-out numbers come from an exponential moving average
+of its weights (*weight averaging* = 0.998 per step; 0 shows the trained network). At a constant step size Adam
+keeps jittering $f_\theta$ where there is little data, and the held-out NLL feels every such wobble: the average
+about halves each estimator's gap to the true entropy (seed 0, 3,000 steps: NCE on the correlated Gaussian
+0.028 → 0.009 nats, score matching on banana 0.046 → 0.022, CD on banana 0.11 → 0.06).
 
 **Curves**: the loss; $\mathbb E[f]$ on held-out data and on the chains next to $\log Z$ — the held-out
 log-likelihood *is* $\mathbb E_{\text{data}}[f] - \log Z$; the grid-normalised log-likelihood; and the
