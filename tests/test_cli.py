@@ -1,20 +1,43 @@
-"""The command line, run as a newcomer would: `python -m playground ...` in a subprocess."""
+"""The command line: `python -m playground ...` run in this process (playground.cli.main(argv), its output
+captured), with smoke tests that run it as a newcomer would, in a subprocess (each of those pays torch's
+import, 2-7 s here)."""
 
 import csv
+import io
 import json
+import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from playground.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, check=True):
+    """main(argv) here: its exit status (argparse's SystemExit included), stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    r = SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}: {r.stderr}")
+    return r
+
+
+def cli_process(*args, check=True):
+    """`python -m playground ARGS` in a subprocess, as a newcomer types it."""
     r = subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**__import__("os").environ, "PLAYGROUND_THREADS": "1"})
+                       timeout=300, env={**os.environ, "PLAYGROUND_THREADS": "1"})
     if check and r.returncode != 0:
         raise AssertionError(f"exit {r.returncode}: {r.stderr}")
     return r
@@ -26,7 +49,7 @@ def write(path, rows, header="x,y"):
 
 
 def test_list_json():
-    out = json.loads(cli("list", "--json").stdout)
+    out = json.loads(cli_process("list", "--json").stdout)  # smoke test: the module runs as a program
     keys = {m["key"]: m for m in out["models"]}
     assert "mog" in keys
     hp = {h["name"]: h for h in keys["mog"]["hyperparameters"]}
@@ -79,7 +102,7 @@ def test_own_data_test_data_and_saved_samples(tmp_path):
     (["bench", "samplers", "--chains", "0"], "between 1 and"),
 ])
 def test_bad_arguments_exit_with_one_line(args, reason):
-    r = cli(*args, check=False)
+    r = (cli_process if args == ["train", "nosuchmodel"] else cli)(*args, check=False)  # one end to end
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0], r.stderr
@@ -123,7 +146,7 @@ def test_ctrl_c_stops_training_and_prints_the_metrics():
 
     p = subprocess.Popen([sys.executable, "-m", "playground", "train", "mog", "--set", "method=gradient",
                           "--steps", "100000000", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env={**__import__("os").environ, "PLAYGROUND_THREADS": "1"})
+                         text=True, env={**os.environ, "PLAYGROUND_THREADS": "1"})
     try:
         # a line is printed once the data and the model are ready, just before training
         ready, _, _ = select.select([p.stderr], [], [], 120)
