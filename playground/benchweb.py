@@ -253,8 +253,11 @@ def _warm_up(browser, url: str, tab: str) -> float | None:
     return round(t_first - t_click) if t_first is not None else None
 
 
-def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None) -> dict:
+def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None, query: dict | None = None) -> dict:
+    """Each tab's painted frames/s, Stop and slider latency while it trains (measure_tab), opened as a link
+    with `query` (e.g. {"model": "vae", "dataset": "8gaussians"}) where given."""
     sync_playwright = _playwright()
+    extra = "".join(f"&{k}={v}" for k, v in (query or {}).items())
     rows = []
     with App(Path(app_dir) if app_dir else None) as app, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
@@ -262,7 +265,7 @@ def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None) -
         for tab in tabs:
             ctx = browser.new_context(viewport={"width": 1500, "height": 1200})
             page = ctx.new_page()
-            page.goto(f"{app.url}/?tab={tab}")
+            page.goto(f"{app.url}/?tab={tab}{extra}")
             page.wait_for_selector(f"#{tab}-plot-main .js-plotly-plot", timeout=60000)
             time.sleep(1.0)
             cdp = ctx.new_cdp_session(page)
@@ -270,7 +273,7 @@ def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None) -
             rows.append(measure_tab(page, cdp, tab, seconds))
             ctx.close()
         browser.close()
-    return {"app": str(Path(app_dir or ROOT).resolve()), "seconds": seconds, "results": rows,
+    return {"app": str(Path(app_dir or ROOT).resolve()), "seconds": seconds, "query": query or {}, "results": rows,
             "cold_first_frame_ms": cold,
             "targets": {"painted_fps": ">= 5", "stop_ms": "<= 300", "slider_p95_ms": "<= 300",
                         "first_frame_ms": "<= 1000"}}

@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--json", action="store_true")
     be.add_argument("--families", default=None, help="'quality' only: comma-separated families (flows, latent, "
                                                       "autoregressive, ebm, gan; default all)")
-    be.add_argument("--models", default=None, help="'quality' only: comma-separated model keys (added to --families)")
+    be.add_argument("--models", default=None, help="'quality': comma-separated model keys (added to --families); "
+                                                   "'browser': the model the one --tab opens with")
     be.add_argument("--datasets", default=None, help="'quality' only: comma-separated sets with a known density")
     be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
@@ -415,8 +416,11 @@ def cmd_bench_web(args) -> int:
             bad = [t for t in tabs if t not in benchweb.TABS]
             if bad:
                 raise UsageError(f"unknown tab(s): {', '.join(bad)} (known: {', '.join(benchweb.TABS)})")
-            res = benchweb.bench_browser(tabs, seconds=args.seconds,
-                                         app_dir=args.app_dir)
+            query = {"model": args.models, "dataset": args.dataset}  # what a link would pick (the tab's own else)
+            if args.models and (args.models not in REGISTRY or len(tabs) != 1):
+                raise UsageError("'browser' with --models: one model key, and one --tab that shows it")
+            res = benchweb.bench_browser(tabs, seconds=args.seconds, app_dir=args.app_dir,
+                                         query={k: v for k, v in query.items() if v})
             print(benchweb.to_json(res)) if args.json else benchweb.print_browser(res)
         else:
             key = args.target or "mog"
