@@ -261,8 +261,23 @@ class Model2D(RunGenerators, nn.Module):
         """The objective on a batch x of shape (n, 2): key "loss" is minimised, others are logged."""
         raise NotImplementedError
 
+    # --- hooks the session and the checks use (declared here, overridden where a model has them) ----------
     frame_is_live: bool = False  # set by the session while it draws a frame of a running run: such frames may be
     # drawn more cheaply (the VAE: its configured latent grid only); frames at rest get the model's full accuracy
+    full_batch: bool = False  # set by the session before each step: the batch is the whole training set (EM's
+    # M-step is then exact rather than a running average)
+    grad_exempt: tuple[str, ...] = ()  # name prefixes of parameters the objective gives no gradient (score
+    # matching's constant, the frozen flow of a distillation phase): the contract test skips them
+    substep_names: tuple[str, ...] = ()  # a step in named parts that the Step button walks through (EM: E, M)
+
+    def substep(self, x: torch.Tensor, phase: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """Part `phase` of a step (see substep_names) on batch x. Only models with substep_names have one."""
+        raise NotImplementedError(f"{self.key} has no sub-steps")
+
+    def sample_labeled(self, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """n samples with the component each came from ((n, 2), (n,) int), for models whose samples have one
+        (a mixture's z); None where they do not (the default): the session then calls :meth:`sample`."""
+        return None
 
     max_grad_norm: float | None = None  # default step: clip the gradient's global norm to this first (None: don't)
 

@@ -247,7 +247,7 @@ class MixtureOfGaussians(Model2D):
     def step(self, x: torch.Tensor, optimizers) -> dict[str, float]:
         if self.cfg.method == "gradient":
             return super().step(x, optimizers)
-        full = bool(getattr(self, "_full_batch", False))
+        full = self.full_batch
         xs = self.standardise(x)
         resp = self.e_step(xs, standardised=True)
         self.m_step(xs, resp, full, standardised=True)
@@ -266,7 +266,7 @@ class MixtureOfGaussians(Model2D):
             resp = getattr(self, "_pending", None)
             if resp is None or resp.shape[0] != x.shape[0]:
                 resp = self.e_step(x)
-            self.m_step(x, resp, bool(getattr(self, "_full_batch", False)))
+            self.m_step(x, resp, self.full_batch)
             self._pending = None
         with torch.no_grad():
             return {"loss": float(-self.log_prob(x).mean())}

@@ -394,7 +394,7 @@ class Session:
     def _batch(self) -> torch.Tensor:
         n = self.train_x.shape[0]
         full = self.settings.batch >= n
-        self.model._full_batch = full
+        self.model.full_batch = full
         if full:
             return self.train_x
         idx = torch.randint(0, n, (self.settings.batch,), device=self.device, generator=self.gen)
@@ -684,7 +684,7 @@ class Session:
 
     def single_step(self) -> Snapshot:
         """One step, or one named sub-step (EM: E-step, then M-step) when the model has them."""
-        names = tuple(getattr(self.model, "substep_names", ()) or ())
+        names = tuple(self.model.substep_names)
         if not names:
             ok = self._one_step()
             if ok:
@@ -817,8 +817,9 @@ class Session:
             snap.grid_x, snap.grid_y = xs, ys
             snap.log_density = grid_lp.astype(np.float32)
             snap.grid_mass = metrics.grid_mass(grid_lp, area)
-        if hasattr(m, "sample_labeled"):
-            s, lab = m.sample_labeled(self.n_samples)
+        labeled = m.sample_labeled(self.n_samples)
+        if labeled is not None:
+            s, lab = labeled
             snap.sample_labels = lab.detach().cpu().numpy().astype(np.int32)
         else:
             s = m.sample(self.n_samples)

@@ -49,7 +49,7 @@ def test_log_prob_matches_a_hand_computed_mixture():
 @pytest.mark.parametrize("dataset", ["moons", "25gaussians"])
 def test_full_batch_em_never_decreases_training_likelihood(cov, dataset):
     m, x, _ = fitted(cov, K=10, dataset=dataset)
-    m._full_batch = True
+    m.full_batch = True
     lls = []
     with torch.no_grad():
         for _ in range(40):
@@ -63,7 +63,7 @@ def test_full_batch_em_never_decreases_training_likelihood(cov, dataset):
 def test_em_covariance_types_are_respected():
     for cov in COVS:
         m, x, _ = fitted(cov, K=4, dataset="moons")
-        m._full_batch = True
+        m.full_batch = True
         m.step(x, {})
         c = m.covariances().detach()
         if cov != "full":
@@ -74,7 +74,7 @@ def test_em_covariance_types_are_respected():
 
 def test_em_recovers_the_true_mixture():
     m, x, d = fitted("full", K=8, dataset="8gaussians")
-    m._full_batch = True
+    m.full_batch = True
     for _ in range(60):
         m.step(x, {})
     with torch.no_grad():
@@ -92,7 +92,7 @@ def test_minibatch_online_em_improves():
         before = float(m.log_prob(x).mean())
     gen = torch.Generator().manual_seed(0)
     for _ in range(300):
-        m._full_batch = False
+        m.full_batch = False
         m.step(x[torch.randint(0, len(x), (128,), generator=gen)], {})
     with torch.no_grad():
         assert float(m.log_prob(x).mean()) > before + 0.05
@@ -159,7 +159,7 @@ def test_ancestral_samples_follow_their_component():
 
 def test_step_button_walks_e_then_m():
     m, x, _ = fitted("full", K=4, dataset="moons")
-    m._full_batch = True
+    m.full_batch = True
     before = m.means.detach().clone()
     m.substep(x, 0, {})  # E: responsibilities only
     assert torch.equal(m.means.detach(), before)
@@ -198,7 +198,7 @@ def test_em_follows_the_data_scale(cov):
         torch.manual_seed(0)
         m = build("mog", K=6, covariance=cov)
         m.init_from_data(xs)
-        m._full_batch = True
+        m.full_batch = True
         for _ in range(15):
             m.step(xs, {})
         fits.append(m)
@@ -220,3 +220,22 @@ def test_gradient_mode_has_a_covariance_floor():
     s2 = float(x.double().var(0, unbiased=False).mean())
     bound = -math.log(2 * math.pi * m.cfg.reg * s2)
     assert math.isfinite(float(lp.max())) and float(lp.max()) <= bound + 1e-3
+
+
+def test_the_session_runs_exact_em_when_the_batch_holds_every_point():
+    """Batch >= the training set: the session tells the model (Model2D.full_batch), whose M-step is then
+    exact; two session steps equal two full-batch EM steps from the same start (the stepwise average of
+    minibatch EM, rho_t = (t + 2)^-0.6, would differ)."""
+    import copy
+
+    from playground.session import Session
+
+    sess = Session("mog", {"method": "em"}, make_split("8gaussians", 400, seed=0), TrainSettings(batch=4096, seed=0),
+                   device="cpu")
+    ref = copy.deepcopy(sess.model)
+    ref.full_batch = True
+    for _ in range(2):
+        ref.step(sess.train_x, {})
+    assert sess.train_steps(2) and sess.model.full_batch
+    for (name, a), b in zip(sess.model.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
