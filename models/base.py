@@ -144,6 +144,13 @@ def register(cls: type[Model2D]) -> type[Model2D]:
     return cls
 
 
+def family_keys(family: str) -> list[str]:
+    """The registered models of `family` in menu order (Model2D.menu_rank, then registration order): what a
+    tab offers, so that a new model appears in its family's tab by registering itself."""
+    keys = [k for k, c in REGISTRY.items() if c.family == family]
+    return sorted(keys, key=lambda k: (REGISTRY[k].menu_rank, keys.index(k)))
+
+
 class Standardizer(nn.Module):
     """An affine map z = (x - shift) / scale fitted to the training data, kept as buffers.
 
@@ -239,6 +246,7 @@ class Model2D(RunGenerators, nn.Module):
     density: ClassVar[str] = "exact"
     probe_kind: ClassVar[str] = "none"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
+    menu_rank: ClassVar[int] = 100  # its place in its family's menu (family_keys): lower first, then registration
 
     def __init__(self, cfg: BaseConfig | None = None):
         super().__init__()

@@ -44,6 +44,7 @@ class TeacherStudent(Model2D):
     log_prob and sample are the student's; the teacher's density is in probe() and metrics()."""
 
     key = "iaf_student"
+    menu_rank = 5
     family = "flow"
     title = "MAF teacher → IAF student (Parallel WaveNet)"
     probe_kind = "student"

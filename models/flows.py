@@ -358,6 +358,7 @@ class PlanarFlow(FlowModel):
     KL to a target density. Its density at a given x uses a numerical inverse (no gradient)."""
 
     key = "planar"
+    menu_rank = 4
     title = "Planar flow (reverse KL)"
     Config = PlanarConfig
 
@@ -388,6 +389,7 @@ class NICE(FlowModel):
     end on the 25-Gaussian grid, 0.146 against 0.155 on the anisotropic mixture."""
 
     key = "nice"
+    menu_rank = 1
     title = "NICE (additive coupling)"
     Config = CouplingConfig
     scaling_end = "latent"  # where the diagonal scaling sits (see the docstring); zuko's NICE reference follows it
@@ -402,6 +404,7 @@ class RealNVP(FlowModel):
     """Real NVP (notes 5.4.3): affine couplings x_b = z_b ⊙ exp(α(z_a)) + μ(z_a), alternating."""
 
     key = "realnvp"
+    menu_rank = 0
     title = "Real NVP (affine coupling)"
     Config = CouplingConfig
 
@@ -416,6 +419,7 @@ class MAF(FlowModel):
     sampling sequential. The coordinate order alternates between layers."""
 
     key = "maf"
+    menu_rank = 2
     title = "MAF (masked autoregressive)"
     Config = AutoregressiveConfig
 
@@ -430,6 +434,7 @@ class IAF(FlowModel):
     density sequential (two MADE passes per layer in 2D, so maximum likelihood is cheap here)."""
 
     key = "iaf"
+    menu_rank = 3
     title = "IAF (inverse autoregressive)"
     Config = AutoregressiveConfig
 

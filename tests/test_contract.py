@@ -188,3 +188,41 @@ def test_a_run_draws_only_from_its_own_generators(key):
         assert torch.equal(disturbed[name], v), name
     for a, b in zip(s_quiet, s_disturbed):
         assert torch.equal(a, b)
+
+
+def test_the_registry_decides_each_tabs_models_and_each_familys_view():
+    """Every registered model is offered by exactly one tab, the tab of its family, in menu order
+    (models.family_keys); a new model of a family (here a Real NVP subclass registered under a new key)
+    is in that list and gets the family's view without any table naming it."""
+    import importlib
+
+    from models import family_keys
+    from models.base import REGISTRY, register
+    from models.flows import RealNVP
+    from playground import views
+    from playground.session import Session
+    from playground.tabs import TABS
+
+    offered: dict[str, str] = {}
+    for name in TABS:
+        spec = getattr(importlib.import_module(f"playground.tabs.{name}"), "SPEC", None)
+        if spec is None:
+            continue
+        families = {REGISTRY[k].family for k in spec.models}
+        assert len(families) == 1 and spec.models == family_keys(families.pop()), name
+        for k in spec.models:
+            assert k not in offered, k
+            offered[k] = name
+    assert set(offered) == set(REGISTRY)
+
+    @register
+    class AnotherRealNVP(RealNVP):
+        key = "test_another_realnvp"
+
+    try:
+        assert "test_another_realnvp" in family_keys("flow")
+        session = Session("test_another_realnvp", None, make_split("moons", 200, seed=0), device="cpu")
+        figs = views.render(session.snapshot())
+        assert {"main", "layers", "latent", "perlayer"} <= set(figs)  # the flows' panels
+    finally:
+        REGISTRY.pop("test_another_realnvp")

@@ -7,11 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from models import TrainSettings
+from models import TrainSettings, family_keys
 from playground import cli, plots, views
 from playground.datasets import make_split
 from playground.session import Session
-from playground.views.gans import KEYS, arrow_segments, grid_axes
+from playground.views.gans import arrow_segments, grid_axes
+
+KEYS = family_keys("gan")  # every registered GAN, as the tab offers them
 
 GRID = 40
 

@@ -7,6 +7,8 @@ import math
 
 import gradio as gr
 
+from models import family_keys
+
 from ..liveplot import inline_html, text_block
 from ..snapshot import AutoregressiveProbe, RNADEProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec
@@ -85,7 +87,7 @@ SPEC = TabSpec(
     intro="**Autoregressive models** (notes ch. 3): the chain rule $p(x_1,x_2) = p(x_1)\\,p(x_2\\mid x_1)$ with "
           "each factor a small network. Discrete models (FVSBN, NADE, MADE) put exact probabilities on $K\\times K$ "
           "bins; RNADE uses mixtures of Gaussians. Move the **slice** to read off a conditional.",
-    models=["fvsbn", "nade", "made", "rnade"],
+    models=family_keys("autoregressive"),
     explain={"fvsbn": FVSBN + DISCRETE + COMMON, "nade": NADE + DISCRETE + COMMON,
              "made": MADE + DISCRETE + COMMON, "rnade": RNADE + COMMON},
     default_dataset="moons",

@@ -8,6 +8,7 @@ import time
 
 import gradio as gr
 
+from models import family_keys
 from models.samplers import MALA_MIN_NOISE, METHODS, SamplerSandbox
 from models.targets import dataset_log_prob
 
@@ -16,7 +17,7 @@ from ..channel import Frame, LiveState, StaticSource
 from ..datasets import DATASETS
 from ..liveplot import LiveArea, escape
 from ..tabkit import ABANDONED_SECONDS, FamilyTab, TabSpec, markdown
-from ..views.ebm import CURVE_HEIGHT, KEYS, SAMPLER_NAMES, sandbox_curves, sandbox_figure
+from ..views.ebm import CURVE_HEIGHT, SAMPLER_NAMES, sandbox_curves, sandbox_figure
 
 TITLE = "Energy-based models"
 SANDBOX_FPS = 10  # the sandbox draws at most this many frames a second
@@ -129,7 +130,7 @@ SPEC = TabSpec(
     intro="**Energy-based models** (notes ch. 7): any function $f_\\theta(x)$ defines "
           "$p_\\theta(x) = e^{f_\\theta(x)}/Z(\\theta)$. Train one by contrastive divergence (MCMC negatives), "
           "score matching or noise-contrastive estimation, and watch the MCMC chains move on the energy surface.",
-    models=list(KEYS),
+    models=family_keys("ebm"),
     explain={"ebm_cd": CD_EXPLAIN + COMMON, "ebm_sm": SM_EXPLAIN + COMMON, "ebm_nce": NCE_EXPLAIN + COMMON},
     default_dataset="moons",
     panels=(("main", "Energy and chains", 470), ("samples", "Density and samples", 470),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from models import family_keys
 from models.flows import TARGET_DATASET_NAMES
 
 from ..datasets import DATASETS
@@ -12,7 +13,6 @@ from ..snapshot import FlowProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec, TabState
 
 TITLE = "Normalizing flows"
-MODELS = ["realnvp", "nice", "maf", "iaf", "planar", "iaf_student"]
 MAX_LAYERS = 32
 TARGET_DATASETS = TARGET_DATASET_NAMES  # what "fit to: target" accepts
 TARGET_NOTE = ("**Fit to a target density** (reverse KL) needs a dataset whose density is known in closed form: "
@@ -108,7 +108,7 @@ SPEC = TabSpec(
     intro="**Normalizing flows** (notes ch. 5): an invertible map $x = f(z)$ of a Gaussian $z$, with an exact "
           "density by the change of variables formula. Train one and watch the grid warp, layer by layer, from "
           "the base Gaussian to the data. " + TARGET_NOTE,
-    models=MODELS,
+    models=family_keys("flow"),
     explain={k: v + COMMON for k, v in EXPLAIN.items()},
     default_dataset="moons",
     panels=(("main", "Model density", 460), ("samples", "Samples", 460),

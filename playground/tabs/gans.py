@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from models import family_keys
+
 from ..liveplot import inline_html, text_block
 from ..snapshot import Snapshot
 from ..tabkit import FamilyTab, TabSpec
-from ..views.gans import CURVE_HEIGHT, DIVERGENCE_LABEL, KEYS, N_MODES
+from ..views.gans import CURVE_HEIGHT, DIVERGENCE_LABEL, N_MODES
 
 TITLE = "GANs"
 
@@ -155,7 +157,7 @@ SPEC = TabSpec(
     intro="**Generative adversarial networks** (notes ch. 6): a generator $G(z)$ turns noise into points and a "
           "discriminator learns to tell them from the data; each learns from the other. Watch the game: the "
           "discriminator's surface, the generator's push on its samples, and whether it covers every mode.",
-    models=list(KEYS),
+    models=family_keys("gan"),
     explain=_explain(),
     default_dataset="8gaussians",
     panels=(("main", "Discriminator", 470), ("samples", "Generator manifold", 470),

@@ -7,6 +7,8 @@ import math
 
 import gradio as gr
 
+from models import family_keys
+
 from ..tabkit import FamilyTab, TabSpec
 
 TITLE = "Latent variables"
@@ -97,7 +99,7 @@ SPEC = TabSpec(
     intro="**Latent-variable models** (notes ch. 4): a hidden $z$ explains each point. "
           "Train a mixture of Gaussians by EM or by gradient ascent and watch the components find the data, "
           "or a variational autoencoder and watch its bounds, its latent space and its posteriors.",
-    models=["mog", "vae"],
+    models=family_keys("latent"),
     explain={"mog": MOG_EXPLAIN, "vae": VAE_EXPLAIN},
     default_dataset="8gaussians",
     panels=(("main", "Density and components", 460), ("samples", "Samples", 460),

@@ -15,7 +15,6 @@ from .. import plots
 from ..snapshot import AutoregressiveProbe, RNADEProbe, Snapshot
 from . import view
 
-KEYS = ("fvsbn", "nade", "made", "rnade")
 NAMES = ("x₁", "x₂")
 SLICE_COLOR = "#ff7f0e"
 MODEL_COLOR = "#1f77b4"
@@ -272,7 +271,7 @@ def network_figure(snap: Snapshot) -> dict:
     return {"data": traces, "layout": lay}
 
 
-@view(*KEYS)
+@view(family="autoregressive")
 def autoregressive_frame(snap: Snapshot, log_scale: bool = False, slice_pos: float = 0.5,
                          **_) -> dict[str, dict]:
     """The joint with the slice, the two factors at the slice, sequential sampling, the network, curves."""

@@ -16,7 +16,6 @@ from .. import plots
 from ..snapshot import EBMProbe, Snapshot
 from . import view
 
-KEYS = ("ebm_cd", "ebm_sm", "ebm_nce")
 CHAIN_TAIL = 60  # positions of each chain's trail drawn behind its head
 ENERGY_SPAN = 14.0  # the energy colour scale covers [min, min + span] (nats)
 CURVE_HEIGHT = 300
@@ -191,7 +190,7 @@ def likelihood_figure(snap: Snapshot) -> dict:
     return fig
 
 
-@view(*KEYS)
+@view(family="ebm")
 def ebm_frame(snap: Snapshot, log_scale: bool = False, show_score: str = "auto", **_) -> dict[str, dict]:
     """Energy-based models (notes ch. 7): every panel of the tab. show_score: "auto" (arrows for
     score matching only), "on" or "off"."""

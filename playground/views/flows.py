@@ -11,7 +11,6 @@ from .. import plots
 from ..snapshot import FlowProbe, Snapshot, StudentProbe
 from . import view
 
-FLOW_KEYS = ("planar", "nice", "realnvp", "maf", "iaf")
 LINE_COLORS = ("#d62728", "#1f3b99")  # lines of constant z₂ (red) and of constant z₁ (blue)
 LATENT_BOX = (-4.0, 4.0, -4.0, 4.0)
 EMPTY = "press Train"
@@ -164,7 +163,7 @@ def per_layer_panel(snap: Snapshot, layer=None, who: str = "") -> dict:
     return {"data": [bar], "layout": lay}
 
 
-@view(*FLOW_KEYS)
+@view(family="flow")
 def flow_frame(snap: Snapshot, log_scale: bool = False, layer=None, **_) -> dict[str, dict]:
     """Planar, NICE, Real NVP, MAF and IAF (notes 5.4.1–5.4.5)."""
     return {"main": density_panel(snap, log_scale), "samples": plots.samples_figure(snap),

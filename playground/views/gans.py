@@ -21,8 +21,6 @@ FAKE_COLOR = "#762a83"
 ARROW_COLOR = "#111111"
 MAX_POINTS = 300  # per scatter: SVG markers are DOM nodes, and the browser redraws them every frame
 SURFACE_SCALE = [[0.0, "#a886bf"], [0.5, "#f7f7f7"], [1.0, "#7cc47f"]]
-KEYS = ("gan_minimax", "gan_ns", "fgan_kl", "fgan_rkl", "fgan_js", "fgan_pearson", "fgan_hellinger",
-        "wgan", "wgan_gp")
 N_MODES = {"8gaussians": 8, "25gaussians": 25}
 
 # what the heatmap shows and what the divergence estimate bounds, per model key
@@ -234,7 +232,7 @@ def gradient_figure(snap: Snapshot) -> dict:
     return {"data": traces, "layout": lay}
 
 
-@view(*KEYS, family="gan")
+@view(family="gan")
 def gan_frame(snap: Snapshot, show_push: bool = True, **_) -> dict[str, dict]:
     """Every GAN: D surface + real/fake + G's push, the generator manifold, losses, divergence,
     mode coverage and the generator's gradient."""
