@@ -322,7 +322,7 @@ class Session:
         self.optimizers = self.model.configure_optimizers(self.settings)
         self.step_count = 0
         self.history = History()
-        self.status, self.message = "idle", "ready: press Train"
+        self._say("idle", "ready: press Train")
         self._stop = False
         self._exiting = False  # set by stop_all at interpreter exit
         self._thread: threading.Thread | None = None  # the thread of the current (or last) run
@@ -381,6 +381,11 @@ class Session:
 
     def request_stop(self) -> None:
         self._stop = True
+
+    def _say(self, status: str, message: str, event: str = "") -> None:
+        """Set the run's status, its one-line message and what produced it (Snapshot.event: "substep",
+        "action" or "")."""
+        self.status, self.message, self.event = status, message, event
 
     def wait_left(self, timeout: float) -> bool:
         """Wait until run() has taken its last step (True) or timeout (False)."""
@@ -503,7 +508,7 @@ class Session:
         how = (f" (replayed from the checkpoint of step {slot['step']})" if reached > slot["step"] else
                "" if target is None or target <= reached else f" (the checkpoint before it; step {target} could "
                "not be replayed exactly)")
-        self.status = "diverged"
+        self.status, self.event = "diverged", ""
         self.message = (f"stopped at step {failed_at}: {why}. Restored the parameters of step {reached}, the last "
                         f"known good ones{how}; try a lower learning rate.")
 
@@ -541,7 +546,7 @@ class Session:
                 break
         self.history.truncate(self.step_count)
         self._evals = {}
-        self.status = "diverged"
+        self.status, self.event = "diverged", ""
         self.message = (f"stopped at step {failed_at}: {why}. Restored the parameters of step {self.step_count}, "
                         + ("the last known good ones; try a lower learning rate." if sound else
                            "the oldest kept, but they look exploded too: press Reset and lower the learning rate."))
@@ -560,7 +565,7 @@ class Session:
         try:
             for _ in range(int(n)):
                 if self._stop:
-                    self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+                    self._say("stopped", f"stopped at step {self.step_count}")
                     return True
                 if not self._one_step():
                     return False
@@ -568,7 +573,7 @@ class Session:
                 if now - last > checkpoint_every and self._params_finite():
                     self._checkpoint()
                     last = now
-            self.status, self.message = "done", f"trained {self.step_count} steps"
+            self._say("done", f"trained {self.step_count} steps")
             return True
         finally:
             self._train_time += time.perf_counter() - t0
@@ -599,7 +604,7 @@ class Session:
         self._thread = threading.current_thread()
         with _RUNNING_LOCK:
             _RUNNING.add(self)
-        self.status, self.message = "running", "training"
+        self._say("running", "training")
         target = None if max_steps is None else self.step_count + int(max_steps)
         t_start = time.perf_counter()
         interval = frame_interval
@@ -665,9 +670,9 @@ class Session:
             if self._exiting:  # no final frame: its evaluation would still be running as the interpreter exits
                 return
             if self._stop:
-                self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+                self._say("stopped", f"stopped at step {self.step_count}")
             else:
-                self.status, self.message = "done", f"finished at step {self.step_count}"
+                self._say("done", f"finished at step {self.step_count}")
             self._left.set()  # no more steps: the final frame (full grid, fresh metrics) comes next
             snap = self.snapshot(evaluate=True)
             if not self.check_evaluation(self._evals):
@@ -680,7 +685,7 @@ class Session:
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
             if self.status == "running":
-                self.status, self.message = "stopped", f"stopped at step {self.step_count}"
+                self._say("stopped", f"stopped at step {self.step_count}")
 
     def single_step(self) -> Snapshot:
         """One step, or one named sub-step (EM: E-step, then M-step) when the model has them."""
@@ -688,7 +693,7 @@ class Session:
         if not names:
             ok = self._one_step()
             if ok:
-                self.status, self.message = "stopped", f"took one step (step {self.step_count})"
+                self._say("stopped", f"took one step (step {self.step_count})")
             return self.snapshot()
         if self._phase == 0 or self._phase_batch is None:
             self._phase_batch = self._batch()
@@ -706,7 +711,7 @@ class Session:
             nxt = f"next: {names[0]} of step {self.step_count + 1}"
         else:
             nxt = f"next: {names[self._phase]}"
-        self.status, self.message = "stopped", f"{done} done ({nxt})"
+        self._say("stopped", f"{done} done ({nxt})", event="substep")
         return self.snapshot()
 
     def apply(self, fn, label: str, counts_as_step: bool = False) -> Snapshot:
@@ -726,7 +731,7 @@ class Session:
         if counts_as_step:
             self.step_count += 1
             self.history.log_step(terms)
-        self.status, self.message = "stopped", f"{label} (step {self.step_count})"
+        self._say("stopped", f"{label} (step {self.step_count})", event="action")
         return self.snapshot()
 
     # --- evaluation and frames ------------------------------------------------------------------
@@ -841,7 +846,7 @@ class Session:
                         train=self.data.train[: self.n_show], test=self.data.test[: self.n_show],
                         data_nll=self.data_nll, steps_per_sec=self._rate,
                         elapsed=self._train_time, device=device_label(self.device),
-                        dataset=self.data.name)
+                        dataset=self.data.name, event=self.event)
         frame: dict[str, float] = {}
         res = self.live_res if self.status == "running" else self.grid_res
         m.frame_is_live = self.status == "running"  # the density and probe of a live frame may be cheaper ...

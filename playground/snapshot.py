@@ -375,3 +375,5 @@ class Snapshot:
     elapsed: float = 0.0
     device: str = "cpu"
     dataset: str = ""
+    event: str = ""  # what set `message`: "substep" (a named part of a step, EM's E or M), "action" (a tab's own
+    # button, e.g. the GAN tab's one D step), "" (training, stopping, a failure): what a status line shows it for

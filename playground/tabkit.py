@@ -366,7 +366,8 @@ class FamilyTab:
         with st.lock:
             last = st.last
             if last is not None and last.status == "running":  # the final frame is not out yet
-                quick = dataclasses.replace(last, step=sess.step_count, status="stopped", message=sess.message)
+                quick = dataclasses.replace(last, step=sess.step_count, status="stopped", message=sess.message,
+                                            event=sess.event)
                 st.channel.publish(SnapshotSource(self, st, quick, STOPPED))
 
     def show(self, st: TabState, status: str, figs: dict[str, dict] | None = None) -> None:
@@ -736,7 +737,7 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
         parts.append(f"<span class='pg-settings'>{lr}batch {settings.batch}</span>")
     parts.append(escape(snap.device))
     line = " · ".join(parts)
-    msg = snap.message if snap.status in ("diverged",) or snap.message.startswith(("E-step", "M-step")) else ""
+    msg = snap.message if snap.status == "diverged" or snap.event == "substep" else ""
     extra = " — ".join(escape(x) for x in (note, msg) if x)
     return line + (f"<br>{extra}" if extra else "")
 

@@ -16,6 +16,7 @@ from models import TrainSettings
 from playground.datasets import make_split
 from playground.session import History, Session, Snapshot, resolve_device
 from playground.snapshot import MixtureProbe
+from playground.tabkit import status_html
 
 
 @pytest.fixture
@@ -307,6 +308,14 @@ def test_em_step_button_counts_one_step_per_e_and_m():
     assert sess.step_count == 0 and s1.message.startswith("E-step")
     s2 = sess.single_step()
     assert sess.step_count == 1 and s2.message.startswith("M-step")
+    assert s1.event == s2.event == "substep"  # what the status line shows the message for
+    html = status_html(s2)
+    assert "M-step done" in html
+    sess.train_steps(1)
+    s3 = sess.snapshot()
+    assert s3.event == "" and "M-step" not in status_html(s3)
+    s4 = sess.apply(lambda m, x, opts: {"loss": 0.0}, "one D step")
+    assert s4.event == "action" and s4.message.startswith("one D step")
 
 
 def test_same_seed_same_run():

@@ -201,7 +201,7 @@ def info_text(snap: Snapshot) -> str:
         parts.append(f"gradient reaching G {lt['g_grad_norm']:.2g}")
     text = ("**No density:** a GAN's generator only samples — there is no $p(x)$, so no likelihood (NLL) "
             "to report. It is measured by two-sample tests instead" + (": " + " · ".join(parts) if parts else "."))
-    if snap.status == "stopped" and snap.message.startswith(("one ", "D + G")):
+    if snap.status == "stopped" and snap.event == "action":
         text += f"  \n_{snap.message}_"
     return text
 
