@@ -320,6 +320,7 @@ class CategoricalMADE(DiscreteAutoregressive):
     sees x_first only. Input: the bin centres scaled to [-1, 1] (x_second's input is masked out)."""
 
     key = "made"
+    in_compare = True  # a representative of its family in a comparison
     title = "MADE (masked MLP)"
     Config = MADEConfig
 

@@ -63,6 +63,7 @@ class RNADE(Model2D):
     second's parameters a tanh MLP of x_first."""
 
     key = "rnade"
+    in_compare = True  # a representative of its family in a comparison
     family = "autoregressive"
     title = "RNADE (continuous, mixture of Gaussians)"
     probe_kind = "rnade"

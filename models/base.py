@@ -144,11 +144,25 @@ def register(cls: type[Model2D]) -> type[Model2D]:
     return cls
 
 
+FAMILIES = ("autoregressive", "latent", "flow", "gan", "ebm")  # in the order of the notes (chapters 3 to 7)
+
+
 def family_keys(family: str) -> list[str]:
     """The registered models of `family` in menu order (Model2D.menu_rank, then registration order): what a
     tab offers, so that a new model appears in its family's tab by registering itself."""
     keys = [k for k, c in REGISTRY.items() if c.family == family]
     return sorted(keys, key=lambda k: (REGISTRY[k].menu_rank, keys.index(k)))
+
+
+def all_keys() -> list[str]:
+    """Every registered model, family by family in the order of the notes, each family in menu order."""
+    known = [k for f in FAMILIES for k in family_keys(f)]
+    return known + [k for k in REGISTRY if k not in known]
+
+
+def compare_keys() -> list[str]:
+    """The models a comparison trains when none are named (Model2D.in_compare), in all_keys() order."""
+    return [k for k in all_keys() if REGISTRY[k].in_compare]
 
 
 class Standardizer(nn.Module):
@@ -247,6 +261,7 @@ class Model2D(RunGenerators, nn.Module):
     probe_kind: ClassVar[str] = "none"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
     menu_rank: ClassVar[int] = 100  # its place in its family's menu (family_keys): lower first, then registration
+    in_compare: ClassVar[bool] = False  # a default model of a comparison (compare_keys)
 
     def __init__(self, cfg: BaseConfig | None = None):
         super().__init__()

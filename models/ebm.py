@@ -356,6 +356,7 @@ class ContrastiveDivergenceEBM(EnergyModel):
     from a replay buffer of persistent chains."""
 
     key = "ebm_cd"
+    in_compare = True  # a representative of its family in a comparison
     title = "EBM: contrastive divergence"
     Config = CDConfig
 
@@ -464,6 +465,7 @@ class NoiseContrastiveEBM(EnergyModel):
     from Gaussian noise; log Z is a free parameter that becomes the partition function."""
 
     key = "ebm_nce"
+    in_compare = True  # a representative of its family in a comparison
     title = "EBM: noise-contrastive estimation"
     Config = NCEConfig
 

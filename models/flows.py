@@ -404,6 +404,7 @@ class RealNVP(FlowModel):
     """Real NVP (notes 5.4.3): affine couplings x_b = z_b ⊙ exp(α(z_a)) + μ(z_a), alternating."""
 
     key = "realnvp"
+    in_compare = True  # a representative of its family in a comparison
     menu_rank = 0
     title = "Real NVP (affine coupling)"
     Config = CouplingConfig
@@ -419,6 +420,7 @@ class MAF(FlowModel):
     sampling sequential. The coordinate order alternates between layers."""
 
     key = "maf"
+    in_compare = True  # a representative of its family in a comparison
     menu_rank = 2
     title = "MAF (masked autoregressive)"
     Config = AutoregressiveConfig

@@ -420,6 +420,7 @@ class NonSaturatingGAN(ClassicGAN):
     """The non-saturating GAN (Goodfellow et al. 2014): G minimises -E_q log D(G(z))."""
 
     key = "gan_ns"
+    in_compare = True  # a representative of its family in a comparison
     title = "GAN — non-saturating"
 
     def g_loss_per_sample(self, v_fake):

@@ -66,6 +66,7 @@ class MoGConfig(BaseConfig):
 @register
 class MixtureOfGaussians(Model2D):
     key = "mog"
+    in_compare = True  # a representative of its family in a comparison
     family = "latent"
     title = "Mixture of Gaussians"
     probe_kind = "mixture"

@@ -113,6 +113,7 @@ class VAE(Model2D):
     quadrature (a shared grid, or a grid per point around its posterior)."""
 
     key = "vae"
+    in_compare = True  # a representative of its family in a comparison
     family = "latent"
     title = "Variational autoencoder (VAE)"
     probe_kind = "vae"

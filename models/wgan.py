@@ -126,6 +126,7 @@ class WGANGP(_Wasserstein):
     the critic gap estimates W1 with the Euclidean cost (module docstring)."""
 
     key = "wgan_gp"
+    in_compare = True  # a representative of its family in a comparison
     title = "WGAN-GP — gradient penalty"
     Config = WGANGPConfig
 

@@ -9,11 +9,18 @@ Bad arguments and bad files exit with status 2 and one line on stderr saying why
 when the run diverged (a NaN, infinite or exploded loss, NLL or samples: see playground/session.py; the
 metrics are those of the last good model) and 130 after Ctrl-C (it stops after the current step and
 prints the metrics of what it has). Likelihoods are in nats per point, in the data's own coordinates.
+
+torch and the models are imported only once the arguments parsed and only by the commands that use them, so
+that a bad command line is refused at once. An unknown model key is refused from the registry's keys as last
+seen (see known_model_keys), and a hyperparameter under its old name (BaseConfig.renamed) still works, with a
+note on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -21,10 +28,9 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
-
-from models import REGISTRY, ConfigError, TrainSettings
 
 from .datasets import (
     DATASETS,
@@ -310,11 +316,11 @@ def _num(v):
 
 
 def cmd_compare(args) -> int:
-    from .compare import DEFAULT_KEYS, available, compare, table
+    from .compare import compare, default_keys, table
     from .session import configure_threads
 
     configure_threads()
-    keys = [k.strip() for k in args.models.split(",")] if args.models else available(DEFAULT_KEYS)
+    keys = [k.strip() for k in args.models.split(",")] if args.models else default_keys()
     unknown = [k for k in keys if k not in REGISTRY]
     if unknown:
         raise UsageError(f"unknown model(s): {', '.join(unknown)}")

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import REGISTRY, TrainSettings
+from models import REGISTRY, TrainSettings, compare_keys
 
 from .datasets import DataSplit
 from .session import Session, first_line
 
-# one representative per family, in the order of the notes
-DEFAULT_KEYS = ["made", "rnade", "mog", "vae", "realnvp", "maf", "gan_ns", "wgan_gp", "ebm_cd", "ebm_nce"]
+
+def default_keys() -> list[str]:
+    """A comparison's models when none are named: each family's representatives (Model2D.in_compare), in the
+    order of the notes."""
+    return compare_keys()
 
 
 @dataclass

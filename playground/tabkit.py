@@ -25,7 +25,7 @@ import numpy as np
 
 from models import REGISTRY, ConfigError, TrainSettings
 
-from . import plots, views
+from . import explain, plots, views
 from .channel import Frame, LiveState, StaticSource
 from .controls import Control, make_control, make_controls
 from .datasets import (
@@ -61,7 +61,8 @@ def markdown(text: str = "", **kw) -> gr.Markdown:
 
 @dataclass
 class TabSpec:
-    """What a tab offers. `explain` maps a model key to its "what you are seeing" markdown."""
+    """What a tab offers. Each model's "what you are seeing" text is its file in playground/explain
+    (`explain` may override one for a tab that shows a model differently)."""
 
     key: str
     title: str
@@ -146,6 +147,11 @@ class FamilyTab:
         self.model_groups: dict[str, gr.Group] = {}
         self.extra_outputs: list = []
 
+    def explain_text(self, key: str) -> str:
+        if key in self.spec.explain:
+            return self.spec.explain[key]
+        return explain.text(key, REGISTRY[key].family) if key in REGISTRY else ""
+
     # --- layout -------------------------------------------------------------------------------
     def build(self) -> None:
         spec = self.spec
@@ -198,7 +204,7 @@ class FamilyTab:
                 with status_slot:
                     self.status = live_bus(spec.key, {name: f"{p}plot-{name}" for name, _, _ in spec.panels},
                                            START, elem_id=f"{p}status", stop_id=f"{p}stop", live=self.live_controls())
-                self.explain = markdown(spec.explain.get(spec.models[0], ""), elem_classes=["explain"])
+                self.explain = markdown(self.explain_text(spec.models[0]), elem_classes=["explain"])
 
     def _build_data(self, p: str) -> None:
         spec = self.spec
@@ -674,7 +680,7 @@ class FamilyTab:
         return vals, note
 
     def _model_changed(self, key):
-        return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.spec.explain.get(key, "")]
+        return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.explain_text(key)]
 
 
 def _preview_figure(data: DataSplit, height: int = 430) -> dict:

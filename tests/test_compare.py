@@ -86,3 +86,27 @@ def test_compare_tab_runs(page, app_url, artifacts):
     wait_panel(page, "compare-plot-samples",
                "p.annotations.some(a => a.includes('Mixture of Gaussians') && a.includes('NLL'))")
     page.screenshot(path=str(artifacts / "compare-tab.png"), full_page=True)
+
+
+def test_a_comparisons_default_models_come_from_the_registry():
+    """Each family's representatives (Model2D.in_compare), in the order of the notes; a model that
+    declares itself one joins the defaults without any list naming it."""
+    from models import REGISTRY, compare_keys, register
+    from models.flows import RealNVP
+    from playground.compare import default_keys
+
+    keys = default_keys()
+    assert keys == compare_keys() and all(REGISTRY[k].in_compare for k in keys)
+    families = [REGISTRY[k].family for k in keys]
+    assert families == sorted(families, key=["autoregressive", "latent", "flow", "gan", "ebm"].index)
+    assert set(families) == {"autoregressive", "latent", "flow", "gan", "ebm"}
+
+    @register
+    class Representative(RealNVP):
+        key = "test_representative"
+        in_compare = True
+
+    try:
+        assert "test_representative" in default_keys()
+    finally:
+        REGISTRY.pop("test_representative")

@@ -226,3 +226,31 @@ def test_the_registry_decides_each_tabs_models_and_each_familys_view():
         assert {"main", "layers", "latent", "perlayer"} <= set(figs)  # the flows' panels
     finally:
         REGISTRY.pop("test_another_realnvp")
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRY))
+def test_every_model_has_its_explain_text(key):
+    """A model's "what you are seeing" text is its own file, playground/explain/<key>.md, with the
+    family's common part after it and its includes resolved (nothing of the template syntax is left)."""
+    from playground import explain
+
+    assert explain.has_text(key), f"playground/explain/{key}.md is missing"
+    text = explain.text(key, REGISTRY[key].family)
+    assert len(text) > 300 and "{{include" not in text, key
+
+
+def test_explain_text_joins_a_models_file_its_includes_and_its_family_part(tmp_path, monkeypatch):
+    from playground import explain
+
+    (tmp_path / "toy.md").write_text("### Toy\nown text\n\n{{include shared}}\n")
+    (tmp_path / "_shared.md").write_text("shared part\n")
+    (tmp_path / "_toyfam.md").write_text("family part\n")
+    monkeypatch.setattr(explain, "HERE", tmp_path)
+    explain.text.cache_clear()
+    try:
+        assert explain.text("toy", "toyfam") == "### Toy\nown text\n\nshared part\n\nfamily part\n"
+        assert explain.text("toy", "otherfam") == "### Toy\nown text\n\nshared part\n"
+        with pytest.raises(explain.ExplainError):
+            explain.text("nosuch", "toyfam")
+    finally:
+        explain.text.cache_clear()

@@ -6,11 +6,11 @@ import math
 
 import gradio as gr
 
-from models import REGISTRY
+from models import REGISTRY, all_keys
 
 from .. import plots
 from ..channel import Frame, LiveState, StaticSource
-from ..compare import DEFAULT_KEYS, available, compare, table
+from ..compare import available, compare, default_keys, table
 from ..datasets import DATASETS, DataError, make_split
 from ..liveplot import LiveArea, escape, text_block
 from ..tabkit import TRAIN_CONCURRENCY, markdown
@@ -27,12 +27,8 @@ density for EBMs — while the *energy distance* between samples and held-out da
 family, GANs included. Notes 6.1: a good likelihood and good samples are not the same thing.
 """
 
-FAMILY_ORDER = ["autoregressive", "latent", "flow", "gan", "ebm"]
-
-
 def _choices() -> list[tuple[str, str]]:
-    keys = sorted(REGISTRY, key=lambda k: (FAMILY_ORDER.index(REGISTRY[k].family)
-                                           if REGISTRY[k].family in FAMILY_ORDER else 9, k))
+    keys = all_keys()
     return [(f"{REGISTRY[k].title} ({k})", k) for k in keys]
 
 
@@ -122,7 +118,7 @@ def build() -> LiveArea:
                                  elem_id="compare-npoints")
             noise = gr.Slider(ds.noise_range[0], ds.noise_range[1], value=ds.noise, step=0.01, label="noise",
                               elem_id="compare-noise")
-            keys = gr.CheckboxGroup(_choices(), value=available(DEFAULT_KEYS), label="models",
+            keys = gr.CheckboxGroup(_choices(), value=default_keys(), label="models",
                                     elem_id="compare-models")
             seconds = gr.Slider(2, 120, value=15, step=1, label="seconds of training per model",
                                 info="the same wall-clock budget for every model", elem_id="compare-seconds")

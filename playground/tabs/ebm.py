@@ -22,94 +22,6 @@ from ..views.ebm import CURVE_HEIGHT, SAMPLER_NAMES, sandbox_curves, sandbox_fig
 TITLE = "Energy-based models"
 SANDBOX_FPS = 10  # the sandbox draws at most this many frames a second
 
-COMMON = r"""
-**Top left, the energy** $-f_\theta(x)$ (bright = low energy = likely) with **8 MCMC chains** drawn as trails
-and heads: they are the first of 1,000 persistent chains that run the chosen sampler on the current $f_\theta$
-and move a few steps every frame. Tick *score arrows* to see $\nabla_x \log p_\theta = \nabla_x f_\theta$
-(the direction Langevin's drift pushes; $\log Z$ has no gradient in $x$).
-**Top right, the density** $p_\theta(x) = e^{f_\theta(x)}/Z(\theta)$. The partition function
-$Z(\theta) = \int e^{f_\theta(x)}\,dx$ is intractable in general, but **in 2D it is a sum**: over the model's
-**support box** (the data's range plus 20% on each side, plus the reach of a soft wall beyond which
-$e^{f}$ is below $e^{-21}$ of its value at the box), $Z \approx \sum_{\text{cells}} e^{f_\theta}\,\Delta A$ on a
-97×97 grid (trapezoid rule; the *f and log Z* title says how much halving that grid moves $\log Z$). So this tab
-reports an honest held-out NLL like every other family. The status line's **∫p on grid** is the probability
-mass inside the *plot*: below 1 when the support reaches beyond it.
-The red dots are **exact samples** of $p_\theta$: a grid cell drawn with its probability (inverse CDF), then a
-point inside it from the interpolated density — no Markov chain, so the energy distance, the modes covered and
-the Compare table measure $p_\theta$ itself. The chains are there for what they teach: the energy panel's title
-gives their **energy distance to exact samples** (near 0 when the chains have mixed; short runs and cold or
-stuck samplers stay far).
-**One box for every sampler**: a move that would leave the support box is rejected (the chain stays put),
-which is exact for Metropolis–Hastings and MALA on the truncated density and leaves unadjusted Langevin with no
-point masses on the box's faces.
-**What is shown is a weight average**: the estimator trains $f_\theta$ (its negatives and noise see the trained
-network), and the energy, density, samples, chains and held-out numbers come from an exponential moving average
-of its weights (*weight averaging* = 0.998 per step; 0 shows the trained network). At a constant step size Adam
-keeps jittering $f_\theta$ where there is little data, and the held-out NLL feels every such wobble: the average
-about halves each estimator's gap to the true entropy (seed 0, 3,000 steps: NCE on the correlated Gaussian
-0.028 → 0.009 nats, score matching on banana 0.046 → 0.022, CD on banana 0.11 → 0.06).
-
-**Curves**: the loss; $\mathbb E[f]$ on held-out data and on the chains next to $\log Z$ — the held-out
-log-likelihood *is* $\mathbb E_{\text{data}}[f] - \log Z$; the grid-normalised log-likelihood; and the
-sampler's health: acceptance rate (MALA, MH), **split R-hat** over the 8 animated chains (near 1 when
-their halves agree; far above 1.1 when they sit in different modes), the energy distance of the exact samples
-to held-out data, and of the chains to exact samples.
-"""
-
-CD_EXPLAIN = r"""
-### What you are seeing — contrastive divergence (notes 7.3)
-Maximum likelihood for $p_\theta = e^{f_\theta}/Z(\theta)$ has the gradient
-$$\nabla_\theta \log p_\theta(x^+) = \nabla_\theta f_\theta(x^+) - \mathbb E_{p_\theta}[\nabla_\theta f_\theta(x^-)]$$
-($x^+$ a training point), so each update pushes $f$ **up on the data** and **down on samples of the model**
-(the *negatives* $x^-$, purple ×).
-The negatives come from MCMC on the current $f_\theta$, $K$ steps per update:
-* **Langevin** (7.3.2): $x \leftarrow x + \epsilon \nabla_x f_\theta(x) + \sqrt{2\epsilon}\, z$; exact only as
-  $\epsilon \to 0$. A *noise scale* below 1 is the colder shortcut EBM papers use.
-* **MALA**: the same move with a Metropolis–Hastings accept/reject, exact for any $\epsilon$ and any noise scale
-  $s > 0$ — but a cold proposal ($s < 1$) is refused more often (watch the acceptance), and at $s = 0$ the
-  reverse move is impossible ($\log\alpha = 0/0$): MALA uses $s \ge 0.25$.
-* **Metropolis–Hastings** (7.3.1): $x' = x + \sigma z$, kept with probability $\min(1, e^{f(x') - f(x)})$ —
-  no gradient, so it wanders: watch the chains crawl and the acceptance rate fall as $\sigma$ grows.
-
-*Persistent chains* restart each batch from a **replay buffer** of earlier negatives (a share re-initialised
-from uniform noise); off, every batch starts from noise (*short-run* MCMC). The penalty $\alpha(f(x^+)^2 + f(x^-)^2)$
-keeps $f$ from drifting (Du & Mordatch 2019).
-"""
-
-SM_EXPLAIN = r"""
-### What you are seeing — score matching (notes 7.4)
-Score matching never samples and never needs $Z$: it fits the **score** $\nabla_x f_\theta$ (white arrows) to the
-data's by the Fisher divergence, which integration by parts turns into
-$$\mathbb E_{p_{\text{data}}}\big[\tfrac12 \|\nabla_x f_\theta(x)\|^2 + \operatorname{tr}\nabla_x^2 f_\theta(x)\big]$$
-* **denoising** (Vincent 2011, the default): blur the data, $\tilde x = x + \sigma\epsilon$, and regress the score
-  on the known $-\epsilon/\sigma$ — no Hessian at all; the model learns the *blurred* density (slightly wider
-  than the data's), which is also what keeps it from overfitting.
-* **exact**: the Hessian trace computed exactly — one extra backward pass per dimension, cheap in 2D, but $d$
-  passes in $d$ dimensions (an image has thousands).
-* **sliced** (Song et al. 2019): $\operatorname{tr} H$ replaced by $v^\top H v$ for random $v$ with
-  $\mathbb E[vv^\top] = I$ — one Hessian-vector product, whatever the dimension (the same optimum as exact).
-
-The chains are only for the pictures (Langevin on the learned $f$). Known weaknesses: the score is blind to how
-much mass sits in modes far apart (the score is local) — compare the mode weights on *8 Gaussians*; and with a
-flexible network and a finite sample, the **exact** objective can be driven far below zero by making $f$ sharply
-peaked on the training points (the $\operatorname{tr}\nabla^2 f$ term rewards curvature there): watch the loss fall
-without bound while the held-out NLL gets worse. The blur of **denoising** score matching prevents that, which is
-why it is the default: on 8 Gaussians at 3,000 steps it reaches a held-out NLL of 2.4–2.5 nats (the true density:
-2.13) against 4.8–7.4 for the exact objective (seeds 0–2); on banana, one connected mode, all three objectives come
-within about 0.06 nats of the truth.
-"""
-
-NCE_EXPLAIN = r"""
-### What you are seeing — noise-contrastive estimation (notes 7.5)
-A classifier tells data from **noise** $p_n$ (a Gaussian, white ellipses at 1σ and 2σ) with
-$$D(x) = \frac{e^{f_\theta(x)}}{e^{f_\theta(x)} + \nu Z p_n(x)},\qquad
-\max_{\theta, Z}\ \mathbb E_{\text{data}}[\log D] + \nu\,\mathbb E_{p_n}[\log(1 - D)],$$
-computed with logsumexp as in the notes ($\nu$ noise samples per data point; $\nu = 1$ in the notes).
-$\log Z$ is a **free parameter**: nothing forces $Z = \int e^{f}$, yet at the optimum it becomes the partition
-function. Watch the curves *log Z learned by NCE* and *log Z on the grid* meet. Noise far wider than the data
-makes the task too easy (little signal near the data); noise that misses part of the data leaves it unlearnt.
-"""
-
 SANDBOX_INTRO = r"""
 **Sampler sandbox** — no training: 500 chains run Langevin, MALA or Metropolis–Hastings on a **fixed** target,
 an analytic energy or a frozen copy of the model trained above. The heatmap is the target's density; the trails
@@ -131,7 +43,6 @@ SPEC = TabSpec(
           "$p_\\theta(x) = e^{f_\\theta(x)}/Z(\\theta)$. Train one by contrastive divergence (MCMC negatives), "
           "score matching or noise-contrastive estimation, and watch the MCMC chains move on the energy surface.",
     models=family_keys("ebm"),
-    explain={"ebm_cd": CD_EXPLAIN + COMMON, "ebm_sm": SM_EXPLAIN + COMMON, "ebm_nce": NCE_EXPLAIN + COMMON},
     default_dataset="moons",
     panels=(("main", "Energy and chains", 470), ("samples", "Density and samples", 470),
             ("curves", "Training loss", CURVE_HEIGHT), ("energies", "f and log Z", CURVE_HEIGHT),
