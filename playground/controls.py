@@ -2,7 +2,8 @@
 
 Each field becomes a slider, dropdown or checkbox with the field's safe range, so an extreme value
 cannot be entered; log-scale fields (learning rates, step sizes) use a slider over log10 of the
-value. ``Control.value(raw)`` turns the widget's value back into the field's value.
+value. ``Control.value(raw)`` turns the widget's value back into the field's value, ``Control.raw(value)``
+a field's value into the widget's.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ class Control:
     component: gr.components.Component
     to_value: Callable[[Any], Any]
     live: bool = False
+    to_raw: Callable[[Any], Any] = lambda v: v  # the widget value that shows a field value (value's inverse)
 
     def value(self, raw: Any) -> Any:
         return self.to_value(raw)
+
+    def raw(self, value: Any) -> Any:
+        return self.to_raw(value)
 
 
 def _fmt(v: float) -> str:
@@ -51,7 +56,7 @@ def make_control(spec: dict, value: Any = None, elem_prefix: str = "") -> Contro
         comp = gr.Slider(lo_s, hi_s, value=round(math.log10(default), 2), step=0.05,
                          label=f"{label} (log₁₀; default {_fmt(default)})", info=info, elem_id=elem_id)
         conv = (lambda r, _lo=lo, _hi=hi: float(min(max(10 ** float(r), _lo), _hi)))
-        return Control(name, comp, conv, spec["live"])
+        return Control(name, comp, conv, spec["live"], to_raw=lambda v: round(math.log10(float(v)), 2))
     step = spec["step"] or (1 if spec["type"] == "int" else (hi - lo) / 100)
     comp = gr.Slider(lo, hi, value=default, step=step, label=label, info=info, elem_id=elem_id)
     if spec["type"] == "int":

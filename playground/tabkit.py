@@ -12,13 +12,11 @@ so several people can train at once without seeing each other's runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import gradio as gr
 import numpy as np
@@ -33,24 +31,18 @@ from .datasets import (
     DataError,
     DataSplit,
     make_split,
-    parse_csv,
-    parse_strokes,
-    points_from_strokes,
-    split_array,
 )
-from .drawpad import BOX as DRAW_BOX
 from .drawpad import draw_pad
 from .liveplot import escape, live_bus, live_panel
+from .runspec import DEVICES, SOURCES, RunSpec
 from .session import Session, Snapshot
 
 START = "Pick data and a model, then press <b>Train</b>."
 STOPPED = "stopped: press Train to resume"
 ABANDONED_SECONDS = 30.0  # a run whose page has not asked for anything this long stops
 HEARTBEAT = 1.0  # an API client's progress, in seconds
-SOURCES = ("Built-in", "Draw", "Upload CSV")
 TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
 MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
-DEVICES = ("auto", "cpu", "cuda")
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -113,29 +105,6 @@ class SnapshotSource:
         settings = self.st.session.settings if self.st.session is not None else None
         return Frame({k: v for k, v in figs.items() if k in visible}, status_html(snap, self.note, settings),
                      self.tab.texts(snap), final=snap.status != "running")
-
-
-@dataclass
-class RunSpec:
-    data_sig: tuple
-    build_data: Callable[[], DataSplit]
-    model_key: str
-    config: dict
-    settings: TrainSettings
-    device: str
-
-    def signature(self) -> tuple:
-        live = {s["name"] for s in REGISTRY[self.model_key].Config.spec() if s["live"]}
-        cfg = tuple(sorted((k, v) for k, v in self.config.items() if k not in live))
-        return (self.data_sig, self.model_key, cfg, self.settings.seed, self.device)
-
-
-def _file_digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha1(f.read(MAX_FILE_DIGEST)).hexdigest()
-
-
-MAX_FILE_DIGEST = 32 * 1024 * 1024
 
 
 class FamilyTab:
@@ -237,7 +206,7 @@ class FamilyTab:
                 with gr.Group(visible=(k == spec.models[0])) as group:
                     ctrls = make_controls(REGISTRY[k].Config, elem_prefix=f"{p}{k}-")
                     for name, v in spec.model_defaults.get(k, {}).items():
-                        ctrls[name].component.value = _raw_value(ctrls[name], v)
+                        ctrls[name].component.value = ctrls[name].raw(v)
                 self.model_controls[k] = ctrls
                 self.model_groups[k] = group
 
@@ -260,62 +229,38 @@ class FamilyTab:
                                       elem_id=f"{p}device")
 
     # --- inputs --------------------------------------------------------------------------------
-    def inputs(self) -> list:
-        comps = [self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.draw_noise,
-                 self.csv, self.standardise, self.model_dd, self.device]
-        for k in self.spec.models:
-            comps += [c.component for c in self.model_controls[k].values()]
-        comps += [c.component for c in self.settings_controls.values()]
+    def inputs(self) -> set:
+        """Every control a run is made of, as a set: Gradio then hands a handler one dict keyed by
+        component (run_from reads it), not a positional list."""
+        comps = {self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.draw_noise,
+                 self.csv, self.standardise, self.model_dd, self.device}
+        for ctrls in (*self.model_controls.values(), self.settings_controls):
+            comps |= {c.component for c in ctrls.values()}
         return comps
 
-    def parse(self, raw: list) -> RunSpec:
-        """Turn the widget values (in the order of inputs()[1:]) into a RunSpec; raises DataError
-        or ConfigError with a one-line reason."""
-        source, dataset, n_points, noise, sketch, draw_noise, csv_file, standardise, model_key, device = raw[:10]
-        rest = list(raw[10:])
-        cfgs = {}
-        for k in self.spec.models:
-            ctrls = self.model_controls[k]
-            vals, rest = rest[:len(ctrls)], rest[len(ctrls):]
-            cfgs[k] = {name: c.value(v) for (name, c), v in zip(ctrls.items(), vals)}
-        settings_raw = {name: c.value(v) for (name, c), v in zip(self.settings_controls.items(), rest)}
-        settings = TrainSettings.make(**settings_raw)
-        model_key = model_key or self.spec.models[0]
-        REGISTRY[model_key].Config.make(**cfgs[model_key])
-        n_points = int(n_points)
-        seed = settings.seed
-        if source == "Draw":
-            strokes = parse_strokes(sketch)
-            spread = float(min(max(float(draw_noise or 0.0), 0.0), 0.5))
-            sig = ("draw", hashlib.sha1(str(sketch).encode()).hexdigest(), n_points, spread, seed)
+    def run_from(self, v: dict) -> RunSpec:
+        """The RunSpec the controls show (v: component -> value, as Gradio passes a set of inputs); raises
+        DataError or ConfigError with a one-line reason."""
+        model = v.get(self.model_dd) or self.spec.models[0]
+        if model not in self.model_controls:
+            raise ConfigError(f"unknown model '{model}'")
+        config = {name: c.value(v[c.component]) for name, c in self.model_controls[model].items()}
+        settings = TrainSettings.make(**{name: c.value(v[c.component]) for name, c in self.settings_controls.items()})
+        csv = v.get(self.csv)
+        path = None if not csv else (csv if isinstance(csv, str) else getattr(csv, "name", str(csv)))
+        return RunSpec(model, config, settings, dataset=v[self.dataset], n_points=int(v[self.n_points]),
+                       noise=float(v[self.noise]), source=v[self.source], sketch=v.get(self.sketch),
+                       draw_noise=float(v.get(self.draw_noise) or 0.0), csv=path,
+                       standardise=bool(v.get(self.standardise)), device=v.get(self.device) or "auto").check()
 
-            def build_data(strokes=strokes):
-                rng = np.random.default_rng(seed)
-                pts = points_from_strokes(strokes, n_points, rng, noise=spread)
-                return split_array(pts, "drawing", seed=seed,
-                                   box=(-DRAW_BOX, DRAW_BOX, -DRAW_BOX, DRAW_BOX))
-        elif source == "Upload CSV":
-            if not csv_file:
-                raise DataError("upload a CSV file first")
-            path = csv_file if isinstance(csv_file, str) else getattr(csv_file, "name", str(csv_file))
-            size = os.path.getsize(path)
-            sig = ("csv", _file_digest(path), bool(standardise), seed)
-
-            def build_data(path=path, size=size):
-                with open(path, "rb") as f:
-                    blob = f.read(size + 1)
-                x = parse_csv(blob)
-                return split_array(x, os.path.basename(path), seed=seed, standardise=bool(standardise))
-        else:
-            if dataset not in DATASETS:
-                raise DataError(f"unknown dataset '{dataset}'")
-            lo, hi = DATASETS[dataset].noise_range
-            noise = float(min(max(float(noise), lo), hi))
-            sig = ("builtin", dataset, n_points, round(noise, 4), seed)
-
-            def build_data(dataset=dataset, noise=noise):
-                return make_split(dataset, n_points, noise, seed)
-        return RunSpec(sig, build_data, model_key, cfgs[model_key], settings, device)
+    def default_run(self, model: str | None = None) -> RunSpec:
+        """The run the controls show before anyone touches them (for `model`: the tab's first by default)."""
+        model = model or self.spec.models[0]
+        config = {name: self.spec.model_defaults.get(model, {}).get(name, c.value(c.component.value))
+                  for name, c in self.model_controls[model].items()}
+        settings = TrainSettings.make(**{n: c.value(c.component.value) for n, c in self.settings_controls.items()})
+        ds = DATASETS[self.spec.default_dataset]
+        return RunSpec(model, config, settings, dataset=ds.name, noise=ds.noise)
 
     # --- handlers ------------------------------------------------------------------------------
     def ensure_session(self, st: TabState, run: RunSpec) -> tuple[Session, bool]:
@@ -329,7 +274,7 @@ class FamilyTab:
                     st.session.set_live(name, v)
             return st.session, False
         data = run.build_data()
-        st.session = Session(run.model_key, run.config, data, run.settings, device=run.device)
+        st.session = Session(run.model, run.config, data, run.settings, device=run.device)
         st.signature = sig
         return st.session, True
 
@@ -393,9 +338,10 @@ class FamilyTab:
         self.show(st, f"<span style='color:#dc2626'>▲</span> <b>{escape(kind)}:</b> {escape(err)}")
         return self.values(st, error=err)
 
-    def train(self, st: TabState, *raw):
+    def train(self, v: dict):
+        st = v[self.state]
         try:
-            run = self.parse(list(raw))
+            run = self.run_from(v)
             sess, fresh = self.ensure_session(st, run)
         except (DataError, ConfigError, ValueError, KeyError) as err:
             yield self.show_error(st, err)
@@ -424,9 +370,10 @@ class FamilyTab:
 
     def action(self, fn: Callable[[Session], Snapshot | None]):
         """A handler that runs fn on the visitor's session (built from the controls if needed)."""
-        def handler(st: TabState, *raw):
+        def handler(v: dict):
+            st = v[self.state]
             try:
-                run = self.parse(list(raw))
+                run = self.run_from(v)
                 sess, fresh = self.ensure_session(st, run)
                 snap = fn(sess)
             except (DataError, ConfigError, ValueError, KeyError) as err:
@@ -452,18 +399,20 @@ class FamilyTab:
             self.publish(st, sess.snapshot(), STOPPED)
         return self.values(st, extras=True)
 
-    def reset(self, st: TabState, *raw):
+    def reset(self, v: dict):
+        st = v[self.state]
         if st.session is not None:
             st.session.request_stop()
         st.session, st.signature, st.last = None, None, None
-        return self.preview(st, *raw, note="reset: press Train to start a new run")
+        return self.preview(v, note="reset: press Train to start a new run")
 
-    def preview(self, st: TabState, *raw, note: str = ""):
+    def preview(self, v: dict, note: str = ""):
         """Show the chosen data before training (skipped while a run is going)."""
+        st = v[self.state]
         if st.session is not None and st.session.status == "running":
             return self.values(st)
         try:
-            run = self.parse(list(raw))
+            run = self.run_from(v)
             data = run.build_data()
         except (DataError, ConfigError, ValueError, KeyError) as err:
             return self.show_error(st, err)
@@ -560,7 +509,7 @@ class FamilyTab:
                             api_visibility="private", queue=False)
         self.dataset.input(self._dataset_picked, [self.dataset], [self.noise], api_visibility="private",
                            queue=False)
-        self.share_btn.click(self.share_query, ins[1:], [self.share_box], api_visibility="private",
+        self.share_btn.click(self.share_query, ins, [self.share_box], api_visibility="private",
                              queue=False).then(
             None, [self.share_box], [self.share_box],
             js="(q) => q.startsWith('?') ? window.location.origin + window.location.pathname + q : q")
@@ -593,28 +542,20 @@ class FamilyTab:
         return gr.update(value=ds.noise) if ds else gr.skip()
 
     # --- shareable settings (TensorFlow Playground style) -----------------------------------------
-    def share_query(self, *raw) -> Any:
+    def share_query(self, v: dict) -> Any:
         """The current settings as a URL query: ?tab=..&dataset=..&model=..&K=..&lr=.."""
         try:
-            run = self.parse(list(raw))
+            run = self.run_from(v)
         except (DataError, ConfigError, ValueError, KeyError) as err:
             return gr.update(value=f"cannot link these settings: {err}", visible=True)
-        source, dataset, n_points, noise = raw[0], raw[1], raw[2], raw[3]
-        q = {"tab": self.spec.key, "model": run.model_key}
-        if source == "Built-in":
-            q.update(dataset=dataset, n=int(n_points), noise=round(float(noise), 4))
-        q.update({k: v for k, v in run.config.items()})
-        q.update(lr=f"{run.settings.lr:.3g}", batch=run.settings.batch, seed=run.settings.seed, device=run.device)
-        link = "?" + urlencode(q)
-        if source != "Built-in":
-            link += "  (drawn or uploaded data cannot travel in a link: it opens with the built-in dataset)"
-        return gr.update(value=link, visible=True)
+        return gr.update(value=run.to_query(self.spec.key), visible=True)
 
     def query_outputs(self) -> list:
+        """What a shared link may set: the data and device controls, every model's controls, the training
+        settings, and the status line (the page's channel token)."""
         comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device]
-        for k in self.spec.models:
-            comps += [c.component for c in self.model_controls[k].values()]
-        comps += [c.component for c in self.settings_controls.values()]
+        for ctrls in (*self.model_controls.values(), self.settings_controls):
+            comps += [c.component for c in ctrls.values()]
         return comps + [self.status]
 
     def load_args(self) -> tuple:
@@ -630,54 +571,33 @@ class FamilyTab:
             self.show(st, escape(note) if note else START, self.initial_figs)
         elif note:
             self.show(st, escape(note))
-        return vals + [st.channel.token]
+        return {**vals, self.status: st.channel.token}
 
-    def apply_query(self, request: gr.Request) -> tuple[list, str]:
-        """Settings from a shared link as control values (gr.skip() where the link says nothing), and a
-        note for the status line. Unknown or out-of-range values are ignored and the note says which."""
-        n_out = len(self.query_outputs()) - 1
+    def apply_query(self, request: gr.Request) -> tuple[dict, str]:
+        """The settings of a shared link as {component: value} for the controls it sets (RunSpec.from_query
+        over the tab's defaults), and a note for the status line: what was ignored (unknown or outside the
+        safe range) and any old setting name read as its new one."""
         q = dict(request.query_params) if request is not None else {}
         if q.get("tab") != self.spec.key:
-            return [gr.skip()] * n_out, ""
-        bad: list[str] = []
-        model = q.get("model", self.spec.models[0])
-        if model not in self.spec.models:
-            bad.append(f"model={model}")
-            model = self.spec.models[0]
-        vals: list[Any] = [gr.skip()] * 4
-        if q.get("dataset") in DATASETS:
-            ds = DATASETS[q["dataset"]]
-            vals[0], vals[1] = "Built-in", ds.name
-            vals[2] = _clamped(q.get("n"), 100, 20000, int, bad, "n")
-            vals[3] = _clamped(q.get("noise"), *ds.noise_range, float, bad, "noise")
-        elif "dataset" in q:
-            bad.append(f"dataset={q['dataset']}")
-        vals += [model, q["device"] if q.get("device") in DEVICES else gr.skip()]
-        cfg_cls = REGISTRY[model].Config
-
-        def from_query(name: str, c: Control, coerce) -> Any:
-            """The link's value for this control, checked against its safe range; else leave it."""
-            if name not in q:
-                return gr.skip()
-            try:
-                return _raw_value(c, coerce(name, q[name]))
-            except ConfigError:
-                bad.append(f"{name}={q[name]}")
-                return gr.skip()
-
-        for k in self.spec.models:
-            for name, c in self.model_controls[k].items():
-                vals.append(from_query(name, c, cfg_cls.coerce) if k == model else gr.skip())
-        usual = self.spec.model_settings.get(model, {})
+            return {}, ""
+        model = q.get("model") if q.get("model") in self.spec.models else self.spec.models[0]
+        run, named, notes = RunSpec.from_query(q, self.default_run(model), self.spec.models,
+                                               usual=self.spec.model_settings)
+        out: dict[Any, Any] = {self.model_dd: run.model}
+        if "data" in named:
+            out.update({self.source: "Built-in", self.dataset: run.dataset, self.noise: run.clamped_noise()})
+        if "n" in named:
+            out[self.n_points] = run.n_points
+        if "device" in named:
+            out[self.device] = run.device
+        for name, c in self.model_controls[run.model].items():
+            if name in named:
+                out[c.component] = c.raw(run.config[name])
+        usual = self.spec.model_settings.get(run.model, {})
         for name, c in self.settings_controls.items():
-            if name not in q and name in usual:  # the model's usual settings where the link says nothing
-                vals.append(_raw_value(c, usual[name]))
-            else:
-                vals.append(from_query(name, c, TrainSettings.coerce))
-        note = "Settings loaded from the link. Press Train."
-        if bad:
-            note += f" Ignored (unknown or outside the safe range): {', '.join(bad)}."
-        return vals, note
+            if name in named or name in usual:
+                out[c.component] = c.raw(getattr(run.settings, name))
+        return out, " ".join(["Settings loaded from the link. Press Train.", *notes])
 
     def _model_changed(self, key):
         return [gr.update(visible=(k == key)) for k in self.model_groups] + [self.explain_text(key)]
@@ -688,29 +608,6 @@ def _preview_figure(data: DataSplit, height: int = 430) -> dict:
                             uirevision=f"preview-{data.name}")
     fig["layout"]["height"] = height
     return fig
-
-
-def _clamped(raw, lo, hi, kind, bad: list[str], name: str):
-    if raw is None:
-        return gr.skip()
-    try:
-        v = kind(float(raw))
-    except ValueError:
-        bad.append(f"{name}={raw}")
-        return gr.skip()
-    if not lo <= v <= hi:
-        bad.append(f"{name}={raw}")
-        return gr.skip()
-    return v
-
-
-def _raw_value(control: Control, value: Any) -> Any:
-    """The widget value that shows `value` (the inverse of the control's conversion)."""
-    comp = control.component
-    label = getattr(comp, "label", "") or ""
-    if "log₁₀" in label:
-        return round(float(np.log10(value)), 2)
-    return value
 
 
 STATUS_COLORS = {"running": "#16a34a", "stopped": "#6b7280", "done": "#2563eb", "diverged": "#dc2626"}

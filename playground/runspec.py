@@ -1,0 +1,215 @@
+"""One run's settings as one value: the data, the model and its config, the training settings, the device.
+
+A tab's controls, its share link and the command line all describe a run; :class:`RunSpec` is that
+description, with no widget in it. A tab turns its controls' values into one (``FamilyTab.run_from``),
+a link into one (:meth:`RunSpec.from_query`) and back (:meth:`RunSpec.to_query`), the way TensorFlow
+Playground keeps one typed list of settings behind both its controls and its URL — here a dataclass per
+visitor's click, not module-level state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+
+from models import REGISTRY, ConfigError, TrainSettings
+
+from .datasets import (
+    DATASETS,
+    DataError,
+    DataSplit,
+    make_split,
+    parse_csv,
+    parse_strokes,
+    points_from_strokes,
+    split_array,
+)
+from .drawpad import BOX as DRAW_BOX
+
+SOURCES = ("Built-in", "Draw", "Upload CSV")
+DEVICES = ("auto", "cpu", "cuda")
+N_POINTS = (100, 20000)  # the range the data slider and a link accept
+MAX_FILE_DIGEST = 32 * 1024 * 1024
+NOT_IN_LINK = "  (drawn or uploaded data cannot travel in a link: it opens with the built-in dataset)"
+
+
+@dataclass
+class RunSpec:
+    """What one run is: where its data comes from, which model with which config, how it trains.
+
+    `config` holds the model's Config fields by name (validated by :meth:`check`); `settings` the shared
+    TrainSettings. For drawn data `sketch` is the pad's value and `draw_noise` the spread around the strokes;
+    for an upload `csv` is the file's path. `noise` None means the dataset's own default.
+    """
+
+    model: str
+    config: dict[str, Any] = field(default_factory=dict)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    dataset: str = "8gaussians"
+    n_points: int = 2000
+    noise: float | None = None
+    source: str = "Built-in"
+    sketch: Any = None
+    draw_noise: float = 0.08
+    csv: str | None = None
+    standardise: bool = False
+    device: str = "auto"
+
+    # --- checks ----------------------------------------------------------------------------------
+    def check(self) -> RunSpec:
+        """Validate the model, its config and the data choice (ConfigError / DataError, one line each);
+        returns self."""
+        if self.model not in REGISTRY:
+            raise ConfigError(f"unknown model '{self.model}'")
+        REGISTRY[self.model].Config.make(**self.config)
+        if self.source not in SOURCES:
+            raise DataError(f"unknown data source '{self.source}'")
+        if self.source == "Built-in" and self.dataset not in DATASETS:
+            raise DataError(f"unknown dataset '{self.dataset}'")
+        if self.source == "Upload CSV" and not self.csv:
+            raise DataError("upload a CSV file first")
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device '{self.device}' (known: {', '.join(DEVICES)})")
+        return self
+
+    def clamped_noise(self) -> float:
+        ds = DATASETS[self.dataset]
+        lo, hi = ds.noise_range
+        return float(min(max(float(ds.noise if self.noise is None else self.noise), lo), hi))
+
+    # --- data ------------------------------------------------------------------------------------
+    def data_signature(self) -> tuple:
+        """Equal for two specs exactly when they make the same data (drawn strokes and files by digest)."""
+        seed = self.settings.seed
+        if self.source == "Draw":
+            return ("draw", hashlib.sha1(str(self.sketch).encode()).hexdigest(), self.n_points,
+                    self._spread(), seed)
+        if self.source == "Upload CSV":
+            return ("csv", _file_digest(self.csv), bool(self.standardise), seed)
+        return ("builtin", self.dataset, self.n_points, round(self.clamped_noise(), 4), seed)
+
+    def _spread(self) -> float:
+        return float(min(max(float(self.draw_noise or 0.0), 0.0), 0.5))
+
+    def build_data(self) -> DataSplit:
+        """The run's training and held-out points (DataError with a one-line reason when they cannot be made)."""
+        seed = self.settings.seed
+        if self.source == "Draw":
+            strokes = parse_strokes(self.sketch)
+            pts = points_from_strokes(strokes, self.n_points, np.random.default_rng(seed), noise=self._spread())
+            return split_array(pts, "drawing", seed=seed, box=(-DRAW_BOX, DRAW_BOX, -DRAW_BOX, DRAW_BOX))
+        if self.source == "Upload CSV":
+            if not self.csv:
+                raise DataError("upload a CSV file first")
+            size = os.path.getsize(self.csv)
+            with open(self.csv, "rb") as f:
+                blob = f.read(size + 1)
+            return split_array(parse_csv(blob), os.path.basename(self.csv), seed=seed,
+                               standardise=bool(self.standardise))
+        if self.dataset not in DATASETS:
+            raise DataError(f"unknown dataset '{self.dataset}'")
+        return make_split(self.dataset, self.n_points, self.clamped_noise(), seed)
+
+    # --- sessions --------------------------------------------------------------------------------
+    def signature(self) -> tuple:
+        """Equal when a running session of the earlier spec can go on as this one: same data, model, seed
+        and device, and the same config apart from the fields the model takes while training (live)."""
+        live = {s["name"] for s in REGISTRY[self.model].Config.spec() if s["live"]}
+        cfg = tuple(sorted((k, v) for k, v in self.config.items() if k not in live))
+        return (self.data_signature(), self.model, cfg, self.settings.seed, self.device)
+
+    # --- links -----------------------------------------------------------------------------------
+    def to_query(self, tab: str) -> str:
+        """The spec as a URL query (?tab=..&model=..&dataset=..&<config>..&lr=..), the inverse of
+        from_query for built-in data; drawn or uploaded data cannot travel and the link says so."""
+        q: dict[str, Any] = {"tab": tab, "model": self.model}
+        if self.source == "Built-in":
+            q.update(dataset=self.dataset, n=int(self.n_points), noise=round(self.clamped_noise(), 4))
+        q.update(self.config)
+        q.update(lr=f"{self.settings.lr:.3g}", batch=self.settings.batch, seed=self.settings.seed, device=self.device)
+        return "?" + urlencode(q) + ("" if self.source == "Built-in" else NOT_IN_LINK)
+
+    @classmethod
+    def from_query(cls, q: Mapping[str, str], base: RunSpec, models: list[str],
+                   usual: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[RunSpec, set[str], list[str]]:
+        """A link's settings over `base` (the tab's defaults for the model the link names): returns the spec,
+        the names the link set (model config by field name, else "data", "n", "device", "lr", "batch", "seed"),
+        and notes on what it ignored (unknown or out of range) or read under an old name.
+
+        `usual` gives, per model, training settings that suit it better than the tab's (used where the link
+        says nothing of them)."""
+        notes: list[str] = []
+        bad: list[str] = []
+        named: set[str] = set()
+        model = q.get("model", base.model)
+        if model not in models:
+            bad.append(f"model={model}")
+            model = base.model
+        spec = dataclasses.replace(base, model=model, config=dict(base.config))
+        if q.get("dataset") in DATASETS:
+            ds = DATASETS[q["dataset"]]
+            spec.source, spec.dataset, spec.noise = "Built-in", ds.name, ds.noise
+            named.add("data")
+            noise = _number(q.get("noise"), *ds.noise_range, float, bad, "noise")
+            spec.noise = spec.noise if noise is None else noise
+        elif "dataset" in q:
+            bad.append(f"dataset={q['dataset']}")
+        n = _number(q.get("n"), *N_POINTS, int, bad, "n")
+        if n is not None:
+            spec.n_points = n
+            named.add("n")
+        if q.get("device") in DEVICES:
+            spec.device = q["device"]
+            named.add("device")
+        cfg_cls = REGISTRY[model].Config
+        known = {s["name"] for s in cfg_cls.spec()}
+        for raw_name, raw in q.items():
+            name, note = cfg_cls.canonical(raw_name)
+            if name not in known:
+                continue
+            try:
+                spec.config[name] = cfg_cls.coerce(name, raw)
+            except ConfigError:
+                bad.append(f"{raw_name}={raw}")
+                continue
+            named.add(name)
+            if note:
+                notes.append(f"{note} (the link's '{raw_name}' was read as '{name}')")
+        settings = dict(usual.get(model, {})) if usual else {}
+        for name in ("lr", "batch", "seed"):
+            if name in q:
+                try:
+                    settings[name] = TrainSettings.coerce(name, q[name])
+                    named.add(name)
+                except ConfigError:
+                    bad.append(f"{name}={q[name]}")
+        spec.settings = dataclasses.replace(base.settings, **settings)
+        if bad:
+            notes.insert(0, f"Ignored (unknown or outside the safe range): {', '.join(bad)}.")
+        return spec, named, notes
+
+
+def _number(raw, lo, hi, kind, bad: list[str], name: str):
+    if raw is None:
+        return None
+    try:
+        v = kind(float(raw))
+    except ValueError:
+        bad.append(f"{name}={raw}")
+        return None
+    if not lo <= v <= hi:
+        bad.append(f"{name}={raw}")
+        return None
+    return v
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read(MAX_FILE_DIGEST)).hexdigest()
