@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from models import family_keys
+from models import REGISTRY, family_keys
 from models.flows import TARGET_DATASET_NAMES
 
 from ..datasets import DATASETS
@@ -42,8 +42,14 @@ SPEC = TabSpec(
 )
 
 
+def _fit_choices(key: str) -> list[str]:
+    """What the model's "fit to" control offers ([] when it has none, e.g. the student)."""
+    return next((s["choices"] or [] for s in REGISTRY[key].Config.spec() if s["name"] == "fit"), [])
+
+
 def _needs_target(model: str, fit: str | None) -> bool:
-    return model == "planar" or (fit == "target" and model != "iaf_student")
+    """A flow that only fits targets (its config offers nothing else: planar), or one set to fit a target."""
+    return _fit_choices(model) == ["target"] or (fit == "target" and "target" in _fit_choices(model))
 
 
 def pick_target_dataset(source: str, dataset: str, needs_target: bool):
@@ -57,8 +63,9 @@ def pick_target_dataset(source: str, dataset: str, needs_target: bool):
 def build() -> FamilyTab:
     tab = FamilyTab(SPEC)
     tab.build()
-    planar_fit = tab.model_controls["planar"]["fit"].component
-    planar_fit.interactive = False  # greyed out: planar flows only fit targets (its help says why)
+    for key, ctrls in tab.model_controls.items():
+        if "fit" in ctrls and _fit_choices(key) == ["target"]:
+            ctrls["fit"].component.interactive = False  # greyed out: it only fits targets (its help says why)
     slider = tab.options["layer"]
     tab.extra_outputs = [slider]
 
@@ -75,8 +82,10 @@ def build() -> FamilyTab:
     tab.model_dd.input(lambda m, s, d: pick_target_dataset(s, d, _needs_target(m, None)),
                        [tab.model_dd, tab.source, tab.dataset], [tab.dataset, tab.source, tab.noise],
                        api_visibility="private", queue=False)
-    for key in ("nice", "realnvp", "maf", "iaf"):
-        fit = tab.model_controls[key]["fit"].component
+    for key, ctrls in tab.model_controls.items():
+        if "fit" not in ctrls or len(_fit_choices(key)) < 2:
+            continue
+        fit = ctrls["fit"].component
         fit.input(lambda f, s, d: pick_target_dataset(s, d, f == "target"), [fit, tab.source, tab.dataset],
                   [tab.dataset, tab.source, tab.noise], api_visibility="private", queue=False)
     return tab
