@@ -309,8 +309,10 @@ class NADE(DiscreteAutoregressive):
 
 @dataclass
 class MADEConfig(DiscreteConfig):
+    renamed = {"layers": "depth"}  # its name before the families agreed on it
+
     hidden: int = hp(64, 8, 256, step=8, label="hidden units per layer")
-    layers: int = hp(2, 1, 4, label="hidden layers")
+    depth: int = hp(2, 1, 4, label="hidden layers")
 
 
 @register
@@ -327,7 +329,7 @@ class CategoricalMADE(DiscreteAutoregressive):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         order = [1, 2] if self.first == 0 else [2, 1]
-        self.net = MADE(2, self.cfg.hidden, self.cfg.layers, out_mult=self.K, order=order)
+        self.net = MADE(2, self.cfg.hidden, self.cfg.depth, out_mult=self.K, order=order)
 
     def logits(self, u):
         x = torch.zeros(u.shape[0], 2, device=u.device, dtype=u.dtype)
@@ -347,10 +349,10 @@ class CategoricalMADE(DiscreteAutoregressive):
         # output rows: logit k of coordinate i is unit k * 2 + i; a coordinate's K logits drawn as one node
         edges.append(strength[-1][:, :n].view(self.K, 2, n).amax(0))
         order = [1, 2] if self.first == 0 else [2, 1]
-        inp, hid = made_degrees(2, self.cfg.hidden, self.cfg.layers, order)
-        cols = ["input"] + [f"hidden {k + 1}, {n} of {self.cfg.hidden}" for k in range(self.cfg.layers)]
+        inp, hid = made_degrees(2, self.cfg.hidden, self.cfg.depth, order)
+        cols = ["input"] + [f"hidden {k + 1}, {n} of {self.cfg.hidden}" for k in range(self.cfg.depth)]
         return conn_dict(cols + ["K logits each"],
-                         [["x₁", "x₂"]] + [[f"h{k + 1}" for k in range(n)]] * self.cfg.layers
+                         [["x₁", "x₂"]] + [[f"h{k + 1}" for k in range(n)]] * self.cfg.depth
                          + [by_coord(self.first, f"p({f}): bias only", f"p({s} | {f})")],
                          [inp.numpy()] + [h[:n].numpy() for h in hid] + [inp.numpy()],
-                         [e.cpu().numpy() for e in edges], [2] + [self.cfg.hidden] * self.cfg.layers + [2])
+                         [e.cpu().numpy() for e in edges], [2] + [self.cfg.hidden] * self.cfg.depth + [2])

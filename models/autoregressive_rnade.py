@@ -51,9 +51,11 @@ def mog_sample(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tens
 
 @dataclass
 class RNADEConfig(BaseConfig):
+    renamed = {"layers": "depth"}  # its name before the families agreed on it
+
     K: int = hp(8, 1, 20, label="components K", help="Gaussians in each conditional's mixture")
     hidden: int = hp(64, 8, 256, step=8, label="hidden units", help="width of the net of x_first")
-    layers: int = hp(2, 1, 4, label="hidden layers")
+    depth: int = hp(2, 1, 4, label="hidden layers")
     order: str = order_field()
 
 
@@ -79,7 +81,7 @@ class RNADE(Model2D):
         self.logits0 = nn.Parameter(torch.zeros(K))
         self.means0 = nn.Parameter(spread.clone())
         self.log_scales0 = nn.Parameter(torch.full((K,), math.log(0.5)))
-        self.net = mlp(1, 3 * K, self.cfg.hidden, self.cfg.layers, act="tanh")
+        self.net = mlp(1, 3 * K, self.cfg.hidden, self.cfg.depth, act="tanh")
         with torch.no_grad():  # the conditional's components start spread out, not on top of each other
             out = self.net[-1]
             out.weight.mul_(0.1)
@@ -154,9 +156,9 @@ class RNADE(Model2D):
         w_out = np.zeros((2, n), np.float32)
         w_out[self.second] = lins[-1].weight[:, :n].abs().amax(0).cpu().numpy()
         edges.append(w_out)
-        cols = ["input"] + [f"tanh layer {k + 1}, {n} of {self.cfg.hidden}" for k in range(self.cfg.layers)]
+        cols = ["input"] + [f"tanh layer {k + 1}, {n} of {self.cfg.hidden}" for k in range(self.cfg.depth)]
         return conn_dict(cols + ["mixtures: π μ σ"],
-                         [["x₁", "x₂"]] + [[f"h{k + 1}" for k in range(n)]] * self.cfg.layers
+                         [["x₁", "x₂"]] + [[f"h{k + 1}" for k in range(n)]] * self.cfg.depth
                          + [by_coord(self.first, f"p({fn}): free parameters", f"p({sn} | {fn})")],
-                         [in_labels(self.first)] + [np.ones(n)] * self.cfg.layers + [in_labels(self.first)],
-                         edges, [2] + [self.cfg.hidden] * self.cfg.layers + [2])
+                         [in_labels(self.first)] + [np.ones(n)] * self.cfg.depth + [in_labels(self.first)],
+                         edges, [2] + [self.cfg.hidden] * self.cfg.depth + [2])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,9 +46,51 @@ class ConfigError(ValueError):
     """A hyperparameter value outside its field's range or choices (the message says which)."""
 
 
+class RenamedSettingWarning(FutureWarning):
+    """A hyperparameter given under its old name (BaseConfig.renamed): taken under its new one. A FutureWarning,
+    so that it shows by default (a saved checkpoint or a script's old name reaches its user)."""
+
+
 @dataclass
 class BaseConfig:
-    """Base of every model's Config: validation from the field metadata of :func:`hp`."""
+    """Base of every model's Config: validation from the field metadata of :func:`hp`.
+
+    ``renamed`` maps a hyperparameter's old names to its current ones (old -> new), for every way a name comes
+    from outside: :meth:`make`, :meth:`coerce`, :meth:`replace` (and so :func:`build` and a saved checkpoint's
+    :func:`load`) take an old name as its new one and warn once (RenamedSettingWarning, the note of
+    :meth:`canonical`); the command line and the share links ask :meth:`canonical` and tell their user
+    themselves. A Config inherits its base's ``renamed``; an old name is never a current field."""
+
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def canonical(cls, name: str) -> tuple[str, str | None]:
+        """(the current name of `name`, a one-line note when `name` is an old one, else None). A current or an
+        unknown name comes back as it is, without a note (coerce then refuses an unknown one)."""
+        new = cls.renamed.get(name)
+        if new is None or name in {f.name for f in cls.fields()}:
+            return name, None
+        return new, f"'{name}' is now '{new}'"
+
+    @classmethod
+    def _current(cls, name: str) -> str:
+        """`name`'s current name, warning (RenamedSettingWarning) when it is an old one."""
+        new, note = cls.canonical(name)
+        if note:
+            warnings.warn(f"{cls.__name__}: {note}", RenamedSettingWarning, stacklevel=4)
+        return new
+
+    @classmethod
+    def _current_names(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` under current names (see renamed); an old name and its new one both given are refused."""
+        seen: dict[str, str] = {}
+        for k in values:
+            new = cls.canonical(k)[0]
+            if new in seen:
+                old = k if k != new else seen[new]
+                raise ConfigError(f"'{old}' and '{new}' name the same setting ('{old}' is now '{new}'): give one")
+            seen[new] = k
+        return {cls._current(k): v for k, v in values.items()}
 
     @classmethod
     def fields(cls) -> list[dataclasses.Field]:
@@ -70,8 +113,11 @@ class BaseConfig:
     @classmethod
     def coerce(cls, name: str, value: Any) -> Any:
         """Turn ``value`` (possibly a string from the command line) into field ``name``'s type and
-        check it against the field's range or choices. Raises ConfigError with a one-line reason."""
+        check it against the field's range or choices. Raises ConfigError with a one-line reason. An old name
+        (see renamed) is checked as its new one, with a RenamedSettingWarning."""
         by_name = {f.name: f for f in cls.fields()}
+        if name not in by_name:
+            name = cls._current(name)
         if name not in by_name:
             raise ConfigError(f"unknown setting '{name}' (known: {', '.join(by_name)})")
         f = by_name[name]
@@ -108,11 +154,12 @@ class BaseConfig:
 
     @classmethod
     def make(cls, **values: Any):
-        """A validated Config from keyword values (unknown names and bad values raise ConfigError)."""
-        return cls(**{k: cls.coerce(k, v) for k, v in values.items()})
+        """A validated Config from keyword values (unknown names and bad values raise ConfigError; old names, see
+        renamed, are taken as their new ones with a RenamedSettingWarning)."""
+        return cls(**{k: cls.coerce(k, v) for k, v in cls._current_names(values).items()})
 
     def replace(self, **values: Any):
-        return dataclasses.replace(self, **{k: self.coerce(k, v) for k, v in values.items()})
+        return dataclasses.replace(self, **{k: self.coerce(k, v) for k, v in self._current_names(values).items()})
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -322,7 +369,9 @@ class Model2D(RunGenerators, nn.Module):
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = float(value)
-        elif hasattr(self.cfg, name):
+            return
+        name = self.cfg.canonical(name)[0]
+        if hasattr(self.cfg, name):
             setattr(self.cfg, name, self.cfg.coerce(name, value))
 
     # --- what the views and metrics need ------------------------------------------------------

@@ -91,10 +91,12 @@ def wall(d: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class EnergyConfig(BaseConfig):
+    renamed = {"layers": "depth", "act": "activation"}  # their names before the families agreed on them
+
     hidden: int = hp(64, 8, 256, step=8, label="hidden units", help="width of the energy network f_θ")
-    layers: int = hp(2, 1, 4, label="hidden layers", help="depth of the energy network f_θ")
-    act: str = hp("silu", choices=("silu", "softplus", "tanh", "elu"), label="activation",
-                  help="smooth, so ∇ₓf and the Hessian exist (ReLU would make tr ∇²f = 0)")
+    depth: int = hp(2, 1, 4, label="hidden layers", help="depth of the energy network f_θ")
+    activation: str = hp("silu", choices=("silu", "softplus", "tanh", "elu"), label="activation",
+                         help="smooth, so ∇ₓf and the Hessian exist (ReLU would make tr ∇²f = 0)")
     sampler: str = hp("langevin", choices=METHODS, label="sampler", live=True,
                       help="langevin: x ← x + ε∇f + √(2ε)z; mala: the same with an MH accept/reject; "
                            "mh: random-walk Metropolis–Hastings (moves out of the support box are rejected)")
@@ -124,7 +126,7 @@ class EnergyModel(Model2D):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         c = self.cfg
-        self.net = mlp(2, 1, c.hidden, c.layers, c.act)
+        self.net = mlp(2, 1, c.hidden, c.depth, c.activation)
         # the weight average that everything shown uses (cfg.average > 0); the training pass uses `net`
         self.net_avg = copy.deepcopy(self.net).requires_grad_(False) if c.average > 0 else None
         self._training_pass, self._avg_pairs = False, None

@@ -68,12 +68,14 @@ class GANConfig(BaseConfig):
     dimension, more layers or k = 2 did not raise the count.
     """
 
+    renamed = {"g_layers": "g_depth", "d_layers": "d_depth"}  # their names before the families agreed on them
+
     latent_dim: int = hp(2, 1, 8, label="latent dimension",
                          help="z ~ N(0, I) in this many dimensions; 1 or 2 show the whole generator manifold")
     g_hidden: int = hp(64, 8, 256, step=8, label="generator width", help="units per hidden layer of G")
-    g_layers: int = hp(2, 1, 4, label="generator hidden layers")
+    g_depth: int = hp(2, 1, 4, label="generator hidden layers")
     d_hidden: int = hp(64, 8, 256, step=8, label="discriminator width", help="units per hidden layer of D")
-    d_layers: int = hp(2, 1, 4, label="discriminator hidden layers")
+    d_depth: int = hp(2, 1, 4, label="discriminator hidden layers")
     activation: str = hp("relu", choices=("relu", "leaky_relu", "tanh", "elu"), label="activation")
     lr_g: float = hp(4e-3, 1e-5, 0.1, log=True, live=True, label="generator learning rate",
                      help="G's step size; can be changed while training runs")
@@ -153,14 +155,14 @@ class GAN(Model2D):
     def __init__(self, cfg: GANConfig | None = None):
         super().__init__(cfg)
         c = self.cfg
-        self.generator = mlp(c.latent_dim, 2, c.g_hidden, c.g_layers, c.activation)
+        self.generator = mlp(c.latent_dim, 2, c.g_hidden, c.g_depth, c.activation)
         self.generator_avg = copy.deepcopy(self.generator).requires_grad_(False) if c.average > 0 else None
         self._avg_pairs = None
         # counters saved with the parameters, so that a checkpoint replays exactly: the generator updates
         # averaged so far (the decay's warm-up) and the discriminator updates (lazy R1's phase)
         self.register_buffer("avg_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
-        self.discriminator = mlp(2, 1, c.d_hidden, c.d_layers, c.activation)
+        self.discriminator = mlp(2, 1, c.d_hidden, c.d_depth, c.activation)
         self.norm = Standardizer(2)
         self.register_buffer("hist_box", torch.tensor([-4.0, 4.0, -4.0, 4.0]))
         gen = torch.Generator().manual_seed(1234)

@@ -70,11 +70,13 @@ AVERAGE_EVERY = 8  # updates between two steps of the weight average (as the flo
 
 @dataclass
 class VAEConfig(BaseConfig):
+    renamed = {"layers": "depth"}  # its name before the families agreed on it
+
     latent_dim: int = hp(2, 1, 2, label="latent dimension",
                          help="1: the decoder draws a curve; 2: a sheet. log p(x) integrates over this latent grid")
     enc_hidden: int = hp(64, 8, 256, step=8, label="encoder width", help="units per hidden layer of q(z|x)")
     dec_hidden: int = hp(64, 8, 256, step=8, label="decoder width", help="units per hidden layer of p(x|z)")
-    layers: int = hp(2, 1, 4, label="hidden layers", help="of the encoder and of the decoder")
+    depth: int = hp(2, 1, 4, label="hidden layers", help="of the encoder and of the decoder")
     activation: str = hp("tanh", choices=("tanh", "silu", "elu", "softplus", "relu"), label="activation",
                          help="smooth activations give smooth posteriors (and accurate quadrature); tanh's "
                               "saturation lets the decoder tear the prior into separate modes")
@@ -125,8 +127,8 @@ class VAE(Model2D):
         c = self.cfg
         d = c.latent_dim
         self.std = Standardizer(2)
-        self.encoder = mlp(2, 2 * d, c.enc_hidden, c.layers, c.activation)
-        self.decoder = mlp(d, 4 if c.decoder_var == "learned" else 2, c.dec_hidden, c.layers, c.activation)
+        self.encoder = mlp(2, 2 * d, c.enc_hidden, c.depth, c.activation)
+        self.decoder = mlp(d, 4 if c.decoder_var == "learned" else 2, c.dec_hidden, c.depth, c.activation)
         self.latent = LatentGrid(d, c.grid if d == 2 else 16 * c.grid)
         self.register_buffer("ref", torch.zeros(N_REF, 2))  # standardised points that pick the grid's stride
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # training updates (the warm-up)

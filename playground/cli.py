@@ -56,6 +56,91 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+# --- the model registry, and its keys without importing it ----------------------------------------------------
+
+def _models_folder() -> Path:
+    """The folder of the `models` package that `import models` would load (found without importing it)."""
+    spec = importlib.util.find_spec("models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("no 'models' package on the path")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def models_fingerprint(folder: Path) -> str:
+    """A hash of every Python source under `folder` (names and contents): it changes whenever a model is added,
+    removed, renamed or edited, so keys remembered with it are never used for another version of the models."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _keys_file(folder: Path) -> Path:
+    """Where the registry's keys of this checkout's models are remembered (a cache, safe to delete):
+    $PLAYGROUND_CACHE_DIR, else $XDG_CACHE_HOME/generative-models-playground, else ~/.cache/... ."""
+    root = os.environ.get("PLAYGROUND_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "generative-models-playground")
+    return Path(root) / f"model-keys-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}.json"
+
+
+def known_model_keys() -> list[str] | None:
+    """The registered model keys without importing torch: those the real registry held when this checkout's
+    models were last imported by the command line (_registry writes them), provided that no source file of
+    `models` changed since (models_fingerprint). None when they are not known: then only the registry can say."""
+    try:
+        folder = _models_folder()
+        blob = json.loads(_keys_file(folder).read_text())
+        if blob.get("fingerprint") == models_fingerprint(folder) and isinstance(blob.get("keys"), list):
+            return [str(k) for k in blob["keys"]]
+    except (OSError, ValueError, ImportError, AttributeError):
+        pass
+    return None
+
+
+def _registry() -> dict:
+    """models.REGISTRY (importing torch and every model family), its keys remembered for known_model_keys. Only
+    the classes of the `models` package count (not one that a caller in this process registered itself), and
+    the fingerprint is taken before the import, so that a source edited meanwhile makes the keys stale, never
+    wrong."""
+    if "models" in sys.modules:
+        return sys.modules["models"].REGISTRY
+    try:
+        folder = _models_folder()
+        fingerprint = models_fingerprint(folder)
+    except (OSError, ImportError):
+        folder = None
+    import models
+
+    if folder is not None:
+        keys = sorted(k for k, c in models.REGISTRY.items() if c.__module__.split(".")[0] == "models")
+        target = _keys_file(folder)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "keys": keys, "models": str(folder)}))
+            os.replace(tmp, target)  # atomic: a concurrent reader sees the old file or the new one
+        except OSError:
+            pass  # a read-only home: the keys are simply not remembered
+    return models.REGISTRY
+
+
+def model_keys() -> list[str]:
+    """The registered model keys: the registry's own where it is imported already, else the remembered ones
+    (known_model_keys), else the registry's after importing it."""
+    if "models" not in sys.modules:
+        keys = known_model_keys()
+        if keys is not None:
+            return keys
+    return sorted(_registry())
+
+
+def check_model_key(key: str) -> None:
+    """Refuse an unknown model key (UsageError), without importing torch where the keys are known."""
+    keys = model_keys()
+    if key not in keys:
+        raise UsageError(f"unknown model '{key}' (known: {', '.join(sorted(keys))})")
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m playground", description="Train and benchmark the playground's models headless.")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -116,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
     be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
+    sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not by 'cmd'
     return ap
 
 
@@ -178,19 +264,29 @@ def _checked(x: np.ndarray, path: str, what: str, spread: bool = True) -> np.nda
 
 
 def parse_sets(model: str, pairs: list[str], extra: dict) -> tuple[dict, dict]:
-    """--set KEY=VALUE pairs into (model config, training settings), validated."""
-    if model not in REGISTRY:
-        raise UsageError(f"unknown model '{model}' (known: {', '.join(sorted(REGISTRY))})")
-    cfg_cls = REGISTRY[model].Config
-    cfg, settings = {}, {}
+    """--set KEY=VALUE pairs into (model config, training settings), validated. A hyperparameter under its old
+    name (the Config's `renamed`) is taken under its new one, with a note on stderr, once per name, after every
+    pair is valid (a bad value's one-line error carries the note itself)."""
+    from models import ConfigError, TrainSettings
+
+    registry = _registry()
+    if model not in registry:
+        raise UsageError(f"unknown model '{model}' (known: {', '.join(sorted(registry))})")
+    cfg_cls = registry[model].Config
+    cfg, settings, notes = {}, {}, {}
     names = {s["name"] for s in cfg_cls.spec()}
     for pair in pairs:
         if "=" not in pair:
             raise UsageError(f"--set expects KEY=VALUE, got '{pair}'")
         k, v = pair.split("=", 1)
-        k = k.strip()
+        k, note = cfg_cls.canonical(k.strip())
         if k in names:
-            cfg[k] = cfg_cls.coerce(k, v)
+            try:
+                cfg[k] = cfg_cls.coerce(k, v)
+            except ConfigError as err:
+                raise ConfigError(f"{err} ({note})" if note else str(err)) from None
+            if note:
+                notes[note] = None
         elif k in ("lr", "batch", "seed"):
             settings[k] = TrainSettings.coerce(k, v)
         else:
@@ -198,12 +294,17 @@ def parse_sets(model: str, pairs: list[str], extra: dict) -> tuple[dict, dict]:
     for k, v in extra.items():
         if v is not None:
             settings[k] = TrainSettings.coerce(k, v)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return cfg, settings
 
 
 def cmd_list(args) -> int:
+    from models import TrainSettings
+
     models = [{"key": k, "family": c.family, "title": c.title, "density": c.density,
-               "hyperparameters": c.Config.spec()} for k, c in sorted(REGISTRY.items())]
+               "hyperparameters": c.Config.spec(), "renamed": dict(c.Config.renamed)}
+              for k, c in sorted(_registry().items())]
     datasets = [{"name": d.name, "title": d.title, "noise": d.noise, "noise_range": list(d.noise_range),
                  "closed_form_density": d.has_density(), "description": d.description}
                 for d in DATASETS.values()]
@@ -258,14 +359,17 @@ class _CtrlC:
 def cmd_train(args) -> int:
     """Exit status: 0 trained, 1 diverged (the last good model is evaluated) or the samples could not be
     written, 2 bad arguments or data, 130 stopped by Ctrl-C (after printing the metrics of what it has)."""
-    from .session import Session, configure_threads
-
-    configure_threads()
-    cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
+    check_model_key(args.model)  # what can be refused without torch is refused first
     if args.steps < 0 or args.samples < 1:
         raise UsageError("--steps must be >= 0 and --samples >= 1")
     if args.save_samples:
         _check_output(args.save_samples)
+    from models import TrainSettings
+
+    from .session import Session, configure_threads
+
+    configure_threads()
+    cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
     settings = TrainSettings.make(**extra)
     data = load_data(args, settings.seed)
     sess = Session(args.model, cfg, data, settings, device=args.device)
@@ -316,16 +420,22 @@ def _num(v):
 
 
 def cmd_compare(args) -> int:
+    keys = [k.strip() for k in args.models.split(",")] if args.models else None
+    if keys:  # refused without torch where the keys are known
+        known = model_keys()
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise UsageError(f"unknown model(s): {', '.join(unknown)}")
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be > 0")
     from .compare import compare, default_keys, table
     from .session import configure_threads
 
     configure_threads()
-    keys = [k.strip() for k in args.models.split(",")] if args.models else default_keys()
-    unknown = [k for k in keys if k not in REGISTRY]
+    keys = keys or default_keys()
+    unknown = [k for k in keys if k not in _registry()]
     if unknown:
         raise UsageError(f"unknown model(s): {', '.join(unknown)}")
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be > 0")
     args.test_data = None
     data = load_data(args, args.seed)
     entries = []
@@ -352,6 +462,10 @@ def cmd_bench(args) -> int:
     if args.model == "quality":
         return cmd_bench_quality(args)
     args.seconds = 4.0 if args.seconds is None else args.seconds
+    if args.model != "samplers":
+        check_model_key(args.model)
+    from models import TrainSettings
+
     from .bench import bench, bench_samplers
 
     if args.model == "samplers":
@@ -423,15 +537,14 @@ def cmd_bench_web(args) -> int:
             if bad:
                 raise UsageError(f"unknown tab(s): {', '.join(bad)} (known: {', '.join(benchweb.TABS)})")
             query = {"model": args.models, "dataset": args.dataset}  # what a link would pick (the tab's own else)
-            if args.models and (args.models not in REGISTRY or len(tabs) != 1):
+            if args.models and (args.models not in model_keys() or len(tabs) != 1):
                 raise UsageError("'browser' with --models: one model key, and one --tab that shows it")
             res = benchweb.bench_browser(tabs, seconds=args.seconds, app_dir=args.app_dir,
                                          query={k: v for k, v in query.items() if v})
             print(benchweb.to_json(res)) if args.json else benchweb.print_browser(res)
         else:
             key = args.target or "mog"
-            if key not in REGISTRY:
-                raise UsageError(f"unknown model '{key}' (known: {', '.join(sorted(REGISTRY))})")
+            check_model_key(key)
             res = benchweb.bench_frames(key, args.dataset, frames=args.frames)
             print(benchweb.to_json(res)) if args.json else benchweb.print_frames(res)
     except benchweb.BenchError as err:
@@ -443,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare}[args.cmd](args)
-    except (UsageError, DataError, ConfigError, KeyError, ValueError) as err:
+    except (UsageError, DataError, KeyError, ValueError) as err:  # models.ConfigError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
         return 2

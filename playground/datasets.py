@@ -204,14 +204,21 @@ def gaussian_log_prob(x, noise):
     return -0.5 * np.einsum("ni,ij,nj->n", x, prec, x) - 0.5 * np.log(np.linalg.det(cov)) - LOG_2PI
 
 
+def _targets():
+    """models.targets (numpy in, numpy out: the energies are written once for numpy and torch), imported when a
+    target is first sampled or evaluated, not with this module: importing it imports torch and every model,
+    which the command line's argument errors should not wait for."""
+    from models import targets
+
+    return targets
+
+
 def _energy_dataset(name: str, title: str, box: float = 4.0) -> Dataset:
     """An energy target of models.targets (p ∝ exp(-U/T)) as a dataset: samples come from a fine
     grid (exact up to the grid's resolution), the density is exact up to a grid-computed log Z.
     The noise slider is the temperature T."""
-    from models import targets  # numpy in, numpy out: the energies are written once for both
-
-    return Dataset(name, title, lambda n, rng, t: targets.sample(name, n, rng, t), 1.0, (0.5, 2.0), box=box,
-                   log_prob=lambda x, t: targets.log_prob(name, np.asarray(x, np.float64), t),
+    return Dataset(name, title, lambda n, rng, t: _targets().sample(name, n, rng, t), 1.0, (0.5, 2.0), box=box,
+                   log_prob=lambda x, t: _targets().log_prob(name, np.asarray(x, np.float64), t),
                    noise_help="temperature T of p ∝ exp(−U/T): higher is more spread out",
                    description=f"{title}: an analytic energy target (Rezende & Mohamed 2015)"
                    if name.startswith("u") else f"{title}: a thin ring, hard for random-walk samplers")
@@ -219,10 +226,8 @@ def _energy_dataset(name: str, title: str, box: float = 4.0) -> Dataset:
 
 def _anisomix() -> Dataset:
     """Unequal weights, rotated and elongated components, exact density (models.targets.aniso_*)."""
-    from models import targets
-
-    return Dataset("anisomix", "Anisotropic mixture", targets.aniso_sample, 0.15, (0.05, 1.0), box=4.5,
-                   log_prob=lambda x, s: targets.aniso_log_prob(np.asarray(x, np.float64), s),
+    return Dataset("anisomix", "Anisotropic mixture", lambda n, rng, s: _targets().aniso_sample(n, rng, s), 0.15,
+                   (0.05, 1.0), box=4.5, log_prob=lambda x, s: _targets().aniso_log_prob(np.asarray(x, np.float64), s),
                    noise_help="short-axis spread of the components (their long axes are fixed)",
                    description="5 rotated, elongated Gaussians with weights 0.35 to 0.08: exact density known")
 

@@ -71,7 +71,7 @@ def test_categorical_made_logits_respect_the_order(order):
     assert dep[:, first].sum() == 0
     assert dep[:, second, second].sum() == 0
     assert dep[:, second, first].all()
-    inp, _ = made_degrees(2, m.cfg.hidden, m.cfg.layers, [1, 2] if first == 0 else [2, 1])
+    inp, _ = made_degrees(2, m.cfg.hidden, m.cfg.depth, [1, 2] if first == 0 else [2, 1])
     assert inp[first] == 1 and inp[second] == 2
 
 

@@ -1,6 +1,7 @@
 """The command line: `python -m playground ...` run in this process (playground.cli.main(argv), its output
 captured), with smoke tests that run it as a newcomer would, in a subprocess (each of those pays torch's
-import, 2-7 s here)."""
+import, 2-7 s here), and fresh processes that check that a bad command line is refused before torch is
+imported."""
 
 import csv
 import io
@@ -197,3 +198,119 @@ def test_csv_values_float32_cannot_train_on_exit_with_one_line(tmp_path, rows, r
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and reason in lines[0], r.stderr
     assert lines[0].startswith(f"error: {path}: ")
+
+
+# --- a bad command line is refused before torch is imported ---------------------------------------------------
+
+RUN_MAIN = """import json, sys
+from playground.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    code = main(argv)
+    out.append({"code": code, "torch": "torch" in sys.modules, "models": "models" in sys.modules})
+print(json.dumps(out))
+"""
+
+
+def main_in_fresh_process(*argvs, cwd=ROOT, cache=None, pythonpath=None):
+    """main(argv) for each argv in turn, in one new Python process: per call its exit status and whether torch
+    and `models` were imported by then; and the process's stderr lines."""
+    env = {**os.environ, "PLAYGROUND_THREADS": "1"}
+    if cache is not None:
+        env["PLAYGROUND_CACHE_DIR"] = str(cache)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    r = subprocess.run([sys.executable, "-c", RUN_MAIN, json.dumps([list(a) for a in argvs])], cwd=cwd,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout), r.stderr.strip().splitlines()
+
+
+BAD_COMMAND_LINES = [
+    ([], "the following arguments are required: {list,train,compare,bench}"),
+    (["--bogus"], "the following arguments are required"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train"], "the following arguments are required: model"),
+    (["train", "mog", "--steps", "ten"], "invalid int value: 'ten'"),
+    (["train", "mog", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["train", "mog", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "mog", "--steps", "-1"], "--steps must be >= 0"),
+    (["bench", "mog", "--repeats", "many"], "invalid int value: 'many'"),
+    (["compare", "--seconds", "soon"], "invalid float value: 'soon'"),
+]
+
+
+def test_a_bad_command_line_is_refused_without_importing_torch():
+    """argparse's errors (and the checks that need no model) come before torch and the models are imported, so
+    they take a fraction of a second instead of torch's import (2 s here). Each call in a fresh process (one
+    process for all of them: torch stays out, or the test fails at the first call that imports it)."""
+    results, lines = main_in_fresh_process(*[argv for argv, _ in BAD_COMMAND_LINES])
+    assert len(lines) == len(BAD_COMMAND_LINES), lines  # one line each
+    for (argv, reason), res, line in zip(BAD_COMMAND_LINES, results, lines):
+        assert res == {"code": 2, "torch": False, "models": False}, (argv, res)
+        assert line.startswith("error: ") and reason in line, (argv, line)
+
+
+def test_an_unknown_model_is_refused_from_the_registrys_keys_without_torch(tmp_path):
+    """The keys come from the real registry, remembered by the command line whenever it imports the models, and
+    are used only while no source file of `models` has changed since: a model added later is known at once
+    (here: a copy of `models` with a new model file), and the remembered list never drifts from the registry."""
+    src = tmp_path / "src"  # `models` is this copy (the current folder comes first), playground this checkout's
+    import shutil
+
+    shutil.copytree(ROOT / "models", src / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    run = lambda *argvs: main_in_fresh_process(*argvs, cwd=src, cache=cache, pythonpath=ROOT)  # noqa: E731
+
+    (cold,), (cold_line,) = run(["train", "nosuch"])
+    assert cold == {"code": 2, "torch": True, "models": True}  # nothing remembered yet: the registry decides
+    (warm,), (warm_line,) = run(["train", "nosuch"])
+    assert warm == {"code": 2, "torch": False, "models": False}
+    assert warm_line == cold_line  # the same keys as the real registry's
+    from models import REGISTRY
+
+    ours = sorted(k for k, c in REGISTRY.items() if c.__module__.split(".")[0] == "models")
+    assert cold_line == f"error: unknown model 'nosuch' (known: {', '.join(ours)})"
+
+    (src / "models" / "zz_extra.py").write_text(
+        "from .base import register\nfrom .mixture import MixtureOfGaussians\n\n\n"
+        "@register\nclass Extra(MixtureOfGaussians):\n    key = 'zz_extra'\n    in_compare = False\n")
+    (added, unknown), lines = run(["train", "zz_extra", "--steps", "-1"], ["train", "nosuch"])
+    assert added == {"code": 2, "torch": True, "models": True}  # a source changed: the registry decides again
+    assert lines[0] == "error: --steps must be >= 0 and --samples >= 1"  # known: refused for its --steps only
+    assert "zz_extra" in lines[1]
+    (again,), (line,) = run(["train", "nosuch"])
+    assert again == {"code": 2, "torch": False, "models": False} and line == lines[1]
+
+
+# --- old hyperparameter names ----------------------------------------------------------------------------------
+
+def test_list_shows_the_current_names_and_the_renamed_ones():
+    models = {m["key"]: m for m in json.loads(cli("list", "--json").stdout)["models"]}
+    names = lambda key: [h["name"] for h in models[key]["hyperparameters"]]  # noqa: E731
+    assert names("ebm_cd")[:3] == ["hidden", "depth", "activation"]
+    assert {"g_depth", "d_depth"} <= set(names("gan_ns")) and not {"g_layers", "d_layers"} & set(names("gan_ns"))
+    assert "depth" in names("vae") and "layers" not in names("vae")
+    assert models["ebm_cd"]["renamed"] == {"layers": "depth", "act": "activation"}
+    assert {"layers", "depth"} <= set(names("realnvp")) and models["realnvp"]["renamed"] == {}  # flows: as they were
+
+
+def test_set_takes_an_old_name_as_its_new_one_with_a_note_once():
+    new = cli("train", "made", "--steps", "3", "--set", "depth=3", "--set", "hidden=16", "--json")
+    old = cli("train", "made", "--steps", "3", "--set", "layers=3", "--set", "hidden=16", "--set", "layers=3", "--json")
+    assert json.loads(old.stdout)["config"] == json.loads(new.stdout)["config"]
+    assert json.loads(old.stdout)["config"]["depth"] == 3
+    assert "note:" not in new.stderr
+    assert [ln for ln in old.stderr.splitlines() if ln.startswith("note:")] == ["note: 'layers' is now 'depth'"]
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["train", "made", "--set", "layers=9"], "depth: 9 is outside the safe range [1, 4] ('layers' is now 'depth')"),
+    (["train", "ebm_cd", "--set", "act=relu"], "activation: 'relu' is not one of"),
+    (["train", "mog", "--set", "layers=2"], "unknown setting 'layers' for mog"),
+    (["bench", "gan_ns", "--set", "g_layers=0"], "g_depth: 0 is outside the safe range"),
+])
+def test_an_old_name_with_a_bad_value_or_for_another_model_is_refused_in_one_line(args, reason):
+    r = cli(*args, check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and reason in lines[0], r.stderr
