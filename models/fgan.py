@@ -102,6 +102,8 @@ class FGAN(GAN):
 
     Config = FGANConfig
     div: FDivergence
+    surface_label = "T(x)"
+    equilibrium = (0.0, None)  # at p = q the bound is 0 for the best T: D's loss -bound is 0
 
     @property
     def surface_mid(self) -> float:
@@ -126,14 +128,15 @@ class FGAN(GAN):
         return self.div.report_scale * self.bound(v_real, v_fake)
 
 
-def _fgan(key: str, div: str, title: str, config=FGANConfig) -> type[FGAN]:
+def _fgan(key: str, div: str, title: str, bounds: str, config=FGANConfig) -> type[FGAN]:
     cls = type(f"FGAN_{div}", (FGAN,), {"key": key, "title": title, "div": DIVERGENCES[div], "Config": config,
+                                        "divergence_label": f"lower bound on {bounds}",
                                         "__doc__": f"f-GAN (notes 6.7) minimising {DIVERGENCES[div].name}."})
     return register(cls)
 
 
-FGANKL = _fgan("fgan_kl", "kl", "f-GAN — KL (data ‖ model)", FGANSaddleConfig)
-FGANReverseKL = _fgan("fgan_rkl", "rkl", "f-GAN — reverse KL (model ‖ data)", FGANSaddleConfig)
-FGANJS = _fgan("fgan_js", "js", "f-GAN — Jensen–Shannon")
-FGANPearson = _fgan("fgan_pearson", "pearson", "f-GAN — Pearson χ²")
-FGANHellinger = _fgan("fgan_hellinger", "hellinger", "f-GAN — squared Hellinger")
+FGANKL = _fgan("fgan_kl", "kl", "f-GAN — KL (data ‖ model)", "KL(data‖model)", FGANSaddleConfig)
+FGANReverseKL = _fgan("fgan_rkl", "rkl", "f-GAN — reverse KL (model ‖ data)", "KL(model‖data)", FGANSaddleConfig)
+FGANJS = _fgan("fgan_js", "js", "f-GAN — Jensen–Shannon", "JSD")
+FGANPearson = _fgan("fgan_pearson", "pearson", "f-GAN — Pearson χ²", "χ²(data‖model)")
+FGANHellinger = _fgan("fgan_hellinger", "hellinger", "f-GAN — squared Hellinger", "squared Hellinger")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -151,6 +151,13 @@ class GAN(Model2D):
     density = "none"
     Config = GANConfig
     surface_mid: float | None = 0.0  # the surface's value where D cannot tell real from fake
+    # what the views call things (they reach them through the probe, so a new GAN brings its own):
+    surface_label: ClassVar[str] = "D(x)"  # the heatmap: what the discriminator outputs
+    divergence_label: ClassVar[str] = "divergence estimate"  # what the divergence curve estimates or bounds
+    # the players' losses when the generator has won (p = q, D undecided): (D's, G's or None); None: no such line
+    equilibrium: ClassVar[tuple[float, float | None] | None] = None
+    wasserstein: ClassVar[bool] = False  # a Wasserstein critic: no fixed "cannot tell" value, a gap rather than nats
+    probability: ClassVar[bool] = False  # the surface is a probability, in [0, 1]
 
     def __init__(self, cfg: GANConfig | None = None):
         super().__init__(cfg)
@@ -369,6 +376,11 @@ class GAN(Model2D):
             mid = 0.5 * (float(s[: len(points)].mean()) + float(s[len(points):].mean()))
         out["surface_mid"] = np.float32(mid)
         out["latent_dim"] = np.int32(self.cfg.latent_dim)
+        eq = self.equilibrium
+        out.update(surface_label=self.surface_label, divergence_label=self.divergence_label,
+                   wasserstein=self.wasserstein, probability=self.probability,
+                   equilibrium_d=np.float32(eq[0] if eq else np.nan),
+                   equilibrium_g=np.float32(eq[1] if eq and eq[1] is not None else np.nan))
         out["averaged"] = self.generator_avg is not None
         out.update(self.manifold())
         return out
@@ -393,6 +405,9 @@ class ClassicGAN(GAN):
 
     Config = R1Config
     surface_mid = 0.5
+    surface_label = "D(x) = P(real | x)"
+    probability = True
+    divergence_label = "JS estimate (V + log 4)/2 ≤ JSD"
 
     def d_loss(self, v_real, v_fake):
         # -V: -log sigmoid(v) = softplus(-v), -log(1 - sigmoid(v)) = softplus(v)
@@ -412,6 +427,7 @@ class MinimaxGAN(ClassicGAN):
 
     key = "gan_minimax"
     title = "GAN — minimax (saturating)"
+    equilibrium = (LOG4, -math.log(2))  # D: -V = log 4; G: E log(1 - 1/2)
 
     def g_loss_per_sample(self, v_fake):
         return -F.softplus(v_fake)  # log(1 - sigmoid(v))
@@ -424,6 +440,7 @@ class NonSaturatingGAN(ClassicGAN):
     key = "gan_ns"
     in_compare = True  # a representative of its family in a comparison
     title = "GAN — non-saturating"
+    equilibrium = (LOG4, math.log(2))  # D: log 4; G: -E log(1/2)
 
     def g_loss_per_sample(self, v_fake):
         return F.softplus(-v_fake)  # -log sigmoid(v)

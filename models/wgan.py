@@ -87,6 +87,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.
 
 class _Wasserstein(GAN):
     surface_mid = None
+    surface_label = "critic f(x)"
+    wasserstein = True
 
     def d_loss(self, v_real, v_fake):
         return v_fake.mean() - v_real.mean()
@@ -106,6 +108,7 @@ class WGAN(_Wasserstein):
 
     key = "wgan"
     title = "WGAN — weight clipping"
+    divergence_label = "critic gap E_p f − E_q f (∝ W₁: clipping bounds the slope by an unknown K)"
     Config = WGANConfig
 
     @torch.no_grad()
@@ -128,6 +131,7 @@ class WGANGP(_Wasserstein):
     key = "wgan_gp"
     in_compare = True  # a representative of its family in a comparison
     title = "WGAN-GP — gradient penalty"
+    divergence_label = "critic gap E_p f − E_q f ≈ W₁ (Euclidean cost; over-estimates while ‖∇f‖ > 1)"
     Config = WGANGPConfig
 
     def d_terms(self, real, fake, regularise: bool = True, eps: torch.Tensor | None = None):

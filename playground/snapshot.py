@@ -229,6 +229,10 @@ class GANProbe(Probe):
         manifold_v: (lines, points, 2) G along lines of constant z1; absent for latent_dim 1.
         averaged: whether the samples and the manifold are those of the weight-averaged generator Ḡ (the
             tracked fakes and their push are always the trained G's: the player D faces).
+        surface_label / divergence_label: what the heatmap shows and what the divergence curve estimates.
+        wasserstein: a Wasserstein critic (no fixed "cannot tell" value; the divergence is a gap, not nats).
+        probability: the surface is a probability (D of the classic GAN), in [0, 1].
+        equilibrium_d / equilibrium_g: the players' losses when G has won (p = q); NaN where there is none.
     """
 
     kind: ClassVar[str] = "gan"
@@ -240,6 +244,12 @@ class GANProbe(Probe):
     manifold_u: np.ndarray
     manifold_v: np.ndarray | None = None
     averaged: bool = False
+    surface_label: str = "D(x)"
+    divergence_label: str = "divergence estimate"
+    wasserstein: bool = False
+    probability: bool = False
+    equilibrium_d: float = float("nan")
+    equilibrium_g: float = float("nan")
 
 
 @dataclass(kw_only=True)

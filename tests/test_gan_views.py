@@ -111,3 +111,31 @@ def test_cli_trains_and_saves_samples(key, tmp_path, capsys):
         rows = list(csv.reader(f))
     vals = np.array(rows[1:], float)
     assert vals.shape == (300, 2) and np.isfinite(vals).all()
+
+
+def test_a_new_gan_brings_its_own_labels_to_the_views(data):
+    """What the heatmap shows, what the divergence bounds and where the losses settle come from the model
+    class through its probe, so a GAN registered under a new key needs no table in the views."""
+    from models import REGISTRY, register
+    from models.fgan import FGANJS
+
+    @register
+    class LabelledGAN(FGANJS):
+        key = "test_labelled_gan"
+        surface_label = "T★(x)"
+        divergence_label = "a test bound on JSD"
+        equilibrium = (0.25, -0.5)
+
+    try:
+        sess = Session("test_labelled_gan", {}, data, TrainSettings(seed=0, batch=64), device="cpu", grid_res=20)
+        sess.train_steps(3)
+        figs = views.render(sess.snapshot())
+        assert "T★(x)" in figs["main"]["layout"]["title"]["text"]
+        assert [t["name"] for t in figs["extra"]["data"]][0] == "a test bound on JSD"
+        lines = {t["name"] for t in figs["curves"]["data"]}
+        assert "D loss when D cannot tell (0.25)" in lines and "G loss then (-0.5)" in lines
+    finally:
+        REGISTRY.pop("test_labelled_gan")
+    # and the registered ones keep theirs: the classic GAN's D is a probability, a WGAN's a critic gap
+    assert REGISTRY["gan_ns"].probability and not REGISTRY["gan_ns"].wasserstein
+    assert REGISTRY["wgan_gp"].wasserstein and "W₁" in REGISTRY["wgan_gp"].divergence_label

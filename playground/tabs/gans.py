@@ -7,9 +7,9 @@ import gradio as gr
 from models import family_keys
 
 from ..liveplot import inline_html, text_block
-from ..snapshot import Snapshot
+from ..snapshot import GANProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec
-from ..views.gans import CURVE_HEIGHT, DIVERGENCE_LABEL, N_MODES
+from ..views.gans import CURVE_HEIGHT, N_MODES
 
 TITLE = "GANs"
 
@@ -49,7 +49,8 @@ def info_text(snap: Snapshot) -> str:
     lt = snap.latest
     parts = []
     if "divergence" in lt:
-        parts.append(f"{DIVERGENCE_LABEL.get(snap.model_key, 'divergence estimate').split(' (')[0]}: "
+        label = snap.probe.divergence_label if isinstance(snap.probe, GANProbe) else "divergence estimate"
+        parts.append(f"{label.split(' (')[0]}: "
                      f"**{lt['divergence']:.3g}**")
     if "hist_js" in lt:
         parts.append(f"histogram JS {lt['hist_js']:.2f} bits")

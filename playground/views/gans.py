@@ -23,22 +23,6 @@ MAX_POINTS = 300  # per scatter: SVG markers are DOM nodes, and the browser redr
 SURFACE_SCALE = [[0.0, "#a886bf"], [0.5, "#f7f7f7"], [1.0, "#7cc47f"]]
 N_MODES = {"8gaussians": 8, "25gaussians": 25}
 
-# what the heatmap shows and what the divergence estimate bounds, per model key
-SURFACE_LABEL = {"gan": "D(x) = P(real | x)", "fgan": "T(x)", "wgan": "critic f(x)"}
-DIVERGENCE_LABEL = {
-    "gan_minimax": "JS estimate (V + log 4)/2 ≤ JSD", "gan_ns": "JS estimate (V + log 4)/2 ≤ JSD",
-    "fgan_kl": "lower bound on KL(data‖model)", "fgan_rkl": "lower bound on KL(model‖data)",
-    "fgan_js": "lower bound on JSD", "fgan_pearson": "lower bound on χ²(data‖model)",
-    "fgan_hellinger": "lower bound on squared Hellinger",
-    "wgan": "critic gap E_p f − E_q f (∝ W₁: clipping bounds the slope by an unknown K)",
-    "wgan_gp": "critic gap E_p f − E_q f ≈ W₁ (Euclidean cost; over-estimates while ‖∇f‖ > 1)",
-}
-# the losses when the generator has won (p = q and D is undecided): log 4 for D, etc.
-EQUILIBRIUM = {"gan_minimax": (math.log(4), -math.log(2)), "gan_ns": (math.log(4), math.log(2)),
-               "fgan_js": (0.0, None), "fgan_kl": (0.0, None), "fgan_rkl": (0.0, None),
-               "fgan_pearson": (0.0, None), "fgan_hellinger": (0.0, None)}
-
-
 CURVE_HEIGHT = 340
 
 
@@ -63,8 +47,14 @@ def log_ticks(values) -> dict:
     return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
-def kind(key: str) -> str:
-    return "wgan" if key.startswith("wgan") else ("fgan" if key.startswith("fgan") else "gan")
+def _game(snap: Snapshot) -> GANProbe:
+    """The probe's account of the game (labels, equilibrium), or a plain record's before the first probe."""
+    return snap.probe if isinstance(snap.probe, GANProbe) else _NO_PROBE
+
+
+_NO_PROBE = GANProbe(surface=np.zeros(0, np.float32), fake_xy=np.zeros((0, 2), np.float32),
+                     fake_push=np.zeros((0, 2), np.float32), surface_mid=0.0, latent_dim=2,
+                     manifold_u=np.zeros((0, 0, 2), np.float32))
 
 
 def grid_axes(box, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,15 +71,15 @@ def surface_trace(snap: Snapshot) -> dict:
     z = np.asarray(p.surface, np.float32)
     xs, ys = grid_axes(snap.box, z.size)
     z = z.reshape(len(ys), len(xs))
-    label = SURFACE_LABEL[kind(snap.model_key)]
-    if kind(snap.model_key) == "gan":
+    label = p.surface_label
+    if p.probability:
         lo, hi, mid = 0.0, 1.0, 0.5
     else:
         mid = p.surface_mid
         finite = z[np.isfinite(z)]
         half = float(np.quantile(np.abs(finite - mid), 0.98)) if finite.size else 1.0
         half = plots.nice_ceil(max(half, 1e-6))  # colour bars that hold still: nice steps
-        if kind(snap.model_key) == "wgan":  # a critic's midpoint drifts; an f-GAN's f'(1) is a constant
+        if p.wasserstein:  # a critic's midpoint drifts; an f-GAN's f'(1) is a constant
             mid = round(plots.step_floor(mid, half / 10), 12)
         lo, hi = mid - half, mid + half
     tr = plots.heatmap(xs, ys, z, label, colorscale=SURFACE_SCALE, zmin=lo, zmax=hi, colorbar_title=label)
@@ -126,7 +116,7 @@ def shown_name(p: GANProbe) -> str:
 
 def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
     p = snap.probe
-    label = SURFACE_LABEL[kind(snap.model_key)]
+    label = p.surface_label if isinstance(p, GANProbe) else "D(x)"
     title = f"Discriminator {label}, real vs fake — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"gan-d-{snap.dataset}")
     if not isinstance(p, GANProbe):
@@ -173,25 +163,27 @@ def manifold_figure(snap: Snapshot) -> dict:
 
 
 def losses_figure(snap: Snapshot) -> dict:
-    d_name = "critic loss E_q f − E_p f" if kind(snap.model_key) == "wgan" else "D loss"
+    game = _game(snap)
+    d_name = "critic loss E_q f − E_p f" if game.wasserstein else "D loss"
     traces = plots.curve_traces(snap, [("d_loss", d_name, 1.0), ("g_loss", "G loss", 1.0)],
                                 colors=["#1b7837", "#762a83"])
     lay = curves_layout("Losses of the two players (per step)", "loss", uirevision="gan-loss")
-    eq = EQUILIBRIUM.get(snap.model_key)
-    if eq is not None:
+    eq_d, eq_g = game.equilibrium_d, game.equilibrium_g
+    if np.isfinite(eq_d):
         lay = plots.with_reference_axis(lay)
-        traces.append(plots.hline(eq[0], f"D loss when D cannot tell ({eq[0]:.3g})", color="#1b7837"))
-        if eq[1] is not None:
-            traces.append(plots.hline(eq[1], f"G loss then ({eq[1]:.3g})", color="#762a83", dash="dot"))
+        traces.append(plots.hline(eq_d, f"D loss when D cannot tell ({eq_d:.3g})", color="#1b7837"))
+        if np.isfinite(eq_g):
+            traces.append(plots.hline(eq_g, f"G loss then ({eq_g:.3g})", color="#762a83", dash="dot"))
     return {"data": traces, "layout": lay}
 
 
 def divergence_figure(snap: Snapshot) -> dict:
-    label = DIVERGENCE_LABEL.get(snap.model_key, "divergence estimate")
+    game = _game(snap)
+    label = game.divergence_label
     traces = plots.curve_traces(snap, [("divergence", label, 1.0)], colors=["#d6604d"])
     traces.append(plots.hline(0.0, "p = q", color="#999", dash="dot"))
     lay = plots.with_reference_axis(curves_layout(
-        "Divergence estimate (held-out data vs fresh fakes)", "estimate (nats)" if kind(snap.model_key) != "wgan"
+        "Divergence estimate (held-out data vs fresh fakes)", "estimate (nats)" if not game.wasserstein
         else "critic gap", uirevision="gan-div"))
     return {"data": traces, "layout": lay}
 
