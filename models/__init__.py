@@ -22,7 +22,7 @@ from .base import (
     register,
 )
 
-_SHARED = {"base", "nets", "samplers", "targets"}
+_SHARED = {"base", "nets", "samplers"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name not in _SHARED and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

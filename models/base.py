@@ -307,7 +307,7 @@ class Model2D(RunGenerators, nn.Module):
     density: ClassVar[str] = "exact"
     probe_kind: ClassVar[str] = "none"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
-    menu_rank: ClassVar[int] = 100  # its place in its family's menu (family_keys): lower first, then registration
+    menu_rank: ClassVar[float] = 100  # its place in its family's menu (family_keys): lower first, then registration
     in_compare: ClassVar[bool] = False  # a default model of a comparison (compare_keys)
 
     def __init__(self, cfg: BaseConfig | None = None):
@@ -383,9 +383,15 @@ class Model2D(RunGenerators, nn.Module):
         """log p(x) of shape (n,) (unnormalised f(x) when density == "unnormalized")."""
         raise NotImplementedError(f"{type(self).__name__} has no density")
 
+    def advance_display(self) -> None:
+        """Move what the model keeps only to be shown (an EBM's display chains) to the next frame. The session
+        calls it once per frame, before :meth:`probe`; nothing else may change that state, so drawing a frame
+        (probe, sample, log_prob) never does. Default: nothing."""
+
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
         """What this family can show: values on the (m, 2) grid and on the shown data points, as numpy.
-        The keys are exactly the fields of the record named by :attr:`probe_kind` (strictly checked)."""
+        The keys are exactly the fields of the record named by :attr:`probe_kind` (strictly checked).
+        It reads the model and changes nothing (see advance_display)."""
         return {}
 
     def metrics(self, x_test: torch.Tensor) -> dict[str, float]:

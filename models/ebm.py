@@ -279,6 +279,10 @@ class EnergyModel(Model2D):
             self.tracker.add(self.standardizer.inverse(res.path[first:]))
         self._stale = 0
 
+    def advance_display(self) -> None:
+        """Each frame (the session calls it): the display chains move `chain_steps` steps."""
+        self.advance_chains(self.cfg.chain_steps)
+
     def advance_chains(self, n_steps: int) -> None:
         """Move the display chains (after catching up); the first N_TRACKED record their path (in data
         units)."""
@@ -292,11 +296,9 @@ class EnergyModel(Model2D):
 
     # --- what the views show ------------------------------------------------------------------
     def probe(self, grid: torch.Tensor, points: torch.Tensor) -> dict[str, np.ndarray]:
-        """Each frame: the display chains move `chain_steps` steps; then the score field ∇ₓ log p on a
-        coarse grid, the tracked chains' recent paths (data units) and the model's own extras
-        (negatives, noise...). The energy −f_θ on the grid is not repeated here: it is −(the
-        session's log-density + log Z)."""
-        self.advance_chains(self.cfg.chain_steps)
+        """The score field ∇ₓ log p on a coarse grid, the tracked display chains' recent paths (data units;
+        advance_display moved them for this frame) and the model's own extras (negatives, noise...). The energy
+        −f_θ on the grid is not repeated here: it is −(the session's log-density + log Z)."""
         lo, hi = grid.min(0).values, grid.max(0).values
         axes = [torch.linspace(float(lo[i]), float(hi[i]), SCORE_RES + 2, device=grid.device)[1:-1]
                 for i in range(2)]

@@ -46,7 +46,7 @@ from .flow_layers import (
 
 LOG_2PI = math.log(2 * math.pi)
 TARGET_DATASETS = "U1–U4, donut, 8 or 25 Gaussians, banana, correlated Gaussian, anisotropic mixture"
-# the built-in datasets whose density the session hands over in torch (models.targets.dataset_log_prob)
+# the built-in datasets whose density the session hands over in torch (playground.densities.dataset_log_prob)
 TARGET_DATASET_NAMES = ("8gaussians", "25gaussians", "banana", "gaussian", "anisomix", "u1", "u2", "u3", "u4",
                         "donut")
 FIT_HELP = ("data: maximum likelihood on the points (forward KL); target: reverse KL to the dataset's true "
@@ -184,10 +184,9 @@ class FlowModel(Model2D):
                          if getattr(self.cfg, "average", 0.0) > 0 else None)
         self._avg_t, self._avg_pairs = 0, None
         self.standardizer = Standardizer()
-        # A model used on its own (no session) fits Rezende & Mohamed's U1 until told a target.
-        from .targets import dataset_log_prob
-
-        self._target, self.target_name = dataset_log_prob("u1", 1.0), "u1"
+        # A model used on its own (no session) fits the standard normal until told a target (the session tells it
+        # the dataset's own density, from playground/densities.py, or None when it has none)
+        self._target, self.target_name = normal_log_prob, "the standard normal"
         self._compiled = None
 
     def make_layers(self) -> list[FlowLayer]:

@@ -323,7 +323,7 @@ class ChainTracker:
 
 class SamplerSandbox:
     """Chains on a fixed target, for the EBM tab's sandbox (no training): an analytic energy
-    (models/targets.py) or a frozen copy of a learned f. Settings may change between calls.
+    (playground/densities.py) or a frozen copy of a learned f. Settings may change between calls.
 
     Args:
         log_prob: the target's log-density up to a constant, (n, 2) -> (n,), differentiable.

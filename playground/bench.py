@@ -221,7 +221,8 @@ def _sampler_target(name: str, device: torch.device):
     tab builds it (the default contrastive-divergence model, untrained: the cost does not depend on
     the weights)."""
     from models import build
-    from models.targets import ENERGIES
+
+    from .densities import ENERGIES
 
     if name == "ebm":
         model = build("ebm_cd").to(device)

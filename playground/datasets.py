@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import densities as D
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -68,20 +70,6 @@ class Dataset:
         return True
 
 
-def _normal_logpdf(x: np.ndarray, mean: np.ndarray | float, std: float | np.ndarray) -> np.ndarray:
-    z = (x - mean) / std
-    return -0.5 * z * z - np.log(std) - 0.5 * LOG_2PI
-
-
-def _mixture_logpdf(x: np.ndarray, centres: np.ndarray, std: float) -> np.ndarray:
-    """log of the equal-weight mixture of isotropic Gaussians N(c_k, std^2 I)."""
-    x = np.asarray(x, np.float64)
-    d2 = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
-    comp = -0.5 * d2 / std**2 - 2 * np.log(std) - LOG_2PI - np.log(len(centres))
-    m = comp.max(1, keepdims=True)
-    return (m + np.log(np.exp(comp - m).sum(1, keepdims=True)))[:, 0]
-
-
 def _mixture(centres: np.ndarray, n: int, rng: np.random.Generator, std: float) -> np.ndarray:
     k = rng.integers(0, len(centres), n)
     return centres[k] + std * rng.standard_normal((n, 2))
@@ -90,13 +78,11 @@ def _mixture(centres: np.ndarray, n: int, rng: np.random.Generator, std: float) 
 # --- the sets ------------------------------------------------------------------------------------
 
 def _eight_centres(noise: float = 0.0) -> np.ndarray:
-    a = np.arange(8) * (2 * np.pi / 8)
-    return 2.8 * np.stack([np.cos(a), np.sin(a)], 1)
+    return D.eight_centres()
 
 
 def _grid_centres(noise: float = 0.0) -> np.ndarray:
-    g = np.linspace(-3.0, 3.0, 5)
-    return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    return D.grid_centres()
 
 
 def eight_gaussians(n, rng, noise):
@@ -164,81 +150,44 @@ def checkerboard(n, rng, noise):
     return x + noise * rng.standard_normal(x.shape)
 
 
-def checkerboard_log_prob(x, noise):
-    if noise > 0:
-        raise NotImplementedError("closed form only without noise")
-    x = np.asarray(x, np.float64)
-    i, j = np.floor((x[:, 0] + 4) / 2), np.floor((x[:, 1] + 4) / 2)
-    inside = (np.abs(x) < 4).all(1) & ((i + j) % 2 == 0)
-    return np.where(inside, -math.log(8 * 4.0), -np.inf)
-
-
-BANANA_A, BANANA_B, BANANA_S1 = 0.5, -2.0, 1.0
-
-
 def banana(n, rng, noise):
     """x1 ~ N(0, 1), x2 | x1 ~ N(0.5 x1^2 - 2, noise^2): a density known in closed form."""
-    x1 = BANANA_S1 * rng.standard_normal(n)
-    x2 = BANANA_A * x1**2 + BANANA_B + noise * rng.standard_normal(n)
+    x1 = D.BANANA_S1 * rng.standard_normal(n)
+    x2 = D.BANANA_A * x1**2 + D.BANANA_B + noise * rng.standard_normal(n)
     return np.stack([x1, x2], 1)
-
-
-def banana_log_prob(x, noise):
-    x = np.asarray(x, np.float64)
-    return (_normal_logpdf(x[:, 0], 0.0, BANANA_S1)
-            + _normal_logpdf(x[:, 1], BANANA_A * x[:, 0] ** 2 + BANANA_B, noise))
-
-
-GAUSS_COV = np.array([[2.0, 1.2], [1.2, 1.0]])
 
 
 def gaussian(n, rng, noise):
     """A correlated Gaussian N(0, noise^2 * [[2, 1.2], [1.2, 1]])."""
-    return rng.standard_normal((n, 2)) @ np.linalg.cholesky(GAUSS_COV).T * noise
-
-
-def gaussian_log_prob(x, noise):
-    cov = GAUSS_COV * noise**2
-    x = np.asarray(x, np.float64)
-    prec = np.linalg.inv(cov)
-    return -0.5 * np.einsum("ni,ij,nj->n", x, prec, x) - 0.5 * np.log(np.linalg.det(cov)) - LOG_2PI
-
-
-def _targets():
-    """models.targets (numpy in, numpy out: the energies are written once for numpy and torch), imported when a
-    target is first sampled or evaluated, not with this module: importing it imports torch and every model,
-    which the command line's argument errors should not wait for."""
-    from models import targets
-
-    return targets
+    return rng.standard_normal((n, 2)) @ np.linalg.cholesky(D.GAUSS_COV).T * noise
 
 
 def _energy_dataset(name: str, title: str, box: float = 4.0) -> Dataset:
-    """An energy target of models.targets (p ∝ exp(-U/T)) as a dataset: samples come from a fine
+    """An energy target of playground.densities (p ∝ exp(-U/T)) as a dataset: samples come from a fine
     grid (exact up to the grid's resolution), the density is exact up to a grid-computed log Z.
     The noise slider is the temperature T."""
-    return Dataset(name, title, lambda n, rng, t: _targets().sample(name, n, rng, t), 1.0, (0.5, 2.0), box=box,
-                   log_prob=lambda x, t: _targets().log_prob(name, np.asarray(x, np.float64), t),
+    return Dataset(name, title, lambda n, rng, t: D.sample(name, n, rng, t), 1.0, (0.5, 2.0), box=box,
+                   log_prob=D.DENSITIES[name],
                    noise_help="temperature T of p ∝ exp(−U/T): higher is more spread out",
                    description=f"{title}: an analytic energy target (Rezende & Mohamed 2015)"
                    if name.startswith("u") else f"{title}: a thin ring, hard for random-walk samplers")
 
 
 def _anisomix() -> Dataset:
-    """Unequal weights, rotated and elongated components, exact density (models.targets.aniso_*)."""
-    return Dataset("anisomix", "Anisotropic mixture", lambda n, rng, s: _targets().aniso_sample(n, rng, s), 0.15,
-                   (0.05, 1.0), box=4.5, log_prob=lambda x, s: _targets().aniso_log_prob(np.asarray(x, np.float64), s),
+    """Unequal weights, rotated and elongated components, exact density (densities.aniso_*)."""
+    return Dataset("anisomix", "Anisotropic mixture", D.aniso_sample, 0.15,
+                   (0.05, 1.0), box=4.5, log_prob=D.aniso_log_prob,
                    noise_help="short-axis spread of the components (their long axes are fixed)",
                    description="5 rotated, elongated Gaussians with weights 0.35 to 0.08: exact density known")
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("8gaussians", "8 Gaussians", eight_gaussians, 0.25, (0.02, 1.0),
-            log_prob=lambda x, s: _mixture_logpdf(x, _eight_centres(), s), modes=_eight_centres,
+            log_prob=D.DENSITIES["8gaussians"], modes=_eight_centres,
             noise_help="standard deviation of each of the 8 components",
             description="8 equal Gaussians on a circle of radius 2.8: the classic mode-collapse test"),
     Dataset("25gaussians", "25 Gaussians", twentyfive_gaussians, 0.1, (0.02, 0.5),
-            log_prob=lambda x, s: _mixture_logpdf(x, _grid_centres(), s), modes=_grid_centres,
+            log_prob=D.DENSITIES["25gaussians"], modes=_grid_centres,
             noise_help="standard deviation of each of the 25 components",
             description="a 5x5 grid of Gaussians, 1.5 apart"),
     Dataset("moons", "Two moons", moons, 0.1, (0.0, 1.0), box=3.5,
@@ -252,12 +201,12 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("2spirals", "Two spirals", two_spirals, 0.1, (0.0, 1.0),
             description="two interleaved spirals"),
     Dataset("checkerboard", "Checkerboard", checkerboard, 0.0, (0.0, 0.5), box=4.5,
-            log_prob=checkerboard_log_prob,
+            log_prob=D.checkerboard_log_prob,
             description="uniform on 8 squares; exact density log(1/32) without noise"),
-    Dataset("banana", "Banana", banana, 0.35, (0.05, 1.5), log_prob=banana_log_prob,
+    Dataset("banana", "Banana", banana, 0.35, (0.05, 1.5), log_prob=D.banana_log_prob,
             noise_help="standard deviation of x2 given x1",
             description="x1 ~ N(0, 1), x2|x1 ~ N(0.5·x1² − 2, s²): exact density known"),
-    Dataset("gaussian", "Correlated Gaussian", gaussian, 0.8, (0.2, 2.0), box=4.5, log_prob=gaussian_log_prob,
+    Dataset("gaussian", "Correlated Gaussian", gaussian, 0.8, (0.2, 2.0), box=4.5, log_prob=D.gaussian_log_prob,
             noise_help="scale of the covariance [[2, 1.2], [1.2, 1]]",
             description="one correlated Gaussian: the simplest sanity check"),
     _anisomix(),

@@ -10,10 +10,10 @@ import torch
 
 from models import REGISTRY
 from models.base import BaseConfig, Model2D
-from models.targets import dataset_log_prob
 from playground import bench_quality as bq
 from playground.cli import main
-from playground.datasets import DATASETS, GAUSS_COV, make_split
+from playground.datasets import DATASETS, make_split
+from playground.densities import GAUSS_COV, dataset_log_prob
 
 
 def test_gap_is_zero_for_the_true_density_and_the_kl_for_another():

@@ -74,6 +74,26 @@ def test_step_sample_and_density_shapes(key, data):
     assert isinstance(raw, dict)
 
 
+@pytest.mark.parametrize("key", KEYS)
+def test_drawing_a_frame_leaves_the_model_as_it_was(key, split, data):
+    """sample, log_prob and probe only read the model: its parameters and buffers (an EBM's display chains
+    among them) are the same after a frame's calls. What the model keeps only for show moves in
+    advance_display, which the session calls once per frame."""
+    m = _model(key, data)
+    opts = m.configure_optimizers(TrainSettings(lr=1e-3))
+    for _ in range(3):
+        m.step(data[:64], opts)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    grid = torch.as_tensor(make_grid(split.box, 16)[2])
+    m.sample(50)
+    if m.density != "none":
+        with torch.no_grad():
+            m.log_prob(grid)
+    m.probe(grid, data[:100])
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), f"{key}: drawing a frame changed {k}"
+
+
 def _no_tensors(v, where: str) -> None:
     assert not isinstance(v, torch.Tensor), where
     if isinstance(v, dict):
@@ -94,7 +114,8 @@ def test_probe_fills_its_typed_record(key, split, data):
     opts = m.configure_optimizers(TrainSettings(lr=1e-3))
     for _ in range(5):
         m.step(data[:64], opts)
-    m.sample(50)  # what a frame does before probing (EBMs move their display chains here)
+    m.sample(50)
+    m.advance_display()  # what a frame does before probing (EBMs move their display chains here)
     grid = torch.as_tensor(make_grid(split.box, 24)[2])
     raw = m.probe(grid, data[:100])
     rec = make_probe(m.probe_kind, raw)

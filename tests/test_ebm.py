@@ -435,32 +435,32 @@ def test_views_render_every_panel(key):
 
 def test_sandbox_loop_runs_on_an_analytic_target_and_on_the_learned_energy():
     """The tab's sandbox frames (no browser): chains advance by `steps per frame` each frame, and the
-    learned energy is a frozen copy of the visitor's trained model."""
-    from types import SimpleNamespace
-
+    learned energy is a frozen copy of the visitor's model at its newest good checkpoint."""
     from playground.tabs import ebm as tab
 
     st = tab.SandboxState()
-    assert tab.sandbox_prepare(st, SimpleNamespace(session=None, signature=None), "donut", "mh", -2, 0.5, 1.0,
-                               5) is None
+    assert st.prepare("donut", None, None, "mh", 1e-2, 0.5, 1.0, 5) is None
     first, second = tab.sandbox_frame(st), tab.sandbox_frame(st)
     assert "Metropolis–Hastings" in first.status and "step <b>10</b>" in second.status
     names = [t.get("name", "") for t in second.figs["plot"]["data"]]
     assert "chain heads" in names and any("MCMC chains" in n for n in names)
     assert len(st.history["ed"]) == 2
     # no model trained yet: the learned target says so
-    why = tab.sandbox_prepare(tab.SandboxState(), SimpleNamespace(session=None, signature=None), "learned",
-                              "langevin", -2, 0.3, 1.0, 5)
-    assert "train an energy-based model" in why
+    assert "train an energy-based model" in tab.SandboxState().prepare("learned", None, None, "langevin", 1e-2, 0.3,
+                                                                        1.0, 5)
     sess = Session("ebm_nce", {"hidden": 16}, make_split("moons", 600, seed=0), device="cpu")
     sess.train_steps(20)
+    sess._checkpoint()
+    sess.train_steps(40)  # past the checkpoint: the frozen copy is the checkpoint's, not these steps'
     st2 = tab.SandboxState()
-    assert tab.sandbox_prepare(st2, SimpleNamespace(session=sess, signature=("sig",)), "learned", "mala", -2, 0.3,
-                               1.0, 3) is None
+    assert st2.prepare("learned", sess, ("sig",), "mala", 1e-2, 0.3, 1.0, 3) is None
     assert "MALA" in tab.sandbox_frame(st2).status and "learned energy" in st2.box.title
-    sess.train_steps(5)  # the frozen copy does not follow the training
+    assert "step 20" in st2.box.title
     x = torch.randn(10, 2)
+    ref = Session("ebm_nce", {"hidden": 16}, make_split("moons", 600, seed=0), device="cpu")
+    ref.train_steps(20)
     with torch.no_grad():
+        torch.testing.assert_close(st2.box.log_prob(x), ref.model.log_prob(x))
         assert not torch.allclose(st2.box.log_prob(x), sess.model.log_prob(x))
 
 

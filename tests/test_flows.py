@@ -21,8 +21,8 @@ from models.flow_layers import (
     PlanarLayer,
 )
 from models.flows import AVERAGE_EVERY, TARGET_DATASET_NAMES, _warp_inputs, normal_log_prob
-from models.targets import dataset_log_prob
 from playground.datasets import DATASETS, make_split
+from playground.densities import dataset_log_prob
 from playground.session import Session
 
 FLOWS = ["planar", "nice", "realnvp", "maf", "iaf", "iaf_student"]

@@ -394,3 +394,45 @@ def test_a_term_logged_on_some_steps_leaves_gaps_without_warnings():
         warnings.simplefilter("error")
         steps, r1 = h.curves(max_points=200)["r1"]
     assert np.isfinite(r1[:5]).all() and np.isnan(r1[-5:]).all()
+
+
+@pytest.mark.parametrize("path", ["step", "substep", "action"])
+def test_every_update_path_restores_the_last_good_parameters(path):
+    """A training step, a named sub-step (EM's E or M) and a tab's own action go through one guard: an update
+    whose terms are NaN leaves the run diverged with the parameters it had before."""
+    data = make_split("8gaussians", 400, seed=0)
+    sess = Session("mog", {"method": "em"}, data, TrainSettings(seed=0, batch=4096), device="cpu")
+    sess.train_steps(1)
+    at_1 = {k: v.clone() for k, v in sess.model.state_dict().items()}
+    sess.train_steps(1)
+    sess._checkpoint()
+    at_2 = {k: v.clone() for k, v in sess.model.state_dict().items()}
+    # a bad loss from a training step was computed from the parameters after the step before: it goes back one
+    # more (replaying step 1 from the first checkpoint); a failed sub-step or action to where it started
+    before, step = (at_1, 1) if path == "step" else (at_2, 2)
+
+    original = {"step": sess.model.step, "substep": sess.model.substep}
+    spoiled = []
+
+    def spoil(*args, **kw):  # once: a replay after it takes the model's own update again
+        if spoiled:
+            return original[path](*args, **kw)
+        spoiled.append(True)
+        with torch.no_grad():
+            for t in sess.model.state_dict().values():
+                if t.is_floating_point():
+                    t.add_(1.0)
+        return {"loss": float("nan")}
+
+    if path == "step":
+        sess.model.step = spoil
+        assert not sess.train_steps(1)
+    elif path == "substep":
+        sess.model.substep = spoil
+        sess.single_step()
+    else:
+        sess.apply(lambda model, x, opts: spoil(), "spoil")
+    assert sess.status == "diverged" and "loss became nan" in sess.message, sess.message
+    assert sess.step_count == step
+    for k, v in sess.model.state_dict().items():
+        assert torch.equal(v, before[k]), k

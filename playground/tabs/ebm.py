@@ -3,19 +3,16 @@ and a sampler sandbox (Langevin / MALA / MH on a fixed target) with animated cha
 
 from __future__ import annotations
 
-import copy
 import time
 
 import gradio as gr
 
 from models import family_keys
-from models.samplers import MALA_MIN_NOISE, METHODS, SamplerSandbox
-from models.targets import dataset_log_prob
 
-from .. import metrics, plots
+from .. import plots
 from ..channel import Frame, LiveState, StaticSource
-from ..datasets import DATASETS
 from ..liveplot import LiveArea, escape
+from ..sandbox import MALA_MIN_NOISE, METHODS, SandboxRun
 from ..tabkit import ABANDONED_SECONDS, FamilyTab, TabSpec, markdown
 from ..views.ebm import CURVE_HEIGHT, SAMPLER_NAMES, sandbox_curves, sandbox_figure
 
@@ -54,64 +51,25 @@ SPEC = TabSpec(
 )
 
 
-class SandboxState(LiveState):
-    """One visitor's sandbox: the chains, what they were built for, their curves, and the channel their
-    page pulls the sandbox's frames from."""
+class SandboxState(LiveState, SandboxRun):
+    """One visitor's sandbox (SandboxRun: the chains, their settings and curves) and the channel their page
+    pulls the sandbox's frames from."""
 
     def __init__(self):
-        self.box: SamplerSandbox | None = None
-        self.signature: tuple | None = None
-        self.settings: dict = {}
-        self.history: dict[str, list] = {}
+        SandboxRun.__init__(self)
 
 
-def _target(name: str, tab_state) -> tuple:
-    """(log_prob, box, title) of a sandbox target; the learned one is a frozen copy of the model."""
-    if name == "learned":
-        sess = getattr(tab_state, "session", None)
-        if sess is None or sess.model.family != "ebm":
-            raise ValueError("train an energy-based model above first (then pick the learned energy)")
-        model = copy.deepcopy(sess.model).cpu()
-        return model.log_prob, sess.data.box, f"learned energy ({sess.model.title}, step {sess.step_count})"
-    ds = DATASETS[name]
-    b = ds.box
-    return dataset_log_prob(name, ds.noise), (-b, b, -b, b), ds.title
-
-
-def _stats(st: SandboxState, s: dict) -> str:
-    ed = metrics.energy_distance(s["x"], s["reference"], max_n=500)
-    for k, v in (("step", s["steps"]), ("accept", s["accept"]), ("rhat", s["rhat"]), ("ed", ed)):
-        st.history.setdefault(k, []).append(float(v))
+def _stats(s: dict) -> str:
     acc = "—" if s["accept"] != s["accept"] else f"{100 * s['accept']:.0f}%"
     rhat = "—" if s["rhat"] != s["rhat"] else f"{s['rhat']:.2f}"
     return (f"<b>{SAMPLER_NAMES[s['method']]}</b> · step <b>{s['steps']:,}</b> · acceptance {acc} · "
-            f"split R-hat (8 chains) {rhat} · energy distance to exact samples <b>{ed:.3f}</b>")
-
-
-def sandbox_prepare(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale,
-                    steps_per_frame) -> str | None:
-    """The sandbox's settings and chains for this target (kept when only the sampler changed); a reason
-    when the target cannot be run."""
-    st.settings = dict(method=method, step_size=10 ** float(step_log10), proposal_std=float(mh_scale),
-                       noise_scale=float(noise_scale), steps=int(steps_per_frame))
-    sess = getattr(tab_state, "session", None)
-    sig = (target, (tab_state.signature, sess.step_count) if target == "learned" and sess else None)
-    if st.box is None or st.signature != sig:
-        try:
-            log_prob, box, title = _target(target, tab_state)
-        except (ValueError, KeyError) as err:
-            return str(err)
-        st.box, st.signature, st.history = SamplerSandbox(log_prob, box, title), sig, {}
-    return None
+            f"split R-hat (8 chains) {rhat} · energy distance to exact samples <b>{s['ed']:.3f}</b>")
 
 
 def sandbox_frame(st: SandboxState) -> Frame:
     """Advance the chains by `steps per frame` with the current settings; the figures and the status."""
-    cfg, box = st.settings, st.box
-    box.configure(cfg["method"], cfg["step_size"], cfg["proposal_std"], cfg["noise_scale"])
-    box.advance(cfg["steps"])
-    s = box.state()
-    return Frame({"plot": sandbox_figure(s), "curves": sandbox_curves(st.history)}, _stats(st, s), final=False)
+    s = st.advance()
+    return Frame({"plot": sandbox_figure(s), "curves": sandbox_curves(st.history)}, _stats(s), final=False)
 
 
 def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame,
@@ -120,7 +78,8 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
     the animation runs at the browser's pace and never queues; Stop (straight from the page), Reset, a
     new target, the page leaving or `max_seconds` end it."""
     ch = st.channel
-    why = sandbox_prepare(st, tab_state, target, method, step_log10, mh_scale, noise_scale, steps_per_frame)
+    why = st.prepare(target, getattr(tab_state, "session", None), getattr(tab_state, "signature", None), method,
+                     10 ** float(step_log10), float(mh_scale), float(noise_scale), int(steps_per_frame))
     if why is not None:
         ch.publish(StaticSource(Frame({}, f"<b>Cannot run:</b> {escape(why)}")))
         yield
@@ -143,7 +102,7 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
 
 
 def sandbox_reset(st: SandboxState):
-    st.box, st.signature, st.history = None, None, {}
+    st.reset()
     st.channel.publish(StaticSource(Frame({}, "Sandbox reset: press <b>Run chains</b>.")))
 
 

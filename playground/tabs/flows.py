@@ -6,15 +6,15 @@ from __future__ import annotations
 import gradio as gr
 
 from models import REGISTRY, family_keys
-from models.flows import TARGET_DATASET_NAMES
 
 from ..datasets import DATASETS
+from ..densities import DIFFERENTIABLE
 from ..snapshot import FlowProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec, TabState
 
 TITLE = "Normalizing flows"
 MAX_LAYERS = 32
-TARGET_DATASETS = TARGET_DATASET_NAMES  # what "fit to: target" accepts
+TARGET_DATASETS = DIFFERENTIABLE  # what "fit to: target" accepts: a density in closed form, in torch
 TARGET_NOTE = ("**Fit to a target density** (reverse KL) needs a dataset whose density is known in closed form: "
                "8 or 25 Gaussians, Banana, Correlated Gaussian, U1–U4 or Donut (U1–U4 are Rezende & Mohamed's "
                "classic energies). The planar flow only fits targets.")

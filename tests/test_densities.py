@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import targets
+from playground import densities as targets
 from playground.datasets import DATASETS
 
 WITH_DENSITY = [n for n, d in DATASETS.items() if d.has_density() and n != "checkerboard"]
@@ -86,3 +86,36 @@ def test_anisomix_sampler_matches_its_moments(noise):
                      for m, c in zip(mu, cov)], 1)
     frac = np.bincount(comp.argmax(1), minlength=len(w)) / len(x)
     np.testing.assert_allclose(frac, w, atol=0.02 if noise < 0.5 else 0.06)
+
+
+def test_the_dataset_densities_match_torch_distributions():
+    """Written once for numpy and torch, each is checked against an independent reference (float64)."""
+    from torch import distributions as Dist
+
+    from playground import densities
+
+    x = torch.randn(300, 2, dtype=torch.float64) * 2
+    for name, centres in (("8gaussians", densities.eight_centres()), ("25gaussians", densities.grid_centres())):
+        c = torch.as_tensor(centres, dtype=torch.float64)
+        ref = Dist.MixtureSameFamily(Dist.Categorical(torch.ones(len(c), dtype=torch.float64)),
+                                     Dist.Independent(Dist.Normal(c, 0.3), 1))
+        torch.testing.assert_close(densities.DENSITIES[name](x, 0.3), ref.log_prob(x))
+    a, b, s1, s = densities.BANANA_A, densities.BANANA_B, densities.BANANA_S1, 0.4
+    ref = Dist.Normal(0.0, s1).log_prob(x[:, 0]) + Dist.Normal(a * x[:, 0] ** 2 + b, s).log_prob(x[:, 1])
+    torch.testing.assert_close(densities.banana_log_prob(x, s), ref)
+    cov = torch.as_tensor(densities.GAUSS_COV, dtype=torch.float64) * 0.7 ** 2
+    ref = Dist.MultivariateNormal(torch.zeros(2, dtype=torch.float64), covariance_matrix=cov).log_prob(x)
+    torch.testing.assert_close(densities.gaussian_log_prob(x, 0.7), ref)
+    np.testing.assert_allclose(densities.gaussian_log_prob(x.numpy(), 0.7), ref.numpy(), rtol=1e-12)
+
+
+def test_the_densities_module_does_not_import_torch():
+    """The data layer and the command line's argument checks load it without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from playground import densities, datasets; "
+            "datasets.make_split('u2', 100); densities.DENSITIES['banana'](np.zeros((2, 2)), 0.3); "
+            "assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

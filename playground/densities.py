@@ -1,10 +1,13 @@
-"""Target densities known in closed form, as energies U(x) with p(x) ∝ exp(-U(x)).
+"""The densities known in closed form: every built-in dataset's that has one, and the analytic energies.
 
-Used where a model is fit to a *density* rather than to data: reverse-KL flows (planar flows, IAF;
-notes 5.4.1, 5.4.5), and the EBM tab's sampler sandbox (Langevin / MALA / MH on analytic targets,
-notes 7.3). The same formulas serve numpy (to sample and plot the targets as datasets) and torch
-(differentiable, for training and for Langevin's gradient), so they are written once.
+One place, written once for numpy and torch (by the input's type): the datasets (numpy) sample and score
+with them, and the session hands the same formulas in torch to a model fit to a *density* rather than to
+data (reverse-KL flows: planar, IAF; notes 5.4.1, 5.4.5) and to the EBM tab's sampler sandbox (Langevin /
+MALA / MH on analytic targets, notes 7.3). This module does not import torch: a torch tensor can only
+reach it once torch is loaded, so numpy users (the data layer, the command line's argument checks) never
+pay for it.
 
+The energies U(x) give p(x) ∝ exp(-U(x)).
 The four 2D energies U1-U4 are those of Rezende & Mohamed (2015), table 1. U2-U4 are not
 integrable along x1 on their own, so, as in the paper's figures, they are confined to the
 [-4, 4]^2 box by a soft wall (``ENVELOPE``) that is ~0 inside the box and steep outside.
@@ -17,38 +20,55 @@ References:
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
 
 import numpy as np
-import torch
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 class _Ops:
-    """numpy or torch, by the type of the input: the energies below are written once."""
+    """numpy or torch, by the type of the input: the densities below are written once. numpy input is
+    taken in float64."""
 
     def __init__(self, x):
-        self.t = isinstance(x, torch.Tensor)
+        torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+        self.t = torch is not None and isinstance(x, torch.Tensor)
+        self.m = torch if self.t else np
+
+    def asarray(self, x):
+        return x if self.t else np.asarray(x, np.float64)
 
     def exp(self, a):
-        return torch.exp(a) if self.t else np.exp(a)
+        return self.m.exp(a)
 
     def log(self, a):
-        return torch.log(a) if self.t else np.log(a)
+        return self.m.log(a)
 
     def sin(self, a):
-        return torch.sin(a) if self.t else np.sin(a)
+        return self.m.sin(a)
 
     def sqrt(self, a):
-        return torch.sqrt(a) if self.t else np.sqrt(a)
+        return self.m.sqrt(a)
 
     def logaddexp(self, a, b):
-        return torch.logaddexp(a, b) if self.t else np.logaddexp(a, b)
+        return self.m.logaddexp(a, b)
 
     def sigmoid(self, a):
-        return torch.sigmoid(a) if self.t else 1.0 / (1.0 + np.exp(-a))
+        return self.m.sigmoid(a) if self.t else 1.0 / (1.0 + np.exp(-a))
 
     def relu(self, a):
-        return torch.relu(a) if self.t else np.maximum(a, 0.0)
+        return self.m.relu(a) if self.t else np.maximum(a, 0.0)
+
+    def stack(self, items, dim: int):
+        return self.m.stack(items, dim) if self.t else np.stack(items, dim)
+
+    def logsumexp(self, a, dim: int):
+        if self.t:
+            return self.m.logsumexp(a, dim)
+        m = a.max(dim, keepdims=True)
+        return np.squeeze(m + np.log(np.exp(a - m).sum(dim, keepdims=True)), dim)
 
 
 def _wall(x, ops):
@@ -118,6 +138,7 @@ def log_normalizer(name: str, temperature: float = 1.0) -> float:
 
 def log_prob(name: str, x, temperature: float = 1.0):
     """The normalised log-density of an energy target (numpy in, numpy out; torch in, torch out)."""
+    x = _Ops(x).asarray(x)
     return -ENERGIES[name](x) / temperature - log_normalizer(name, float(temperature))
 
 
@@ -171,6 +192,7 @@ def aniso_log_prob(x, noise: float):
     Each component's quadratic form is written in its own axes: u = R_kᵀ(x − m_k),
     log N = −u₁²/2a_k² − u₂²/2(s b_k)² − log a_k − log(s b_k) − log 2π."""
     ops = _Ops(x)
+    x = ops.asarray(x)
     comps = []
     for w, (m1, m2), a, b, deg in zip(ANISO_WEIGHTS, ANISO_MEANS, ANISO_LONG, ANISO_SHORT, ANISO_ANGLES):
         c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
@@ -179,47 +201,81 @@ def aniso_log_prob(x, noise: float):
         sb = noise * b
         comps.append(math.log(w / sum(ANISO_WEIGHTS)) - 0.5 * (u1 / a) ** 2 - 0.5 * (u2 / sb) ** 2
                      - math.log(a) - math.log(sb) - math.log(2 * math.pi))
-    if ops.t:
-        return torch.logsumexp(torch.stack(comps, -1), -1)
-    stacked = np.stack(comps, -1)
-    m = stacked.max(-1, keepdims=True)
-    return (m + np.log(np.exp(stacked - m).sum(-1, keepdims=True)))[..., 0]
+    return ops.logsumexp(ops.stack(comps, -1), -1)
 
 
-# --- the built-in datasets whose density is known, as torch log-densities ------------------------
+# --- the other built-in datasets whose density is known -----------------------------------------
 
-def _mixture_log_prob(x: torch.Tensor, centres: torch.Tensor, std: float) -> torch.Tensor:
-    d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
-    comp = -0.5 * d2 / std ** 2 - 2 * math.log(std) - math.log(2 * math.pi) - math.log(len(centres))
-    return torch.logsumexp(comp, 1)
+def eight_centres() -> np.ndarray:
+    a = np.arange(8) * (2 * np.pi / 8)
+    return 2.8 * np.stack([np.cos(a), np.sin(a)], 1)
+
+
+def grid_centres() -> np.ndarray:
+    g = np.linspace(-3.0, 3.0, 5)
+    return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+
+
+def mixture_log_prob(x, centres: np.ndarray, std: float):
+    """log of the equal-weight mixture of isotropic Gaussians N(c_k, std² I)."""
+    ops = _Ops(x)
+    x = ops.asarray(x)
+    c = ops.m.as_tensor(centres, dtype=x.dtype, device=x.device) if ops.t else centres
+    d2 = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    comp = -0.5 * d2 / std ** 2 - 2 * math.log(std) - LOG_2PI - math.log(len(centres))
+    return ops.logsumexp(comp, 1)
+
+
+BANANA_A, BANANA_B, BANANA_S1 = 0.5, -2.0, 1.0
+
+
+def banana_log_prob(x, noise: float):
+    """x1 ~ N(0, S1²), x2 | x1 ~ N(A x1² + B, noise²)."""
+    x = _Ops(x).asarray(x)
+    x1, x2 = x[:, 0], x[:, 1]
+    z1, z2 = x1 / BANANA_S1, (x2 - BANANA_A * x1 ** 2 - BANANA_B) / noise
+    return -0.5 * z1 ** 2 - 0.5 * z2 ** 2 - math.log(BANANA_S1) - math.log(noise) - LOG_2PI
+
+
+GAUSS_COV = np.array([[2.0, 1.2], [1.2, 1.0]])
+
+
+def gaussian_log_prob(x, noise: float):
+    """N(0, noise² GAUSS_COV), its 2x2 precision written out."""
+    x = _Ops(x).asarray(x)
+    (a, b), (_, d) = GAUSS_COV * noise ** 2
+    det = a * d - b * b
+    x1, x2 = x[:, 0], x[:, 1]
+    return -0.5 * (d * x1 ** 2 - 2 * b * x1 * x2 + a * x2 ** 2) / det - 0.5 * math.log(det) - LOG_2PI
+
+
+def checkerboard_log_prob(x, noise: float):
+    """Uniform on the 8 dark cells of side 2 covering [-4, 4]²; only without noise (numpy)."""
+    if noise > 0:
+        raise NotImplementedError("closed form only without noise")
+    x = np.asarray(x, np.float64)
+    i, j = np.floor((x[:, 0] + 4) / 2), np.floor((x[:, 1] + 4) / 2)
+    inside = (np.abs(x) < 4).all(1) & ((i + j) % 2 == 0)
+    return np.where(inside, -math.log(8 * 4.0), -np.inf)
+
+
+# the datasets whose density is written above, as functions (x, noise) -> log p(x)
+DENSITIES = {
+    "8gaussians": lambda x, s: mixture_log_prob(x, eight_centres(), s),
+    "25gaussians": lambda x, s: mixture_log_prob(x, grid_centres(), s),
+    "banana": banana_log_prob,
+    "gaussian": gaussian_log_prob,
+    "anisomix": aniso_log_prob,
+    "checkerboard": checkerboard_log_prob,
+    **{name: (lambda x, t, _n=name: log_prob(_n, x, t)) for name in ENERGIES},
+}
+DIFFERENTIABLE = tuple(k for k in DENSITIES if k != "checkerboard")  # usable as a target in torch
 
 
 def dataset_log_prob(name: str, noise: float):
-    """A differentiable torch log-density for the built-in dataset `name` at noise level `noise`,
-    or None when it has none (kept in step with playground.datasets, which tests compare)."""
-    if name in ENERGIES:
-        return lambda x: log_prob(name, x, noise)
-    if name == "8gaussians":
-        a = torch.arange(8) * (2 * math.pi / 8)
-        c = 2.8 * torch.stack([torch.cos(a), torch.sin(a)], 1)
-        return lambda x: _mixture_log_prob(x, c.to(x), noise)
-    if name == "25gaussians":
-        g = torch.linspace(-3.0, 3.0, 5)
-        c = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-        return lambda x: _mixture_log_prob(x, c.to(x), noise)
-    if name == "banana":
-        def banana(x):
-            x1, x2 = x[:, 0], x[:, 1]
-            return (-0.5 * x1 ** 2 - 0.5 * math.log(2 * math.pi)
-                    - 0.5 * ((x2 - 0.5 * x1 ** 2 + 2.0) / noise) ** 2 - math.log(noise) - 0.5 * math.log(2 * math.pi))
-        return banana
-    if name == "anisomix":
-        return lambda x: aniso_log_prob(x, noise)
-    if name == "gaussian":
-        cov = torch.tensor([[2.0, 1.2], [1.2, 1.0]]) * noise ** 2
-
-        def gaussian(x):
-            return torch.distributions.MultivariateNormal(torch.zeros(2, device=x.device),
-                                                          covariance_matrix=cov.to(x)).log_prob(x)
-        return gaussian
-    return None
+    """The log-density of built-in dataset `name` at noise level `noise` as a function of x (numpy in, numpy
+    out; torch in, torch out, differentiable), or None when it has none that a model can be fit to."""
+    if name not in DIFFERENTIABLE:
+        return None
+    fn = DENSITIES[name]
+    return lambda x: fn(x, noise)
