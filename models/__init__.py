@@ -1,7 +1,9 @@
-"""PyTorch models of the playground, one file per family, registered by key in REGISTRY.
+"""PyTorch models of the playground, a package per family (autoregressive/, latent/, flows/, gans/, ebm/), each
+model registered by key in REGISTRY.
 
-Every module in this package is imported here, so a new family is one new file: its classes
-register themselves with ``@register``. Nothing here imports gradio or plotly.
+Every module of every family package is imported here, so a new model is one new file in its family's package
+(a new family one new package): its classes register themselves with ``@register``. base.py, nets.py and
+samplers.py are shared. Nothing here imports gradio or plotly.
 """
 
 import importlib
@@ -23,9 +25,10 @@ from .base import (
 )
 
 _SHARED = {"base", "nets", "samplers"}
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name not in _SHARED and not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+for _info in sorted(pkgutil.walk_packages(__path__, prefix=f"{__name__}."), key=lambda m: m.name):
+    _leaf = _info.name.rsplit(".", 1)[-1]
+    if _info.name.split(".")[1] not in _SHARED and not _leaf.startswith("_"):
+        importlib.import_module(_info.name)
 
 __all__ = ["REGISTRY", "BaseConfig", "ConfigError", "Model2D", "TrainSettings", "all_keys", "build", "compare_keys",
            "family_keys", "hp", "load", "register"]

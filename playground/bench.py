@@ -132,7 +132,7 @@ def _zuko_flow(key: str, cfg: dict):
                                           shapes=((),), hidden_features=kw["hidden_features"])
                  for i in range(kw["transforms"])]
     scaling = UnconditionalTransform(_zuko_scaling, torch.zeros(2))
-    # zuko lists its transforms x -> z; ours are listed z -> x (models/flows.py NICE.scaling_end)
+    # zuko lists its transforms x -> z; ours are listed z -> x (models/flows/model.py NICE.scaling_end)
     at_latent = REGISTRY["nice"].scaling_end == "latent"
     transforms = couplings + [scaling] if at_latent else [scaling] + couplings
     base = UnconditionalDistribution(zuko.distributions.DiagNormal, torch.zeros(2), torch.ones(2), buffer=True)

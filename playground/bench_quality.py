@@ -16,8 +16,8 @@ References (same data, same batch, same steps, same learning rate):
 * RealNVP, NICE, MAF: the same flow built with zuko (the layers, widths, depth, alternation and
   NICE's scaling end of ours; zuko's own initialisation, affine soft clamp, no standardisation and no
   clamp of the conditioners' inputs; playground/bench.py `_zuko_flow`), trained with plain Adam on the same
-  batches, where ours also clips each step's gradient norm at 10 (models/flows.py, MAX_GRAD_NORM). Ours shows the
-  average of its weights (models/flows.py, `average`); zuko's own weights are the reference, and the
+  batches, where ours also clips each step's gradient norm at 10 (models/flows/model.py, MAX_GRAD_NORM). Ours shows the
+  average of its weights (models/flows/model.py, `average`); zuko's own weights are the reference, and the
   same average of zuko's weights is reported beside it (`reference_averaged`), to tell what the
   averaging gives from what the rest of ours (initialisation, clamps, clipping, standardisation) gives;
 * the mixture of Gaussians: full-covariance EM in numpy with k-means++ seeding and 5 restarts, with the
@@ -26,7 +26,7 @@ References (same data, same batch, same steps, same learning rate):
 * the VAE: the same VAE (networks, decoder variance, latent grid) trained on the IWAE bound with k = 16
   importance samples after the ELBO warm-up (Burda et al. 2016: the tighter bound), where ours trains on
   IWAE with k = 4 by default (a k = 16 step costs about 3.9x an ELBO step, k = 4 1.6x: the comparison is at
-  equal steps, not equal time; models/vae.py `VAE.loss`);
+  equal steps, not equal time; models/latent/vae.py `VAE.loss`);
 * the EBMs (CD, NCE, score matching): the same energy network trained by exact maximum likelihood, which in
   2D needs no sampler: log Z is a grid sum, differentiable (`run_ebm_ml`). Each estimator stands in for
   this objective, so the row says what the estimator costs at equal steps;
@@ -144,7 +144,7 @@ def run_zuko(key: str, data: DataSplit, x_eval: np.ndarray, steps: int, seed: in
     decay and warm-up), to tell what the averaging gives from what the rest of ours gives."""
     import copy
 
-    from models.flows import AVERAGE_EVERY
+    from models.flows.model import AVERAGE_EVERY
 
     from .bench import _zuko_flow
 
@@ -302,7 +302,7 @@ def tabular_reference(key: str, data: DataSplit, x_eval: np.ndarray, noise: floa
       sharing should pay;
     * ``floor``: the gap of the best any K x K model can do, the cell masses of p* itself (200,000 draws
       of p*): the discretisation's own cost, which no training removes."""
-    from models.autoregressive import FLOOR, binned_log_prob
+    from models.autoregressive.discrete import FLOOR, binned_log_prob
 
     model = REGISTRY[key]()
     x = torch.as_tensor(data.train)

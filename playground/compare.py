@@ -74,7 +74,7 @@ def compare(keys: list[str], data: DataSplit, seconds: float = 10.0, seed: int =
 
 def nll_estimate(m: dict) -> float | None:
     """How far off a held-out NLL that is an estimate may be (nats), or None when it is exact: a VAE's
-    log p(x) by quadrature some of whose points could not be verified (models/vae.py, quad_exact < 1)."""
+    log p(x) by quadrature some of whose points could not be verified (models/latent/vae.py, quad_exact < 1)."""
     if m.get("test_nll") is None or m.get("quad_exact", 1.0) >= 1.0:
         return None
     return float(m.get("quad_error", float("nan")))

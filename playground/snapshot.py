@@ -122,7 +122,7 @@ class MixtureProbe(Probe):
 @dataclass(kw_only=True)
 class VAEProbe(Probe):
     """Variational autoencoder (notes 4.2-4.5) with a d = 1 or 2 dimensional latent; n shown points, m
-    quadrature nodes, R = 81 display nodes per latent axis (models/vae_probe.py).
+    quadrature nodes, R = 81 display nodes per latent axis (models/latent/vae_probe.py).
 
     Attributes:
         enc_mean, enc_std: (n, d) the encoder's q(z|x) = N(m, diag s²) per shown point (notes 4.4.5).
@@ -171,7 +171,7 @@ class VAEProbe(Probe):
 
 @dataclass(kw_only=True)
 class FlowProbe(Probe):
-    """Normalizing flow (notes 5.2-5.4), L layers, pushed layer by layer (models/flows.py, warp_probe).
+    """Normalizing flow (notes 5.2-5.4), L layers, pushed layer by layer (models/flows/model.py, warp_probe).
 
     Attributes:
         stage_lines: (L+1, 18, 25, 2) grid lines of z after 0..L layers, data units (first 9: constant z2).

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from models import TrainSettings, build
-from models.autoregressive import FLOOR, DiscreteAutoregressive, binned_log_prob
-from models.autoregressive_rnade import mog_log_prob
+from models.autoregressive.discrete import FLOOR, DiscreteAutoregressive, binned_log_prob
+from models.autoregressive.rnade import mog_log_prob
 from models.nets import MADE, made_degrees
 from playground import metrics, plots, views
 from playground.datasets import DATASETS, make_split

@@ -272,8 +272,8 @@ def test_an_unknown_model_is_refused_from_the_registrys_keys_without_torch(tmp_p
     ours = sorted(k for k, c in REGISTRY.items() if c.__module__.split(".")[0] == "models")
     assert cold_line == f"error: unknown model 'nosuch' (known: {', '.join(ours)})"
 
-    (src / "models" / "zz_extra.py").write_text(
-        "from .base import register\nfrom .mixture import MixtureOfGaussians\n\n\n"
+    (src / "models" / "latent" / "zz_extra.py").write_text(  # a new model: a file in its family's package
+        "from ..base import register\nfrom .mixture import MixtureOfGaussians\n\n\n"
         "@register\nclass Extra(MixtureOfGaussians):\n    key = 'zz_extra'\n    in_compare = False\n")
     (added, unknown), lines = run(["train", "zz_extra", "--steps", "-1"], ["train", "nosuch"])
     assert added == {"code": 2, "torch": True, "models": True}  # a source changed: the registry decides again

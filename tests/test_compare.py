@@ -92,7 +92,7 @@ def test_a_comparisons_default_models_come_from_the_registry():
     """Each family's representatives (Model2D.in_compare), in the order of the notes; a model that
     declares itself one joins the defaults without any list naming it."""
     from models import REGISTRY, compare_keys, register
-    from models.flows import RealNVP
+    from models.flows.model import RealNVP
     from playground.compare import default_keys
 
     keys = default_keys()

@@ -219,7 +219,7 @@ def test_the_registry_decides_each_tabs_models_and_each_familys_view():
 
     from models import family_keys
     from models.base import REGISTRY, register
-    from models.flows import RealNVP
+    from models.flows.model import RealNVP
     from playground import views
     from playground.session import Session
     from playground.tabs import TABS

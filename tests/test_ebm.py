@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from models import build
-from models import ebm as E
-from models import ebm_losses as L
-from models.ebm import N_TRACKED
+from models.ebm import losses as L
+from models.ebm import model as E
+from models.ebm.model import N_TRACKED
 from playground import plots, views
 from playground.datasets import make_split
 from playground.session import Session
@@ -226,7 +226,7 @@ def gaussian_on_the_plot_edge():
     """An EBM on banana whose f is a Gaussian centred on the plot's top edge (half its mass above the
     plot) but well inside the model's support box (the wall adds nothing): every normalised number
     has a closed form."""
-    from models import ebm as E
+    from models.ebm import model as E
 
     sess = Session("ebm_nce", {"hidden": 16, "average": 0.0}, make_split("banana", 2000, seed=0), device="cpu")
     m = sess.model  # no weight average: the energy shown is f itself
@@ -310,7 +310,7 @@ def fine_grid_samples(model, n, seed):
     """Exact samples of exp(log_prob) by an independent, simpler sampler: a 400 x 400 grid of cell centres
     over the support box (data units), a cell by its probability, a uniform point in it. (The model's
     support is the data's box B widened by WALL_REACH; 0.65 before it had a name.)"""
-    from models import ebm as E
+    from models.ebm import model as E
 
     st = model.standardizer
     reach = getattr(E, "WALL_REACH", 0.65)
@@ -468,7 +468,7 @@ def test_display_chains_catch_up_a_little_per_frame_and_fully_after_a_long_gap()
     """A fast model trains a few hundred steps between frames: its display chains take a few catch-up
     steps (not a full burn-in, which made every frame cost 0.3-0.6 s); after a long run without
     frames (the command line) they re-equilibrate with BURN_IN steps."""
-    from models import ebm as E
+    from models.ebm import model as E
 
     m = build("ebm_nce")
     m.init_from_data(torch.as_tensor(make_split("moons", 500, seed=0).train))

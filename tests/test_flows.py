@@ -11,7 +11,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from models import REGISTRY, TrainSettings, build
-from models.flow_layers import (
+from models.flows.layers import (
     INPUT_BOUND,
     AdditiveCoupling,
     AffineCoupling,
@@ -20,7 +20,7 @@ from models.flow_layers import (
     MAFLayer,
     PlanarLayer,
 )
-from models.flows import AVERAGE_EVERY, TARGET_DATASET_NAMES, _warp_inputs, normal_log_prob
+from models.flows.model import AVERAGE_EVERY, TARGET_DATASET_NAMES, _warp_inputs, normal_log_prob
 from playground.datasets import DATASETS, make_split
 from playground.densities import dataset_log_prob
 from playground.session import Session
@@ -418,7 +418,7 @@ def test_gradient_clipping_matches_torchs_and_flows_use_it(fused):
     clipping the gradients with torch.nn.utils.clip_grad_norm_ first: a spike is scaled down to max_norm, a small
     gradient is left alone. The flows clip at MAX_GRAD_NORM."""
     from models.base import clip_grad_norm
-    from models.flows import MAX_GRAD_NORM
+    from models.flows.model import MAX_GRAD_NORM
 
     torch.manual_seed(0)
     a = [torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.randn(3, 2))]

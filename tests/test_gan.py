@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from models import REGISTRY, TrainSettings, build
-from models.fgan import DIVERGENCES
-from models.gan import R1_EVERY, histogram_js, r1_penalty
-from models.wgan import gradient_penalty
+from models.gans.fgan import DIVERGENCES
+from models.gans.gan import R1_EVERY, histogram_js, r1_penalty
+from models.gans.wgan import gradient_penalty
 from playground import metrics
 from playground.datasets import make_split
 

@@ -117,7 +117,7 @@ def test_a_new_gan_brings_its_own_labels_to_the_views(data):
     """What the heatmap shows, what the divergence bounds and where the losses settle come from the model
     class through its probe, so a GAN registered under a new key needs no table in the views."""
     from models import REGISTRY, register
-    from models.fgan import FGANJS
+    from models.gans.fgan import FGANJS
 
     @register
     class LabelledGAN(FGANJS):

@@ -124,7 +124,7 @@ def _inertia(x, labels):
 def test_kmeans_start_takes_the_best_of_its_refined_seedings(dataset):
     """kmeans_init: Lloyd's iterations never increase the within-cluster sum of squares of a seeding, and
     the start is the best of the five refined seedings (the same random stream drawn one at a time)."""
-    from models.mixture import kmeans_init
+    from models.latent.mixture import kmeans_init
 
     x = torch.as_tensor(make_split(dataset, 1500, seed=0).train)
     torch.manual_seed(1)

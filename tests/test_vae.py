@@ -12,8 +12,8 @@ import torch
 from torch import distributions as D
 
 from models import REGISTRY, TrainSettings, build
-from models import vae_quadrature as Q
-from models.vae import kl_to_standard_normal
+from models.latent import quadrature as Q
+from models.latent.vae import kl_to_standard_normal
 from playground import metrics, plots, views
 from playground.datasets import make_split
 from playground.session import Session, Snapshot

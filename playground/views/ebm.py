@@ -1,7 +1,7 @@
 """Views of the energy-based models (notes ch. 7): the energy landscape with animated MCMC chains
 and the score field, the grid-normalised density with exact samples of it, and the curves.
 
-The model normalises itself over its support box (models/ebm.py): the frame's log-density is
+The model normalises itself over its support box (models/ebm/model.py): the frame's log-density is
 log p_θ = f_θ − log Z, its "∫p on grid" the mass inside the plot, and its samples are exact samples
 of p_θ; the MCMC chains are shown for what they teach, with their energy distance to exact samples.
 

@@ -375,7 +375,7 @@ def _series(snap, key: str, sign: float = 1.0):
 
 def logp_label(latest: dict) -> str:
     """The held-out log p(x)'s legend: exact (by quadrature, every point verified and not below the
-    bounds) with its error bound, or an estimate with how far off it may be (models/vae.py,
+    bounds) with its error bound, or an estimate with how far off it may be (models/latent/vae.py,
     quadrature_report)."""
     err = latest.get("quad_error")
     if err is None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import BaseConfig, Model2D, Standardizer, clip_grad_norm, hp, make_adam, register
-from .flow_layers import IAFLayer, MAFLayer
-from .flows import LATENT_POINTS, MAX_GRAD_NORM, FlowStack, normal_log_prob, target_metrics, warp_probe
+from ..base import BaseConfig, Model2D, Standardizer, clip_grad_norm, hp, make_adam, register
+from .layers import IAFLayer, MAFLayer
+from .model import LATENT_POINTS, MAX_GRAD_NORM, FlowStack, normal_log_prob, target_metrics, warp_probe
 
 STUDENT_MAX_GRAD_NORM = 5.0
 
@@ -119,7 +119,7 @@ class TeacherStudent(Model2D):
         opt.zero_grad(set_to_none=True)
         terms = self.loss(x)
         terms["loss"].backward()
-        # the teacher clips as every flow fit to data does (models/flows.py, FlowModel); the student tighter: the
+        # the teacher clips as every flow fit to data does (models/flows/model.py, FlowModel); the student tighter: the
         # teacher's log-density is steep far from the data, so its steps are kept bounded
         clip_grad_norm(opt, STUDENT_MAX_GRAD_NORM if phase == "student" else MAX_GRAD_NORM)
         opt.step()

@@ -53,10 +53,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ebm_losses as L
-from .base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, register, update_average
-from .nets import mlp
-from .samplers import (
+from ..base import BaseConfig, Model2D, RunGenerators, Standardizer, hp, register, update_average
+from ..nets import mlp
+from ..samplers import (
     MALA_MIN_NOISE,
     METHODS,
     ChainTracker,
@@ -65,6 +64,7 @@ from .samplers import (
     log_prob_and_score,
     run_chains,
 )
+from . import losses as L
 
 N_CHAINS = 1000  # persistent display chains
 N_TRACKED = 8  # the first chains, whose paths are animated

@@ -10,8 +10,8 @@ it is judged by two-sample tests (notes 6.2), here a discriminator trained again
   but its gradient does not vanish where D confidently rejects the fakes (minimax's is D(x) times
   smaller there; the logged g_grad_norm shows it).
 
-The f-GANs (notes 6.7) are in models/fgan.py and the Wasserstein GANs (notes 6.8) in
-models/wgan.py, on the same base class :class:`GAN`.
+The f-GANs (notes 6.7) are in models/gans/fgan.py and the Wasserstein GANs (notes 6.8) in
+models/gans/wgan.py, on the same base class :class:`GAN`.
 
 Both players see standardised coordinates (a :class:`Standardizer` fitted to the data), so one
 set of defaults works for any data scale; the generator's push and WGAN-GP's penalty are taken in data
@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import BaseConfig, Model2D, Standardizer, hp, make_adam, register, update_average
-from .nets import mlp
+from ..base import BaseConfig, Model2D, Standardizer, hp, make_adam, register, update_average
+from ..nets import mlp
 
 LOG4 = math.log(4.0)
 N_PROBE = 128  # fakes that carry a generator-gradient arrow in the view (the same z every frame)
@@ -140,7 +140,7 @@ class GAN(Model2D):
 
     Weight averaging (config `average` = d > 0): the game trains `generator`; after each of its updates
     a copy, `generator_avg` = Ḡ, moves towards it, θ̄ ← d_t θ̄ + (1 − d_t) θ with
-    d_t = min(d, (1 + t)/(10 + t)) (as the flows do: models/flows.py). The samples, the manifold and the
+    d_t = min(d, (1 + t)/(10 + t)) (as the flows do: models/flows/model.py). The samples, the manifold and the
     sample metrics (modes covered, histogram JS) come from Ḡ (:attr:`shown`); the tracked fakes, their
     push and the divergence estimate from G, the player the discriminator faces. At a constant step size
     G keeps circling the equilibrium; its average sits nearer it (Yazıcı et al. 2019).

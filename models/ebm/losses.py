@@ -2,7 +2,7 @@
 
 Written as plain functions of an energy ``f`` ((n, d) -> (n,)) so they can be tested on energies
 whose answer is known in closed form (a Gaussian's quadratic energy), and reused by the models of
-models/ebm.py.
+models/ebm/model.py.
 
 * :func:`contrastive_divergence` (notes 7.3): the gradient of the log-likelihood is
   ∇θ f(x_train) − E_{x~p_θ}[∇θ f(x)]; the loss f(x_sample) − f(x_train) has exactly that gradient

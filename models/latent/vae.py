@@ -13,7 +13,7 @@ et al. (2016), notes 4.3.3:
     IWAE_k(x) = E[log 1/k sum_i p(x, z_i) / q(z_i|x)],  z_i ~ q(z|x),   ELBO <= IWAE_k <= log p(x).
 
 Because z has 1 or 2 dimensions, the marginal p(x) = integral p(z) p(x|z) dz (notes 4.3.1) is computed
-by quadrature (:mod:`models.vae_quadrature`), so ``log_prob`` is the model's log-likelihood, not a bound
+by quadrature (:mod:`models.latent.quadrature`), so ``log_prob`` is the model's log-likelihood, not a bound
 (density = "quadrature": normalised by a numerical integral), to within a checked error: held-out NLL,
 the density heatmap and the gap log p(x) - ELBO = KL(q(z|x) || p(z|x)) (notes 4.3.4) are the real thing
 where the check passes, and labelled estimates where it does not. That gap is the *inference gap* of
@@ -21,7 +21,7 @@ Cremer, Li & Duvenaud (2018): the approximation gap (no diagonal Gaussian equals
 amortisation gap (the encoder's q for this x is not the best diagonal Gaussian, notes 4.4.5); the views
 name it so.
 
-Accuracy (models/vae_quadrature.py): every point is checked. Shared latent grids (prior weights, the
+Accuracy (models/latent/quadrature.py): every point is checked. Shared latent grids (prior weights, the
 midpoint rule, exponentially convergent for smooth integrands), from the configured one to 2, 4, ...
 times finer, serve each point on the first that grids of twice its spacing and a twin half a cell away
 confirm within TOL_POINT = 0.05 nats; a point whose posterior is narrower than all of them (a small
@@ -56,10 +56,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import vae_quadrature as quad
-from .base import BaseConfig, Model2D, Standardizer, hp, register, update_average
-from .nets import mlp
-from .vae_quadrature import LatentGrid, checked_log_marginal, gaussian_log_prob, log_marginal, regular_grid_axes
+from ..base import BaseConfig, Model2D, Standardizer, hp, register, update_average
+from ..nets import mlp
+from . import quadrature as quad
+from .quadrature import LatentGrid, checked_log_marginal, gaussian_log_prob, log_marginal, regular_grid_axes
 
 LOG_2PI = math.log(2 * math.pi)
 METRIC_SEED = 1234  # common random numbers: the held-out bounds move with the model, not the dice

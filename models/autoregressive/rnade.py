@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .autoregressive import SHOW_UNITS, by_coord, conn_dict, first_second, in_labels, order_field, var_names
-from .base import BaseConfig, Model2D, Standardizer, hp, register
-from .nets import mlp
+from ..base import BaseConfig, Model2D, Standardizer, hp, register
+from ..nets import mlp
+from .discrete import SHOW_UNITS, by_coord, conn_dict, first_second, in_labels, order_field, var_names
 
 LOG_SCALE_RANGE = (-6.0, 3.0)  # log standard deviations in standardised units, clamped for stability
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

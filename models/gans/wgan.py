@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import hp, register
+from ..base import hp, register
 from .gan import GAN, GANConfig
 
 

@@ -47,7 +47,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from .base import BaseConfig, Model2D, hp, register
+from ..base import BaseConfig, Model2D, hp, register
 
 
 @dataclass

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import BaseConfig, Model2D, hp, register
-from .nets import MADE, made_degrees
+from ..base import BaseConfig, Model2D, hp, register
+from ..nets import MADE, made_degrees
 
 ORDERS = ("x1_first", "x2_first")
 FLOOR = 1e-4  # weight of the broad Gaussian that gives points outside the box a finite density

@@ -15,8 +15,8 @@ an exact, normalised density. Two ways to fit it (notes 5.3, 5.4.6):
 
 The flows work in standardised coordinates (a :class:`Standardizer` fitted to the training data,
 identity when fitting a target); its log-det keeps every likelihood in the data's own units.
-The layers are in models/flow_layers.py, the Parallel WaveNet teacher -> student in
-models/flow_student.py.
+The layers are in models/flows/layers.py, the Parallel WaveNet teacher -> student in
+models/flows/student.py.
 
 References:
     Rezende & Mohamed (2015); Dinh et al. (2014, 2017); Papamakarios et al. (2017); Kingma et al. (2016).
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import BaseConfig, ConfigError, Model2D, Standardizer, hp, register, update_average
-from .flow_layers import (
+from ..base import BaseConfig, ConfigError, Model2D, Standardizer, hp, register, update_average
+from .layers import (
     AdditiveCoupling,
     AffineCoupling,
     ColumnLayer,

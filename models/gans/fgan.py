@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .base import hp, register
+from ..base import hp, register
 from .gan import GAN, R1Config
 
 LOG2 = math.log(2.0)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import MADE, mlp
+from ..nets import MADE, mlp
 
 SCALE_BOUND = 4.0  # |log-scale| of one affine layer stays below this (tanh soft clamp)
 INPUT_BOUND = 3.0  # a conditioner sees its inputs clamped to [-3, 3] (standardised units): ReluNet
