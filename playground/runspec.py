@@ -147,6 +147,7 @@ class RunSpec:
         says nothing of them)."""
         notes: list[str] = []
         bad: list[str] = []
+        renamed: list[str] = []  # old setting names the link used, read as their new ones
         named: set[str] = set()
         model = q.get("model", base.model)
         if model not in models:
@@ -181,7 +182,7 @@ class RunSpec:
                 continue
             named.add(name)
             if note:
-                notes.append(f"{note} (the link's '{raw_name}' was read as '{name}')")
+                renamed.append(note)
         settings = dict(usual.get(model, {})) if usual else {}
         for name in ("lr", "batch", "seed"):
             if name in q:
@@ -192,7 +193,9 @@ class RunSpec:
                     bad.append(f"{name}={q[name]}")
         spec.settings = dataclasses.replace(base.settings, **settings)
         if bad:
-            notes.insert(0, f"Ignored (unknown or outside the safe range): {', '.join(bad)}.")
+            notes.append(f"Ignored (unknown or outside the safe range): {', '.join(bad)}.")
+        if renamed:
+            notes.append(f"Read under their new names: {', '.join(renamed)}.")
         return spec, named, notes
 
 

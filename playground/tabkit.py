@@ -326,11 +326,11 @@ class FamilyTab:
         st.channel.publish(StaticSource(Frame(figs or {}, status, final=True)))
 
     def texts(self, snap: Snapshot) -> dict[str, str]:
-        """Text blocks a frame rewrites, {elem_id: html} (a tab overrides this by assignment)."""
+        """Text blocks a frame rewrites, {elem_id: html} (a tab's subclass overrides this)."""
         return {}
 
     def extra_values(self, st: TabState, snap: Snapshot) -> list:
-        """Values for outputs a tab added to extra_outputs (override by assigning a function)."""
+        """Values for outputs a tab added to extra_outputs (a tab's subclass overrides this)."""
         return [gr.skip()] * len(self.extra_outputs)
 
     def show_error(self, st: TabState, err: Exception) -> list:

@@ -59,12 +59,16 @@ def nll_text(snap: Snapshot) -> str:
     return text + "."
 
 
+class AutoregressiveTab(FamilyTab):
+    def texts(self, snap: Snapshot) -> dict[str, str]:
+        return {"autoregressive-info": inline_html(nll_text(snap))}
+
+
 def build() -> FamilyTab:
-    tab = FamilyTab(SPEC)
+    tab = AutoregressiveTab(SPEC)
     tab.build()
     with tab.options_row:
         with gr.Column(scale=3, min_width=480):
             text_block(inline_html(INFO_START), elem_id="autoregressive-info")
-    tab.texts = lambda snap: {"autoregressive-info": inline_html(nll_text(snap))}
     tab.wire()
     return tab

@@ -60,16 +60,8 @@ def pick_target_dataset(source: str, dataset: str, needs_target: bool):
     return gr.skip(), gr.skip(), gr.skip()
 
 
-def build() -> FamilyTab:
-    tab = FamilyTab(SPEC)
-    tab.build()
-    for key, ctrls in tab.model_controls.items():
-        if "fit" in ctrls and _fit_choices(key) == ["target"]:
-            ctrls["fit"].component.interactive = False  # greyed out: it only fits targets (its help says why)
-    slider = tab.options["layer"]
-    tab.extra_outputs = [slider]
-
-    def extra_values(st: TabState, snap: Snapshot) -> list:
+class FlowsTab(FamilyTab):
+    def extra_values(self, st: TabState, snap: Snapshot) -> list:
         """Fit the layer slider to this model's depth when the depth changes."""
         depth = int(snap.probe.stage_lines.shape[0]) - 1 if isinstance(snap.probe, FlowProbe) else None
         if depth is None or getattr(st, "layer_max", None) == depth:
@@ -77,7 +69,15 @@ def build() -> FamilyTab:
         st.layer_max = depth
         return [gr.update(maximum=depth, value=depth)]
 
-    tab.extra_values = extra_values
+
+def build() -> FamilyTab:
+    tab = FlowsTab(SPEC)
+    tab.build()
+    for key, ctrls in tab.model_controls.items():
+        if "fit" in ctrls and _fit_choices(key) == ["target"]:
+            ctrls["fit"].component.interactive = False  # greyed out: it only fits targets (its help says why)
+    slider = tab.options["layer"]
+    tab.extra_outputs = [slider]  # FlowsTab.extra_values sets its range
     tab.wire()
     tab.model_dd.input(lambda m, s, d: pick_target_dataset(s, d, _needs_target(m, None)),
                        [tab.model_dd, tab.source, tab.dataset], [tab.dataset, tab.source, tab.noise],

@@ -68,8 +68,13 @@ def info_text(snap: Snapshot) -> str:
     return text
 
 
+class GANTab(FamilyTab):
+    def texts(self, snap: Snapshot) -> dict[str, str]:
+        return {"gans-info": inline_html(info_text(snap))}
+
+
 def build() -> FamilyTab:
-    tab = FamilyTab(SPEC)
+    tab = GANTab(SPEC)
     tab.build()
     # GANs have a learning rate per player (lr_g, lr_d among the model's controls): hide the shared one
     tab.settings_controls["lr"].component.visible = False
@@ -80,7 +85,6 @@ def build() -> FamilyTab:
         with gr.Column(scale=1, min_width=640):  # wide enough to wrap onto its own line
             text_block(inline_html("**No density:** a GAN's generator only samples — there is no $p(x)$, so no "
                                    "likelihood (NLL) to report. Press **Train**."), elem_id="gans-info")
-    tab.texts = lambda snap: {"gans-info": inline_html(info_text(snap))}
     tab.wire()
     tab.wire_action(d_btn, lambda s: s.apply(one_d_step, "one D step"), show_progress="hidden")
     tab.wire_action(g_btn, lambda s: s.apply(one_g_step, "one G step", counts_as_step=True),
