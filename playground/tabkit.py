@@ -390,10 +390,7 @@ class FamilyTab:
         sess = st.session
         if sess is None:
             return self.values(st)
-        sess.request_stop()
-        sess.wait_idle(2.0)
-        if sess.status == "running":
-            sess.status, sess.message = "stopped", f"stopped at step {sess.step_count}"
+        sess.stop(2.0)
         last = st.last
         if last is None or last.step != sess.step_count or last.status != sess.status:  # not shown yet
             self.publish(st, sess.snapshot(), STOPPED)

@@ -436,3 +436,15 @@ def test_every_update_path_restores_the_last_good_parameters(path):
     assert sess.step_count == step
     for k, v in sess.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_stop_marks_a_run_parked_at_a_frame_as_stopped():
+    """A run whose consumer went away while it waited at a frame never comes back to its loop: Session.stop
+    says so itself (the tab no longer writes the session's status)."""
+    sess = Session("mog", None, make_split("moons", 300, seed=0), device="cpu")
+    run = sess.run()
+    next(run)  # the first frame, before the first step: the loop is parked at its yield
+    assert sess.status == "running"
+    sess.stop(0.2)
+    assert sess.status == "stopped" and sess.message == f"stopped at step {sess.step_count}"
+    run.close()

@@ -197,6 +197,14 @@ class Session:
     def request_stop(self) -> None:
         self._stop = True
 
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the run and wait (up to `timeout`) until it is out of its step. A loop that will not come back
+        (its consumer went away while it was parked at a frame) is marked stopped here, at the step it reached."""
+        self.request_stop()
+        self.wait_idle(timeout)
+        if self.status == "running":
+            self._say("stopped", f"stopped at step {self.step_count}")
+
     def _say(self, status: str, message: str, event: str = "") -> None:
         """Set the run's status, its one-line message and what produced it (Snapshot.event: "substep",
         "action" or "")."""
