@@ -20,6 +20,15 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (Jacobians and round trips checked to 1e-8), restored after."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -17,14 +17,6 @@ from playground.session import Session
 BOUND = 3.0  # the tail bound B of the layers built here (the default)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def perturb(module, scale=0.3, seed=1):
     """Move every parameter well off PyTorch's initialisation, so the spline is far from the identity."""
     g = torch.Generator().manual_seed(seed)

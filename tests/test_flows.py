@@ -40,14 +40,6 @@ LAYERS = {
 }
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def perturb(module, scale=0.3):
     """Move every parameter off its (identity) initialisation, so the checks see a real map."""
     with torch.no_grad():
