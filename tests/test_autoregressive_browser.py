@@ -53,6 +53,7 @@ def stop(page):
     wait_status(page, "autoregressive", "stopped")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_made_trains_slice_moves_and_masks_show(page, app_url, artifacts):
     open_tab(page, app_url)
     pick(page, "model", "MADE (masked MLP)")

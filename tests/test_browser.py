@@ -51,6 +51,7 @@ def test_latent_tab_trains_live_and_stops(page, app_url, artifacts):
     assert curves["ntraces"] >= 2, curves
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_heatmap_changes_while_training_and_zoom_survives(page, app_url, artifacts):
     open_tab(page, app_url)
     # gradient ascent moves slowly enough to watch the density change between frames

@@ -61,6 +61,7 @@ def test_cli_compare_json():
     assert isinstance(out["results"][0]["test_nll"], float)
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 @pytest.mark.browser
 def test_compare_tab_runs(page, app_url, artifacts):
     page.set_default_timeout(SLOW)

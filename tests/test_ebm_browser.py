@@ -79,6 +79,7 @@ def test_score_matching_shows_the_score_field(page, app_url, artifacts):
     wait_panel(page, "ebm-plot-main", "!p.names.some(n => n.startsWith('score'))")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_sampler_sandbox_runs_chains_on_a_target(page, app_url, artifacts):
     open_tab(page, app_url)
     page.locator("#ebm-sb-target input").click()

@@ -31,6 +31,7 @@ def stop(page):
     wait_status(page, "flows", "stopped")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_flows_tab_trains_shows_layers_and_fits_a_target(page, app_url, artifacts):
     page.set_default_timeout(SLOW)
     page.goto(app_url)
@@ -80,6 +81,7 @@ def test_flows_tab_trains_shows_layers_and_fits_a_target(page, app_url, artifact
     page.screenshot(path=str(artifacts / "flows-planar.png"), full_page=True)
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_reverse_kl_on_data_without_a_density_is_refused_in_the_ui(page, app_url):
     page.set_default_timeout(SLOW)
     page.goto(app_url)

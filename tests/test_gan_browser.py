@@ -51,6 +51,7 @@ def stop(page):
     wait_status(page, "gans", "stopped")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_gan_tab_trains_steps_by_hand_and_stops(page, app_url, artifacts):
     page.set_default_timeout(SLOW)
     page.goto(app_url)

@@ -18,6 +18,7 @@ def open_tab(page, url, key):
     wait_panel(page, f"{key}-plot-main", "p.frames >= 1")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 @pytest.mark.parametrize("key", TABS)
 def test_stop_mid_run_stops_training_and_the_page_says_so(page, app_url, artifacts, key):
     open_tab(page, app_url, key)

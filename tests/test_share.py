@@ -36,6 +36,7 @@ def test_link_restores_settings_and_share_round_trips(page, app_url):
     assert q["covariance"] == "diagonal" and q["batch"] == "512" and float(q["lr"]) == pytest.approx(0.02, rel=0.05)
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_a_link_naming_the_vae_without_settings_gets_its_usual_ones(page, app_url):
     """The latent tab's settings suit the mixture (full batch, lr 0.01); a link that names the VAE and says
     nothing of them gets the VAE's (batch 256, lr 3e-3), as picking it by hand does."""

@@ -367,6 +367,7 @@ def test_frames_at_rest_draw_the_heatmap_on_a_finer_global_grid_where_the_config
     assert f"quadrature on {rest_q['grid'].per_axis}² latent nodes" in note
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 @pytest.mark.parametrize("which", ["trained", "trained_1d"])
 def test_pruned_sums_equal_the_full_sum(which, request):
     """The tile pruning (arbitrary points and regular grids) drops under 1e-6 of p(x)."""

@@ -26,6 +26,7 @@ def show(page, name):
     wait_panel(page, f"latent-plot-{name}", "p.frames >= 1")
 
 
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_vae_trains_live_point_slider_moves_posterior(page, app_url, artifacts):
     page.set_default_timeout(SLOW)
     page.goto(app_url)
