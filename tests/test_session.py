@@ -448,3 +448,41 @@ def test_stop_marks_a_run_parked_at_a_frame_as_stopped():
     sess.stop(0.2)
     assert sess.status == "stopped" and sess.message == f"stopped at step {sess.step_count}"
     run.close()
+
+
+@pytest.mark.parametrize("key", ["mog", "vae", "realnvp", "gan_ns", "ebm_cd"])
+def test_the_same_seed_gives_the_same_run_alone_or_with_company(key):
+    """Same seed and settings, the same run bit for bit, whether alone or while other visitors' sessions are
+    built and trained in the same process (their seeds must not leak into this one's initial weights, its
+    batches or its noise)."""
+    import threading
+
+    data = make_split("8gaussians", 600, seed=0)
+
+    def train(seed: int, steps: int = 25) -> dict:
+        sess = Session(key, None, data, TrainSettings(seed=seed, batch=64), device="cpu", grid_res=16,
+                       n_samples=50)
+        sess.train_steps(steps)
+        sess.snapshot()  # a frame draws too (from its own stream)
+        sess.train_steps(steps)
+        return {k: v.clone() for k, v in sess.model.state_dict().items()}
+
+    alone = train(3)
+    stop = threading.Event()
+
+    def neighbours():  # other visitors: sessions of other seeds built and trained, one after another
+        seed = 100
+        while not stop.is_set():
+            train(seed, steps=2)
+            seed += 1
+
+    company = threading.Thread(target=neighbours, daemon=True)
+    company.start()
+    try:
+        together = [train(3) for _ in range(3)]
+    finally:
+        stop.set()
+        company.join(60)
+    for run in together:
+        for k, v in alone.items():
+            assert torch.equal(run[k], v), f"{key}: {k} differs with company"

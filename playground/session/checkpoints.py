@@ -31,7 +31,8 @@ class Checkpoints:
 
     def generators(self) -> list[tuple[str, torch.Generator]]:
         """Every random generator a step may draw from: the session's (batches) and the model's own (attributes,
-        or dicts of them, of any submodule). torch's global generator is kept too (rng_state)."""
+        or dicts of them, of any submodule). torch's global generator is not among them: no run draws from it
+        after its model is built (Session.__init__), and putting it back would reach into other sessions."""
         gens = [("session", self.gen)]
         for mod_name, mod in self.model.named_modules():
             for attr, v in vars(mod).items():
@@ -42,18 +43,11 @@ class Checkpoints:
         return gens
 
     def rng_state(self) -> dict:
-        state = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        state.update({name: g.get_state() for name, g in self.generators()})
-        return state
+        return {name: g.get_state() for name, g in self.generators()}
 
     def set_rng_state(self, state: dict) -> bool:
         """Put every generator back; False when one exists now that the checkpoint did not know (a replay
         would draw differently)."""
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], self.device)
         complete = True
         for name, g in self.generators():
             if name in state:

@@ -68,6 +68,7 @@ CHECKPOINT_INTERVAL = 0.5  # seconds between two copies of the last good paramet
 # exception" (pytorch/pytorch#38228).
 _RUNNING: weakref.WeakSet = weakref.WeakSet()
 _RUNNING_LOCK = threading.Lock()
+_BUILDING = threading.Lock()  # one session at a time seeds torch's global generator and builds its model
 
 
 def stop_all(timeout: float = 5.0) -> int:
@@ -118,23 +119,27 @@ class Session:
         self.settings = settings or TrainSettings()
         self.data = data
         self.device = resolve_device(device)
-        torch.manual_seed(self.settings.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(self.settings.seed)
         cfg = config if config is not None else {}
-        self.model = build(model_key, **(cfg if isinstance(cfg, dict) else cfg.as_dict()))
-        self.model.to(self.device)
         self.train_x = torch.as_tensor(data.train, device=self.device)
         self.test_x = torch.as_tensor(data.test, device=self.device)
         target = dataset_log_prob(data.name, data.info["noise"]) if data.log_prob is not None and \
             "noise" in data.info else None
-        self.model.use_target(target, data.name)
-        try:
-            self.model.init_from_data(self.train_x)
-        except ConfigError:  # a setting the data cannot serve (e.g. fit to target without a density): the tab says so
-            raise
-        except (RuntimeError, ValueError) as err:  # a model that cannot start from these points: one line, no trace
-            raise DataError(f"{model_key} could not be initialised on these points "
-                            f"({first_line(err)}); try standardising them") from None
+        # The initial weights come from torch's global generator (nn.Linear's init draws there), which every session
+        # of the process shares: seed it, build and initialise one session at a time, and give the global state
+        # back as it was. After this nothing of a run draws from it (the model's own generators, the session's).
+        with _BUILDING, torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.settings.seed)
+            self.model = build(model_key, **(cfg if isinstance(cfg, dict) else cfg.as_dict()))
+            self.model.to(self.device)
+            self.model.use_target(target, data.name)
+            try:
+                self.model.init_from_data(self.train_x)
+            except ConfigError:  # a setting the data cannot serve (e.g. fit to target without a density): the tab says
+                raise
+            except (RuntimeError, ValueError) as err:  # a model that cannot start from these points: one line
+                raise DataError(f"{model_key} could not be initialised on these points "
+                                f"({first_line(err)}); try standardising them") from None
         self.optimizers = self.model.configure_optimizers(self.settings)
         self.step_count = 0
         self.history = History()
