@@ -13,7 +13,7 @@ import os
 
 import gradio as gr
 
-from playground import liveplot
+from playground import channel, liveplot
 from playground.session import configure_threads, device_label, resolve_device, stop_all, warm_up
 from playground.tabs import TABS, coming
 
@@ -66,8 +66,13 @@ def build_app() -> gr.Blocks:
         for obj in loaders:
             fn, inputs, outputs = obj.load_args()
             demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
+        demo.unload(_release_visitor)  # a closed page frees its runs now, not when gradio drops its state in an hour
     demo.queue(default_concurrency_limit=8)
     return demo
+
+
+def _release_visitor(request: gr.Request) -> None:
+    channel.release_visitor(getattr(request, "session_hash", None))
 
 
 def _select_tab(request: gr.Request):

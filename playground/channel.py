@@ -60,7 +60,11 @@ class StaticSource:
 
 class LiveState:
     """A visitor's state for a live area (a gr.State value): owns the channel their page pulls from,
-    made on first use (gradio deep-copies a fresh state, and a channel is not worth copying)."""
+    made on first use (gradio deep-copies a fresh state, and a channel is not worth copying).
+
+    :meth:`release` frees what the visitor held (a subclass adds its run, its model, its chains); the app
+    calls it when the visitor's page closes (:func:`release_visitor`, from demo.unload) and gradio when it
+    drops the state (the gr.State's delete_callback, an hour after the page closed)."""
 
     _channel: FrameChannel | None = None
 
@@ -69,6 +73,37 @@ class LiveState:
         if self._channel is None:
             self._channel = FrameChannel()
         return self._channel
+
+    def belongs_to(self, visitor: str | None) -> None:
+        """Remember this state as one of `visitor`'s (gradio's session hash), to be released with the others
+        when their page closes."""
+        if visitor:
+            _VISITORS.setdefault(str(visitor), weakref.WeakSet()).add(self)
+
+    def release(self) -> None:
+        """Free what this visitor holds: the channel's last frame and its controls (subclasses: more)."""
+        ch, self._channel = self._channel, None
+        if ch is not None:
+            ch.close()
+
+
+# each visitor's live states, by gradio session hash (weak: a state gradio dropped is gone from here too), so that
+# a closed page frees its runs at once rather than when gradio expires its states an hour later
+_VISITORS: dict[str, weakref.WeakSet] = {}
+
+
+def release_visitor(visitor: str | None) -> int:
+    """Release every live state of `visitor` (their page closed); returns how many there were."""
+    states = list(_VISITORS.pop(str(visitor), ())) if visitor else []
+    for st in states:
+        st.release()
+    return len(states)
+
+
+def release_state(st: Any) -> None:
+    """A gr.State's delete_callback: release the visitor's state when gradio drops it."""
+    if isinstance(st, LiveState):
+        st.release()
 
 
 def lookup(token: str) -> FrameChannel | None:
@@ -97,6 +132,14 @@ class FrameChannel:
 
     def __deepcopy__(self, memo):  # a copied visitor state gets a channel of its own
         return FrameChannel()
+
+    def close(self) -> None:
+        """The visitor is gone: drop the last source (a frame holds a Snapshot) and the page's controls, and
+        leave the registry so that no request reaches this channel again."""
+        with self._lock:
+            self._source = None
+        self.controls.clear()
+        _CHANNELS.pop(self.token, None)
 
     # --- producers -------------------------------------------------------------------------------
     def publish(self, source: Source) -> None:

@@ -20,7 +20,7 @@ import re
 import gradio as gr
 import plotly
 
-from .channel import Frame, LiveState, StaticSource, lookup
+from .channel import Frame, LiveState, StaticSource, lookup, release_state
 
 PLOTLY_JS = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
 LIVE_JS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "live.js")
@@ -125,7 +125,7 @@ class LiveArea:
         """on_set(state, {"key", "value"}): a live control's new value from the page (see live_bus)."""
         self.key = key
         self.on_set = on_set
-        self.state = gr.State(state_cls)
+        self.state = gr.State(state_cls, delete_callback=release_state)
         self.panel_ids: dict[str, str] = {}
         self.initial: dict[str, dict] = {}
         self.status_html = ""
@@ -147,7 +147,8 @@ class LiveArea:
     def load_args(self) -> tuple:
         return self.on_load, [self.state], [self.bus]
 
-    def on_load(self, st: LiveState):
+    def on_load(self, st: LiveState, request: gr.Request):
+        st.belongs_to(getattr(request, "session_hash", None))  # released with the visitor's other states
         if self.on_set is not None:
             st.channel.controls["set"] = lambda req: self.on_set(st, req)
         if not st.channel.has_source:

@@ -24,7 +24,7 @@ import numpy as np
 from models import REGISTRY, ConfigError, TrainSettings
 
 from . import explain, plots, views
-from .channel import Frame, LiveState, StaticSource
+from .channel import Frame, LiveState, StaticSource, release_state
 from .controls import Control, make_control, make_controls
 from .datasets import (
     DATASETS,
@@ -91,6 +91,14 @@ class TabState(LiveState):
     def __deepcopy__(self, memo):  # gradio copies a fresh state once; a lock cannot be copied
         return type(self)()
 
+    def release(self) -> None:
+        """The visitor left: stop their run and drop it, its model and its frames (see LiveState.release)."""
+        sess, self.session = self.session, None
+        if sess is not None:
+            sess.stop(1.0)
+        self.signature = self.last = self.preview = None
+        super().release()
+
 
 class SnapshotSource:
     """A training frame: the views of one Snapshot, rendered when the page asks (with the view options
@@ -125,7 +133,7 @@ class FamilyTab:
     def build(self) -> None:
         spec = self.spec
         p = f"{spec.key}-"
-        self.state = gr.State(TabState)
+        self.state = gr.State(TabState, delete_callback=release_state)
         markdown(spec.intro, elem_classes=["tab-intro"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
@@ -562,6 +570,7 @@ class FamilyTab:
     def on_load(self, st: TabState, request: gr.Request):
         """On page load: give the page its channel (the bus's value is the token), show the tab's first
         frame, and put the settings of a shared link (?tab=<this tab>&...) into the controls."""
+        st.belongs_to(getattr(request, "session_hash", None))  # released with the visitor's other states
         vals, note = self.apply_query(request)
         st.channel.controls["set"] = lambda req: self.set_from_page(st, req)
         if not st.channel.has_source:

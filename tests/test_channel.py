@@ -110,3 +110,27 @@ def test_frames_are_built_only_when_wanted_and_within_the_budget():
     assert 2 <= len(frames) <= elapsed / 0.2 + 2, len(frames)
     steps = [f.step for f in frames]
     assert steps == sorted(steps) and steps[0] == 0  # the first frame before the first step
+
+
+def test_a_visitor_who_leaves_is_released_with_all_their_states():
+    """release_visitor (the app's demo.unload) releases every live state a visitor's page registered, and
+    only theirs; a released tab state has stopped its run and let go of the session and its frames."""
+    from playground.channel import LiveState, release_state, release_visitor
+    from playground.tabkit import TabState
+
+    mine, theirs = TabState(), LiveState()
+    mine.session = Session("mog", None, make_split("moons", 300, seed=0), device="cpu")
+    run = mine.session.run()
+    next(run)  # parked at its first frame, as a page that closed mid-run leaves it
+    session, token = mine.session, mine.channel.token
+    mine.channel.publish(StaticSource(Frame({}, "a frame")))
+    mine.belongs_to("visitor-a")
+    theirs.belongs_to("visitor-b")
+    other_token = theirs.channel.token
+    assert release_visitor("visitor-a") == 1
+    assert mine.session is None and session.status == "stopped"
+    assert lookup(token) is None and lookup(other_token) is theirs.channel
+    assert release_visitor("visitor-a") == 0  # once
+    release_state(theirs)  # gradio's delete_callback, an hour later
+    assert lookup(other_token) is None
+    run.close()

@@ -82,3 +82,30 @@ def test_updates_carry_the_density_not_the_static_layers(page, app_url):
     assert sum(str(density) in m.get("canvas", {}) for m, _ in updates) >= len(updates) - 1  # the density moves
     live = sorted(n for _, n in updates[:-1])  # the last one, at rest, brings the full-resolution density
     assert live[len(live) // 2] < full[1] / 2  # an update is a fraction of the figure
+
+
+def _live_sessions() -> int:
+    import gc
+
+    from playground.session import Session
+
+    gc.collect()
+    return sum(type(o) is Session for o in gc.get_objects())
+
+
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
+def test_a_closed_page_frees_its_run_at_once(browser, app_url):
+    """A visitor who closes the page while training: the app stops the run and lets go of the session, its
+    model and its frames when the page goes (demo.unload), not when gradio drops their state an hour later."""
+    before = _live_sessions()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_tab(page, app_url, "flows")
+    click(page, "#flows-train")
+    wait_status(page, "flows", "running")
+    wait_moves(page, "flows-plot-main", 2)
+    assert _live_sessions() == before + 1
+    page.close()
+    deadline = time.monotonic() + 20
+    while _live_sessions() > before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _live_sessions() == before, "the closed page's session is still held"

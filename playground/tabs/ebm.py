@@ -58,6 +58,10 @@ class SandboxState(LiveState, SandboxRun):
     def __init__(self):
         SandboxRun.__init__(self)
 
+    def release(self) -> None:
+        self.reset()
+        super().release()
+
 
 def _stats(s: dict) -> str:
     acc = "—" if s["accept"] != s["accept"] else f"{100 * s['accept']:.0f}%"
