@@ -173,15 +173,16 @@ def _parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="steps/s bare vs inside the live session with frames rendered; "
                                       "'bench samplers': MCMC chains x steps per second; 'bench browser': what "
-                                      "the page paints per tab; 'bench frames MODEL': the browser's cost per frame")
+                                      "the page paints per tab; 'bench frames MODEL': the browser's cost per frame; "
+                                      "'bench load': visitors training at once through the app's API")
     be.add_argument("model", nargs="?", default="mog",
                     help="a model key, or 'samplers', 'browser', 'frames', 'quality' (held-out NLL gap to the true "
-                         "entropy, ours vs references, at equal steps)")
+                         "entropy, ours vs references, at equal steps), 'load' (visitors at once)")
     be.add_argument("target", nargs="?", default=None, help="'frames' only: the model whose frames to replay")
     be.add_argument("--tab", action="append", default=[], help="'browser' only: a tab to measure (repeatable; "
                                                               "default: every tab with training)")
-    be.add_argument("--app-dir", default=None, help="'browser' only: run the app of another checkout (to compare "
-                                                     "before/after in one run)")
+    be.add_argument("--app-dir", default=None, help="'browser' and 'load': run the app of another checkout (to "
+                                                     "compare before/after in one run)")
     be.add_argument("--frames", type=int, default=25, help="'frames' only: how many frames to record and replay")
     be.add_argument("--chains", default="100,1000,10000", help="'samplers' only: numbers of chains to time")
     _data_args(be)
@@ -201,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
     be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
+    be.add_argument("--visitors", default="1,4,8", help="'load' only: comma-separated numbers of visitors at once")
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not by 'cmd'
     return ap
 
@@ -459,6 +461,8 @@ def cmd_compare(args) -> int:
 def cmd_bench(args) -> int:
     if args.model in ("browser", "frames"):
         return cmd_bench_web(args)
+    if args.model == "load":
+        return cmd_bench_load(args)
     if args.model == "quality":
         return cmd_bench_quality(args)
     args.seconds = 4.0 if args.seconds is None else args.seconds
@@ -521,6 +525,26 @@ def cmd_bench_quality(args) -> int:
         print(json.dumps({**res, "rows": [{k: _num(v) for k, v in r.items()} for r in res["rows"]]}))
     else:
         print_table(res)
+    return 0
+
+
+def cmd_bench_load(args) -> int:
+    try:
+        visitors = [int(v) for v in args.visitors.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--visitors wants comma-separated integers, not '{args.visitors}'") from None
+    if not visitors or min(visitors) < 1 or max(visitors) > 64:
+        raise UsageError("--visitors: between 1 and 64 visitors at once")
+    seconds = 8.0 if args.seconds is None else args.seconds
+    if not 1 <= seconds <= 600:
+        raise UsageError("--seconds: between 1 and 600 for 'load'")
+    from . import benchload
+
+    try:
+        res = benchload.bench_load(visitors, seconds=seconds, app_dir=args.app_dir)
+    except benchload.BenchError as err:
+        raise UsageError(str(err)) from None
+    print(json.dumps(res)) if args.json else benchload.print_load(res)
     return 0
 
 

@@ -101,6 +101,8 @@ def test_own_data_test_data_and_saved_samples(tmp_path):
     (["frobnicate"], "invalid choice"),
     (["bench", "samplers", "--chains", "ten"], "comma-separated integers"),
     (["bench", "samplers", "--chains", "0"], "between 1 and"),
+    (["bench", "load", "--visitors", "four"], "comma-separated integers"),
+    (["bench", "load", "--visitors", "0"], "between 1 and 64"),
 ])
 def test_bad_arguments_exit_with_one_line(args, reason):
     r = (cli_process if args == ["train", "nosuchmodel"] else cli)(*args, check=False)  # one end to end
@@ -115,6 +117,22 @@ def test_bad_csv_exits_with_the_reason(tmp_path):
     bad.write_text("x,y\n" + "1,2\n" * 12 + "3,hello\n")
     r = cli("train", "mog", "--data", str(bad), check=False)
     assert r.returncode == 2 and "not a number" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow  # over 10 s here: it starts the app
+def test_bench_load_trains_visitors_at_once_through_the_api():
+    """bench load: the app in its own process, each tab alone, then two visitors at once through gradio_client;
+    every visitor trains and stops, and the server's CPU and memory are read."""
+    out = json.loads(cli("bench", "load", "--visitors", "2", "--seconds", "1.5", "--json").stdout)
+    assert set(out["alone_steps_per_sec"]) == {"latent", "flows", "gans", "ebm"}
+    assert all(v > 0 for v in out["alone_steps_per_sec"].values())
+    (row,) = out["rows"]
+    assert row["visitors"] == 2 and 0 < row["server_cores"] <= out["cores_here"] + 0.5
+    assert row["memory_mb_before"] > 50 and row["memory_mb_after"] > 50
+    assert [r["tab"] for r in row["results"]] == ["latent", "flows"]
+    for r in row["results"]:
+        assert r["started"] and r["steps_per_sec"] > 0 and r["stop_s"] < 30 and "error" not in r, r
+        assert r["share_of_alone"] == pytest.approx(r["steps_per_sec"] / out["alone_steps_per_sec"][r["tab"]])
 
 
 def test_bench_reports_a_ratio():

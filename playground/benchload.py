@@ -1,0 +1,136 @@
+"""`python -m playground bench load`: a class at once. N simulated visitors train at the same time through the app's
+own API (gradio_client, one client each: its own session), on the four tabs in turn (MoG, Real NVP, GAN, EBM-CD),
+against `python app.py` in its own process.
+
+Reported per visitor: steps/s while training (from the progress an API client gets once a second), the wait
+before its first progress (queued behind others, with or without a word), and how long Stop takes to answer;
+for the server: the CPU cores it used over the run (its process's user + system time over the wall time) and
+its memory before and after (resident set). API visitors have no page, so the app builds them no frames: the
+frames a page gets are `bench browser`'s. Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from .benchweb import App, BenchError
+
+VISITS = (("latent", "mog"), ("flows", "realnvp"), ("gans", "gan_ns"), ("ebm", "ebm_cd"))
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (its threads included) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _train_args(client, tab: str) -> list:
+    """The /<tab>_train endpoint's arguments: every control at its default, on the CPU."""
+    info = client.view_api(return_format="dict", print_info=False)
+    params = info["named_endpoints"][f"/{tab}_train"]["parameters"]
+    return ["cpu" if p["label"] == "device" else p.get("parameter_default") for p in params]
+
+
+def _info(out) -> dict:
+    value = out[0] if isinstance(out, (list, tuple)) else out
+    value = json.loads(value) if isinstance(value, str) else value
+    return value if isinstance(value, dict) else {}
+
+
+def visitor(url: str, tab: str, seconds: float, result: dict) -> None:
+    """One visitor: train on `tab` for `seconds` (from its first progress), then press Stop."""
+    from gradio_client import Client
+
+    try:
+        client = Client(url, verbose=False)
+        args = _train_args(client, tab)
+        t0 = time.perf_counter()
+        job = client.submit(*args, api_name=f"/{tab}_train")
+        seen: list[tuple[float, int]] = []
+        for out in job:
+            info = _info(out)
+            now = time.perf_counter()
+            if info.get("status") == "running":
+                seen.append((now, int(info.get("step", 0))))
+            if seen and now - seen[0][0] >= seconds:
+                break
+            if now - t0 > seconds + 120:  # never started: give up on it, and say so
+                break
+        t_stop = time.perf_counter()
+        client.predict(api_name=f"/{tab}_stop")
+        stop_s = time.perf_counter() - t_stop
+        rate = ((seen[-1][1] - seen[0][1]) / (seen[-1][0] - seen[0][0])) if len(seen) > 1 and seen[-1][0] > seen[0][0] \
+            else 0.0
+        result.update(tab=tab, started=bool(seen), first_progress_s=(seen[0][0] - t0) if seen else None,
+                      steps_per_sec=rate, stop_s=stop_s, progress_messages=len(seen))
+        job.cancel()
+        client.close()
+    except Exception as err:  # noqa: BLE001 - a visitor that fails is a result, not a crash of the benchmark
+        result.update(tab=tab, started=False, error=f"{type(err).__name__}: {err}"[:200])
+
+
+def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None = None) -> dict:
+    """For each N in `visitors`: N visitors at once (tabs in turn), `seconds` of training each."""
+    if not Path("/proc/self/stat").exists():
+        raise BenchError("bench load reads /proc: Linux only")
+    rows = []
+    with App(app_dir) as app:
+        pid = app.proc.pid
+        alone: dict[str, float] = {}
+        for tab, _ in VISITS:  # each tab alone first: what "a fair share" is measured against
+            r: dict = {}
+            visitor(app.url, tab, seconds, r)
+            alone[tab] = r.get("steps_per_sec", 0.0)
+        for n in visitors:
+            results = [{} for _ in range(n)]
+            threads = [threading.Thread(target=visitor, args=(app.url, VISITS[i % len(VISITS)][0], seconds, results[i]),
+                                        daemon=True) for i in range(n)]
+            mem0, cpu0, t0 = rss_mb(pid), cpu_seconds(pid), time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(seconds + 240)
+            wall = time.perf_counter() - t0
+            cores = (cpu_seconds(pid) - cpu0) / wall
+            for r in results:
+                if r.get("started") and alone.get(r["tab"]):
+                    r["share_of_alone"] = r["steps_per_sec"] / alone[r["tab"]]
+            rows.append({"visitors": n, "server_cores": cores, "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid),
+                         "wall_s": wall, "results": results})
+    return {"seconds": seconds, "cores_here": os.cpu_count(), "alone_steps_per_sec": alone, "rows": rows,
+            "tabs": {tab: key for tab, key in VISITS}}
+
+
+def print_load(res: dict) -> None:
+    print(f"{res['seconds']:.0f} s of training per visitor, tabs in turn "
+          f"({', '.join(f'{t}: {k}' for t, k in res['tabs'].items())}); {res['cores_here']} cores here")
+    print("alone: " + " · ".join(f"{t} {v:.0f} steps/s" for t, v in res["alone_steps_per_sec"].items()))
+    print(f"{'visitors':>8}  {'server cores':>12}  {'memory MB':>15}  {'started':>7}  {'first progress s':>16}  "
+          f"{'stop s':>9}  steps/s per visitor (share of alone)")
+    for row in res["rows"]:
+        rs = row["results"]
+        started = [r for r in rs if r.get("started")]
+        first = [r["first_progress_s"] for r in started]
+        stops = [r["stop_s"] for r in rs if "stop_s" in r]
+        rates = " · ".join(f"{r['tab']} {r['steps_per_sec']:.0f} ({r.get('share_of_alone', float('nan')):.2f})"
+                           for r in started)
+        print(f"{row['visitors']:>8}  {row['server_cores']:>12.2f}  "
+              f"{row['memory_mb_before']:>6.0f} → {row['memory_mb_after']:<6.0f}  {len(started):>3}/{len(rs):<3}  "
+              f"{(f'{statistics.median(first):.1f} (max {max(first):.1f})' if first else '—'):>16}  "
+              f"{(f'{max(stops):.2f}' if stops else '—'):>9}  {rates}")
+        for r in rs:
+            if r.get("error"):
+                print(f"          a visitor failed: {r['error']}")
