@@ -46,6 +46,48 @@ MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
+class TrainSlots:
+    """The server's training slots: gradio's queue lets TRAIN_CONCURRENCY runs train at once (every tab's Train
+    shares concurrency_id "train") and holds the rest. This counts them, so that a visitor whose run must wait
+    is told so, and how many are ahead, instead of seeing nothing happen."""
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.active = 0
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def queue(self, st: TabState) -> int | None:
+        """A Train was pressed: None when a slot is free, else how many visitors wait before this one."""
+        with self._lock:
+            if self.active < self.limit or st.waiting:
+                return None
+            st.waiting = True
+            self.waiting += 1
+            return self.waiting - 1
+
+    def leave_queue(self, st: TabState) -> bool:
+        """The visitor's wait ends (its run starts, or it pressed Stop or Reset first); True if it was waiting."""
+        with self._lock:
+            if not st.waiting:
+                return False
+            st.waiting = False
+            self.waiting = max(0, self.waiting - 1)
+            return True
+
+    def start(self, st: TabState) -> None:
+        self.leave_queue(st)
+        with self._lock:
+            self.active += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self.active = max(0, self.active - 1)
+
+
+SLOTS = TrainSlots(TRAIN_CONCURRENCY)
+
+
 def markdown(text: str = "", **kw) -> gr.Markdown:
     """gr.Markdown that renders $inline$ and $$display$$ maths, as the course notes write it."""
     return gr.Markdown(text, latex_delimiters=LATEX, **kw)
@@ -86,6 +128,8 @@ class TabState(LiveState):
         self.last: Snapshot | None = None
         self.note: str = ""
         self.preview: DataSplit | None = None
+        self.waiting = False  # Train was pressed while every training slot was taken (TrainSlots)
+        self.skip_train = False  # ... and Stop pressed before it started: gradio's queued Train ends at once
         self.lock = threading.Lock()  # publishing a frame: the run's own and Stop's quick one
 
     def __deepcopy__(self, memo):  # gradio copies a fresh state once; a lock cannot be copied
@@ -346,8 +390,29 @@ class FamilyTab:
         self.show(st, f"<span style='color:#dc2626'>▲</span> <b>{escape(kind)}:</b> {escape(err)}")
         return self.values(st, error=err)
 
+    def queued(self, st: TabState) -> None:
+        """Train pressed (answered at once, outside the queue): when every training slot is taken, say so in
+        the status line; the run starts by itself when one frees up."""
+        ahead = SLOTS.queue(st)
+        if ahead is not None:
+            self.show(st, f"⏳ <b>waiting for a training slot</b>: {SLOTS.active} runs train at once on this server"
+                          f"{f' and {ahead} visitor(s) wait before you' if ahead else ''}. Yours starts by itself "
+                          f"when one ends (a run ends when its visitor stops it, at most after "
+                          f"{MAX_RUN_SECONDS / 60:.0f} min).")
+
     def train(self, v: dict):
         st = v[self.state]
+        if st.skip_train:  # stopped while it waited for a slot
+            st.skip_train = False
+            yield self.values(st)
+            return
+        SLOTS.start(st)
+        try:
+            yield from self._train(st, v)
+        finally:
+            SLOTS.end()
+
+    def _train(self, st: TabState, v: dict):
         try:
             run = self.run_from(v)
             sess, fresh = self.ensure_session(st, run)
@@ -395,6 +460,9 @@ class FamilyTab:
 
     def stop(self, st: TabState):
         """Stop the run: the loop leaves at its next step; show the state it stopped in."""
+        if SLOTS.leave_queue(st):  # it was still waiting for a slot: it will not start
+            st.skip_train = True
+            self.show(st, "stopped before it started: press <b>Train</b> to queue again")
         sess = st.session
         if sess is None:
             return self.values(st)
@@ -406,6 +474,7 @@ class FamilyTab:
 
     def reset(self, v: dict):
         st = v[self.state]
+        SLOTS.leave_queue(st)
         if st.session is not None:
             st.session.request_stop()
         st.session, st.signature, st.last = None, None, None
@@ -486,6 +555,8 @@ class FamilyTab:
     # --- wiring --------------------------------------------------------------------------------
     def wire(self) -> None:
         ins, outs = self.inputs(), self.outputs()
+        self.train_btn.click(self.queued, [self.state], None, queue=False, api_visibility="private",
+                             show_progress="hidden")
         self.train_evt = self.train_btn.click(self.train, ins, outs, concurrency_limit=TRAIN_CONCURRENCY,
                                               concurrency_id="train", api_name=f"{self.spec.key}_train",
                                               show_progress="hidden")

@@ -109,3 +109,37 @@ def test_a_closed_page_frees_its_run_at_once(browser, app_url):
     while _live_sessions() > before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _live_sessions() == before, "the closed page's session is still held"
+
+
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
+def test_a_visitor_beyond_the_training_slots_is_told_and_can_stop_waiting(page, app_url):
+    """With every training slot taken (four API visitors training), Train on a page says that the run waits
+    for a slot, and how many train; Stop while waiting says it will not start, and once the slots are free
+    Train starts at once."""
+    from gradio_client import Client
+    from test_app import info, latent_args
+
+    from playground import tabkit
+
+    clients = [Client(app_url, verbose=False) for _ in range(tabkit.TRAIN_CONCURRENCY)]
+    jobs = [c.submit(*latent_args(c, lr=-3.0, method="gradient"), api_name="/latent_train") for c in clients]
+    try:
+        for job in jobs:  # every slot is training
+            next(iter(job))
+        open_tab(page, app_url, "flows")
+        click(page, "#flows-train")
+        wait_status(page, "flows", "waiting for a training slot")
+        assert f"{tabkit.TRAIN_CONCURRENCY} runs train at once" in status(page, "flows")
+        click(page, "#flows-stop")
+        wait_status(page, "flows", "stopped before it started")
+    finally:
+        for c in clients:
+            c.predict(api_name="/latent_stop")
+    for job in jobs:
+        assert info(job.result())["status"] == "stopped"
+    time.sleep(1.0)
+    assert tabkit.SLOTS.active == 0 and tabkit.SLOTS.waiting == 0
+    click(page, "#flows-train")  # the skipped wait is gone: this one trains
+    wait_status(page, "flows", "running")
+    click(page, "#flows-stop")
+    wait_status(page, "flows", "stopped")
