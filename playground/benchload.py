@@ -82,12 +82,16 @@ def visitor(url: str, tab: str, seconds: float, result: dict) -> None:
         result.update(tab=tab, started=False, error=f"{type(err).__name__}: {err}"[:200])
 
 
-def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None = None) -> dict:
-    """For each N in `visitors`: N visitors at once (tabs in turn), `seconds` of training each."""
+def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None = None,
+               idle: float | None = None) -> dict:
+    """For each N in `visitors`: N visitors at once (tabs in turn), `seconds` of training each. With `idle`, the
+    app frees runs idle that long (PLAYGROUND_IDLE_SECONDS), and the memory after each round is read once the
+    round's runs had the time to be freed."""
     if not Path("/proc/self/stat").exists():
         raise BenchError("bench load reads /proc: Linux only")
     rows = []
-    with App(app_dir) as app:
+    env = {"PLAYGROUND_IDLE_SECONDS": str(idle)} if idle else None
+    with App(app_dir, env=env) as app:
         pid = app.proc.pid
         alone: dict[str, float] = {}
         for tab, _ in VISITS:  # each tab alone first: what "a fair share" is measured against
@@ -105,17 +109,20 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
                 t.join(seconds + 240)
             wall = time.perf_counter() - t0
             cores = (cpu_seconds(pid) - cpu0) / wall
+            if idle:  # the round's runs are idle now: give the app's reaper the time to free them
+                time.sleep(idle + max(1.0, idle / 4) + 1.0)
             for r in results:
                 if r.get("started") and alone.get(r["tab"]):
                     r["share_of_alone"] = r["steps_per_sec"] / alone[r["tab"]]
             rows.append({"visitors": n, "server_cores": cores, "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid),
                          "wall_s": wall, "results": results})
-    return {"seconds": seconds, "cores_here": os.cpu_count(), "alone_steps_per_sec": alone, "rows": rows,
+    return {"seconds": seconds, "idle": idle, "cores_here": os.cpu_count(), "alone_steps_per_sec": alone, "rows": rows,
             "tabs": {tab: key for tab, key in VISITS}}
 
 
 def print_load(res: dict) -> None:
-    print(f"{res['seconds']:.0f} s of training per visitor, tabs in turn "
+    idle = f"; runs idle {res['idle']:.0f} s freed" if res.get("idle") else ""
+    print(f"{res['seconds']:.0f} s of training per visitor{idle}, tabs in turn "
           f"({', '.join(f'{t}: {k}' for t, k in res['tabs'].items())}); {res['cores_here']} cores here")
     print("alone: " + " · ".join(f"{t} {v:.0f} steps/s" for t, v in res["alone_steps_per_sec"].items()))
     print(f"{'visitors':>8}  {'server cores':>12}  {'memory MB':>15}  {'started':>7}  {'first progress s':>16}  "

@@ -203,6 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
     be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
     be.add_argument("--visitors", default="1,4,8", help="'load' only: comma-separated numbers of visitors at once")
+    be.add_argument("--idle", type=float, default=None, help="'load' only: the app frees runs idle this many seconds "
+                                                             "(PLAYGROUND_IDLE_SECONDS; memory read after)")
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not by 'cmd'
     return ap
 
@@ -541,7 +543,7 @@ def cmd_bench_load(args) -> int:
     from . import benchload
 
     try:
-        res = benchload.bench_load(visitors, seconds=seconds, app_dir=args.app_dir)
+        res = benchload.bench_load(visitors, seconds=seconds, app_dir=args.app_dir, idle=args.idle)
     except benchload.BenchError as err:
         raise UsageError(str(err)) from None
     print(json.dumps(res)) if args.json else benchload.print_load(res)

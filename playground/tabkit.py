@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,9 @@ ABANDONED_SECONDS = 30.0  # a run whose page has not asked for anything this lon
 HEARTBEAT = 1.0  # an API client's progress, in seconds
 TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
 MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
+# a visitor's run that has not trained nor been touched this long is freed (its model, data and frames): a page
+# that closes is released at once (demo.unload), but an API client never says it has gone
+IDLE_SECONDS = float(os.environ.get("PLAYGROUND_IDLE_SECONDS", "1800"))
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -130,18 +135,62 @@ class TabState(LiveState):
         self.preview: DataSplit | None = None
         self.waiting = False  # Train was pressed while every training slot was taken (TrainSlots)
         self.skip_train = False  # ... and Stop pressed before it started: gradio's queued Train ends at once
+        self.last_active = time.monotonic()  # when its run last trained or was used (release_idle)
+        self.freed_note = ""  # said once when an idle run was freed and the next Train starts a new one
         self.lock = threading.Lock()  # publishing a frame: the run's own and Stop's quick one
+        _STATES.add(self)
 
     def __deepcopy__(self, memo):  # gradio copies a fresh state once; a lock cannot be copied
         return type(self)()
 
     def release(self) -> None:
         """The visitor left: stop their run and drop it, its model and its frames (see LiveState.release)."""
-        sess, self.session = self.session, None
+        self.free_session()
+        self.last = self.preview = None
+        super().release()
+
+    def free_session(self) -> None:
+        sess, self.session, self.signature = self.session, None, None
         if sess is not None:
             sess.stop(1.0)
-        self.signature = self.last = self.preview = None
-        super().release()
+
+
+_STATES: weakref.WeakSet = weakref.WeakSet()  # every visitor's tab state (weak: gradio owns them), for release_idle
+
+
+def release_idle(idle: float | None = None, now: float | None = None) -> int:
+    """Free the runs that neither trained nor were used for `idle` seconds (default IDLE_SECONDS): their session,
+    model and data; the visitor's next Train starts a new run and says why. Returns how many were freed."""
+    idle = IDLE_SECONDS if idle is None else idle
+    now = time.monotonic() if now is None else now
+    freed = 0
+    for st in list(_STATES):
+        sess = st.session
+        if sess is not None and sess.status != "running" and now - st.last_active > idle:
+            st.free_session()
+            st.freed_note = f"your earlier run sat idle over {idle / 60:.0f} min and was freed: this is a new run"
+            freed += 1
+    return freed
+
+
+_REAPER: list[threading.Thread] = []
+
+
+def start_reaper(every: float | None = None) -> threading.Thread:
+    """A daemon thread calling release_idle every `every` seconds (default: a quarter of IDLE_SECONDS, between 1
+    and 60); one per process (the app starts it)."""
+    if _REAPER and _REAPER[0].is_alive():
+        return _REAPER[0]
+    every = min(60.0, max(1.0, IDLE_SECONDS / 4)) if every is None else every
+
+    def loop():
+        while True:
+            time.sleep(every)
+            release_idle()
+    t = threading.Thread(target=loop, name="playground-idle-reaper", daemon=True)
+    t.start()
+    _REAPER[:] = [t]
+    return t
 
 
 class SnapshotSource:
@@ -317,6 +366,7 @@ class FamilyTab:
     # --- handlers ------------------------------------------------------------------------------
     def ensure_session(self, st: TabState, run: RunSpec) -> tuple[Session, bool]:
         """The visitor's session for these settings: the current one (resume) or a new one."""
+        st.last_active = time.monotonic()
         sig = run.signature()
         if st.session is not None and st.signature == sig:
             st.session.set_live("lr", run.settings.lr)
@@ -359,10 +409,12 @@ class FamilyTab:
             st.last, st.note = snap, note
             st.channel.publish(SnapshotSource(self, st, snap, note))
 
-    def stop_now(self, st: TabState, sess: Session) -> None:
+    def stop_now(self, st: TabState, sess: Session | None) -> None:
         """Stop, straight from the page: the loop leaves after the step it is in; the page is told at once
         (the last frame, at the step where training stopped), and the final frame, with the full grid and
         fresh held-out metrics, follows as soon as it is built."""
+        if sess is None:
+            return
         sess.request_stop()
         if not sess.wait_left(1.0):
             return
@@ -411,6 +463,7 @@ class FamilyTab:
             yield from self._train(st, v)
         finally:
             SLOTS.end()
+            st.last_active = time.monotonic()
 
     def _train(self, st: TabState, v: dict):
         try:
@@ -420,8 +473,10 @@ class FamilyTab:
             yield self.show_error(st, err)
             return
         note = "new run" if fresh else "resumed"
+        if fresh and st.freed_note:
+            note, st.freed_note = st.freed_note, ""
         ch = st.channel
-        ch.controls["stop"] = lambda: self.stop_now(st, sess)
+        ch.controls["stop"] = lambda: self.stop_now(st, st.session)  # the session of that moment: held by st only
         # Frames reach the page through the channel: gradio hears from the run only at its start (the
         # tab's extra widgets) and its end, since each message through gradio costs the page's main thread
         # 100+ ms with this many components. A client with no page (the API) gets progress once a second.

@@ -107,3 +107,22 @@ def test_step_walks_em(client):
     second = info(client.predict(*latent_args(client, K=4), api_name="/latent_step"))
     assert first["message"].startswith("E-step done") and first["step"] == 0
     assert second["message"].startswith("M-step done") and second["step"] == 1
+
+
+def test_an_idle_visitors_run_is_freed_whole(client):
+    """An API visitor never closes a page: once its run sat idle, the app's reaper (release_idle) frees it, and
+    nothing else keeps the session alive (the Stop control that the run left on its channel held it before)."""
+    import gc
+
+    from playground import tabkit
+    from playground.session import Session
+
+    job = client.submit(*latent_args(client, lr=-3.0, method="gradient"), api_name="/latent_train")
+    for _ in job:
+        client.predict(api_name="/latent_stop")
+        break
+    assert info(job.result())["status"] == "stopped"
+    assert tabkit.release_idle(idle=0.0) >= 1
+    gc.collect()
+    alive = [o for o in gc.get_objects() if type(o) is Session and o.status != "running"]
+    assert not alive, f"{len(alive)} idle session(s) still held after release_idle"
