@@ -205,6 +205,17 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--visitors", default="1,4,8", help="'load' only: comma-separated numbers of visitors at once")
     be.add_argument("--idle", type=float, default=None, help="'load' only: the app frees runs idle this many seconds "
                                                              "(PLAYGROUND_IDLE_SECONDS; memory read after)")
+    sw = sub.add_parser("sweep", help="a grid of runs (models x datasets x seeds x settings) in worker processes, "
+                                      "to a CSV (resumable) and an HTML summary")
+    sw.add_argument("--models", required=True, help="comma-separated model keys")
+    sw.add_argument("--datasets", default="8gaussians", help="comma-separated built-in datasets")
+    sw.add_argument("--seeds", default="0-2", help="'0-9', '0,3,5' or both")
+    sw.add_argument("--steps", type=int, default=1000)
+    sw.add_argument("--n", type=int, default=2000, help="points per dataset (20%% held out)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                    help="a hyperparameter (or lr, batch) and its values: every combination is run")
+    sw.add_argument("--workers", type=int, default=None, help="processes at once (default: the cores)")
+    sw.add_argument("--out", required=True, help="the CSV to write (rows are appended: an existing one resumes)")
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not by 'cmd'
     return ap
 
@@ -326,15 +337,15 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _check_output(path: str) -> None:
+def _check_output(path: str, flag: str = "--save-samples") -> None:
     """Refuse an output file that cannot be written, before training (not after it)."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise UsageError(f"--save-samples {path}: is a folder; give a file name")
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
     if not os.path.isdir(folder):
-        raise UsageError(f"--save-samples {path}: the folder {folder} does not exist")
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
-        raise UsageError(f"--save-samples {path}: the folder {folder} is not writable")
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable")
 
 
 class _CtrlC:
@@ -530,6 +541,55 @@ def cmd_bench_quality(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        check_model_key(m)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    bad = [d for d in datasets if d not in DATASETS]
+    if bad:
+        raise UsageError(f"unknown dataset(s): {', '.join(bad)} (known: {', '.join(DATASETS)})")
+    try:
+        seeds = sweep.seeds_arg(args.seeds)
+    except ValueError:
+        raise UsageError(f"--seeds wants '0-9' or '0,3,5', not '{args.seeds}'") from None
+    if not models or not datasets or not seeds:
+        raise UsageError("a sweep needs at least one model, one dataset and one seed")
+    if args.steps < 1 or not 20 <= args.n <= 200_000 or (args.workers is not None and args.workers < 1):
+        raise UsageError("--steps must be >= 1, --n in [20, 200000], --workers >= 1")
+    sets = {}
+    for pair in args.set:
+        if "=" not in pair:
+            raise UsageError(f"--set expects KEY=V1,V2, got '{pair}'")
+        k, v = pair.split("=", 1)
+        sets[k.strip()] = [x.strip() for x in v.split(",") if x.strip()]
+    for m in models:  # every value valid for every model before anything runs
+        for combo in sweep.grid([m], datasets[:1], seeds[:1], 1, sets):
+            parse_sets(m, [f"{k}={v}" for k, v in combo["set"].items()], {})
+    jobs = sweep.grid(models, datasets, seeds, args.steps, sets, n=args.n)
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise UsageError("--out: a .csv file")
+    _check_output(str(out), "--out")
+    t0 = time.perf_counter()
+
+    def progress(row):
+        print(f"  {row['status']}: {row['model']} on {row['dataset']}, seed {row['seed']}"
+              f"{' ' + row['settings'] if row.get('settings') else ''} ({row.get('seconds', 0):.1f} s)",
+              file=sys.stderr, flush=True)
+
+    counts = sweep.run_sweep(jobs, out, workers=args.workers, progress=progress)
+    rows = sweep.done_rows(out)
+    html = out.with_suffix(".html")
+    sweep.summary_html(rows, html)
+    print(f"{counts['jobs']} runs: {counts['skipped']} already in {out}, {counts['done']} done, {counts['failed']} "
+          f"failed, {counts['retried']} taken again after a worker died; {time.perf_counter() - t0:.0f} s. "
+          f"Table: {out}  Summary: {html}")
+    return 0
+
+
 def cmd_bench_load(args) -> int:
     try:
         visitors = [int(v) for v in args.visitors.split(",") if v.strip()]
@@ -581,7 +641,8 @@ def cmd_bench_web(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare}[args.cmd](args)
+        return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare,
+                "sweep": cmd_sweep}[args.cmd](args)
     except (UsageError, DataError, KeyError, ValueError) as err:  # models.ConfigError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
