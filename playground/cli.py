@@ -216,6 +216,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="a hyperparameter (or lr, batch) and its values: every combination is run")
     sw.add_argument("--workers", type=int, default=None, help="processes at once (default: the cores)")
     sw.add_argument("--out", required=True, help="the CSV to write (rows are appended: an existing one resumes)")
+    sw.add_argument("--ray", default=os.environ.get("PLAYGROUND_RAY_ADDRESS"), metavar="ADDRESS",
+                    help="run on Ray: a cluster's address, or 'local' (default: $PLAYGROUND_RAY_ADDRESS; "
+                         "pip install -r requirements-ray.txt)")
     sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not by 'cmd'
     return ap
 
@@ -580,12 +583,18 @@ def cmd_sweep(args) -> int:
               f"{' ' + row['settings'] if row.get('settings') else ''} ({row.get('seconds', 0):.1f} s)",
               file=sys.stderr, flush=True)
 
-    counts = sweep.run_sweep(jobs, out, workers=args.workers, progress=progress)
+    if args.ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("--ray needs Ray: pip install -r requirements-ray.txt") from None
+    counts = sweep.run_sweep(jobs, out, workers=args.workers, progress=progress, ray_address=args.ray)
     rows = sweep.done_rows(out)
     html = out.with_suffix(".html")
     sweep.summary_html(rows, html)
     print(f"{counts['jobs']} runs: {counts['skipped']} already in {out}, {counts['done']} done, {counts['failed']} "
-          f"failed, {counts['retried']} taken again after a worker died; {time.perf_counter() - t0:.0f} s. "
+          f"failed, {counts['retried']} taken again after a worker died"
+          f"{' (on Ray: Ray retries them)' if args.ray else ''}; {time.perf_counter() - t0:.0f} s. "
           f"Table: {out}  Summary: {html}")
     return 0
 

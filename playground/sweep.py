@@ -6,6 +6,10 @@ use both cores where the app's threads share one interpreter. A worker that dies
 the pool: the runs it had are taken again in a fresh pool, up to RETRIES times each, then written as failed.
 Rows are appended as they finish, so a sweep that is stopped resumes from its CSV: the runs already there (same
 model, dataset, seed, steps and settings) are skipped.
+
+On Ray (``ray_address``: a cluster's address, or "local" for an instance of this machine's cores started here),
+each run is a Ray task (one CPU, retried by Ray when its worker dies): the same :func:`run_one`, placed anywhere on
+the cluster. Every node needs this checkout at the same path (the tasks import ``playground`` from it).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def done_rows(path: Path) -> list[dict]:
 
 
 def run_sweep(jobs: list[dict], out: Path, workers: int | None = None, fn: Callable[[dict], dict] = run_one,
-              progress: Callable[[dict], None] | None = None) -> dict:
+              progress: Callable[[dict], None] | None = None, ray_address: str | None = None) -> dict:
     """Run the jobs not in `out` yet, `workers` processes at once (default: the cores), appending each row to
     `out` as it finishes; returns counts. A broken pool (a worker died) is replaced, and its unfinished runs
     are taken again up to RETRIES times, then written as failed."""
@@ -111,6 +115,9 @@ def run_sweep(jobs: list[dict], out: Path, workers: int | None = None, fn: Calla
             if progress is not None:
                 progress(row)
 
+        if ray_address:
+            _run_on_ray(todo, fn, write, ray_address, workers, counts)
+            return counts
         pending = list(todo)
         while pending:
             lost: list[dict] = []  # runs whose worker died (the whole pool breaks with it)
@@ -139,6 +146,34 @@ def run_sweep(jobs: list[dict], out: Path, workers: int | None = None, fn: Calla
                     counts["retried"] += 1
                     pending.append(job)
     return counts
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_on_ray(jobs: list[dict], fn: Callable[[dict], dict], write: Callable[[dict], None], address: str,
+                workers: int | None, counts: dict) -> None:
+    """The runs as Ray tasks (one CPU each, RETRIES retries when a worker dies), written as they finish."""
+    import ray
+
+    if not ray.is_initialized():
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep), "PLAYGROUND_THREADS": "1"}}
+        local = address == "local"
+        ray.init(address=None if local else address, num_cpus=(workers or os.cpu_count()) if local else None,
+                 include_dashboard=False, log_to_driver=False, runtime_env=env)
+    task = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
+    refs = {task.remote(job): job for job in jobs}
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        for ref in ready:
+            job = refs.pop(ref)
+            try:
+                row = ray.get(ref)
+            except ray.exceptions.RayError as err:  # its worker died RETRIES + 1 times, or the task failed
+                row = {**job, "settings": settings_text(job), "status": "failed",
+                       "message": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
+            write(row)
 
 
 def _float(v: Any) -> float:

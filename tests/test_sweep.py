@@ -70,3 +70,33 @@ def test_bad_sweep_arguments_are_one_line_before_anything_runs(tmp_path, args, r
     r = cli("sweep", *args, "--out", tmp_path / "x.csv", check=False)
     assert r.returncode == 2 and reason in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of this machine's cores, for this module's Ray tests (a real one, not a mock)."""
+    ray = pytest.importorskip("ray")
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+    import test_sweep
+
+    cloudpickle.register_pickle_by_value(test_sweep)  # the workers cannot import tests/: ship its functions
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(sweep.ROOT)), "PLAYGROUND_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow  # over 10 s here: Ray starts
+def test_a_sweep_on_ray_gives_the_runs_of_the_local_pool_and_survives_a_dying_worker(tmp_path, local_ray):
+    jobs = sweep.grid(["mog", "realnvp"], ["8gaussians"], [0, 1], 30, n=400)
+    on_ray = sweep.run_sweep(jobs, tmp_path / "ray.csv", ray_address="local")
+    assert on_ray["done"] == 4 and on_ray["failed"] == 0
+    pool = sweep.run_sweep(jobs, tmp_path / "pool.csv", workers=2)
+    assert pool["done"] == 4
+    key = (lambda r: (r["model"], r["seed"]))
+    ray_rows = {key(r): r["test_nll"] for r in sweep.done_rows(tmp_path / "ray.csv")}
+    pool_rows = {key(r): r["test_nll"] for r in sweep.done_rows(tmp_path / "pool.csv")}
+    assert ray_rows == pool_rows  # the same seed, the same run, wherever it runs
+    dying = [{**j, "marker": str(tmp_path / "died")} for j in sweep.grid(["mog"], ["moons"], [0], 5)]
+    counts = sweep.run_sweep(dying, tmp_path / "dying.csv", ray_address="local", fn=_dies_first)
+    assert counts["done"] == 1 and (tmp_path / "died").exists()  # Ray took the task again after its worker died
