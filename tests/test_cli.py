@@ -245,7 +245,7 @@ def main_in_fresh_process(*argvs, cwd=ROOT, cache=None, pythonpath=None):
 
 
 BAD_COMMAND_LINES = [
-    ([], "the following arguments are required: {list,train,compare,bench}"),
+    ([], "the following arguments are required: {list,train,compare,bench,sweep}"),
     (["--bogus"], "the following arguments are required"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["train"], "the following arguments are required: model"),
