@@ -13,7 +13,7 @@ import os
 
 import gradio as gr
 
-from playground import channel, liveplot, tabkit
+from playground import channel, liveplot, visitors
 from playground.session import configure_threads, device_label, resolve_device, stop_all, warm_up
 from playground.tabs import TABS, coming
 
@@ -68,7 +68,7 @@ def build_app() -> gr.Blocks:
             demo.load(fn, inputs, outputs, api_visibility="private", queue=False)
         demo.unload(_release_visitor)  # a closed page frees its runs now, not when gradio drops its state in an hour
     demo.queue(default_concurrency_limit=8)
-    tabkit.start_reaper()  # frees runs idle for PLAYGROUND_IDLE_SECONDS (an API visitor never closes a page)
+    visitors.start_reaper()  # frees runs idle for PLAYGROUND_IDLE_SECONDS (an API visitor never closes a page)
     return demo
 
 

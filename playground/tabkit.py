@@ -15,7 +15,6 @@ import dataclasses
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,59 +37,14 @@ from .drawpad import draw_pad
 from .liveplot import escape, live_bus, live_panel
 from .runspec import DEVICES, SOURCES, RunSpec
 from .session import Session, Snapshot
+from .visitors import _STATES, SLOTS, TRAIN_CONCURRENCY
 
 START = "Pick data and a model, then press <b>Train</b>."
 STOPPED = "stopped: press Train to resume"
 ABANDONED_SECONDS = 30.0  # a run whose page has not asked for anything this long stops
 HEARTBEAT = 1.0  # an API client's progress, in seconds
-TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
 MAX_RUN_SECONDS = float(os.environ.get("PLAYGROUND_MAX_RUN_SECONDS", "900"))
-# a visitor's run that has not trained nor been touched this long is freed (its model, data and frames): a page
-# that closes is released at once (demo.unload), but an API client never says it has gone
-IDLE_SECONDS = float(os.environ.get("PLAYGROUND_IDLE_SECONDS", "1800"))
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-
-
-class TrainSlots:
-    """The server's training slots: gradio's queue lets TRAIN_CONCURRENCY runs train at once (every tab's Train
-    shares concurrency_id "train") and holds the rest. This counts them, so that a visitor whose run must wait
-    is told so, and how many are ahead, instead of seeing nothing happen."""
-
-    def __init__(self, limit: int):
-        self.limit = int(limit)
-        self.active = 0
-        self.waiting = 0
-        self._lock = threading.Lock()
-
-    def queue(self, st: TabState) -> int | None:
-        """A Train was pressed: None when a slot is free, else how many visitors wait before this one."""
-        with self._lock:
-            if self.active < self.limit or st.waiting:
-                return None
-            st.waiting = True
-            self.waiting += 1
-            return self.waiting - 1
-
-    def leave_queue(self, st: TabState) -> bool:
-        """The visitor's wait ends (its run starts, or it pressed Stop or Reset first); True if it was waiting."""
-        with self._lock:
-            if not st.waiting:
-                return False
-            st.waiting = False
-            self.waiting = max(0, self.waiting - 1)
-            return True
-
-    def start(self, st: TabState) -> None:
-        self.leave_queue(st)
-        with self._lock:
-            self.active += 1
-
-    def end(self) -> None:
-        with self._lock:
-            self.active = max(0, self.active - 1)
-
-
-SLOTS = TrainSlots(TRAIN_CONCURRENCY)
 
 
 def markdown(text: str = "", **kw) -> gr.Markdown:
@@ -153,44 +107,6 @@ class TabState(LiveState):
         sess, self.session, self.signature = self.session, None, None
         if sess is not None:
             sess.stop(1.0)
-
-
-_STATES: weakref.WeakSet = weakref.WeakSet()  # every visitor's tab state (weak: gradio owns them), for release_idle
-
-
-def release_idle(idle: float | None = None, now: float | None = None) -> int:
-    """Free the runs that neither trained nor were used for `idle` seconds (default IDLE_SECONDS): their session,
-    model and data; the visitor's next Train starts a new run and says why. Returns how many were freed."""
-    idle = IDLE_SECONDS if idle is None else idle
-    now = time.monotonic() if now is None else now
-    freed = 0
-    for st in list(_STATES):
-        sess = st.session
-        if sess is not None and sess.status != "running" and now - st.last_active > idle:
-            st.free_session()
-            st.freed_note = f"your earlier run sat idle over {idle / 60:.0f} min and was freed: this is a new run"
-            freed += 1
-    return freed
-
-
-_REAPER: list[threading.Thread] = []
-
-
-def start_reaper(every: float | None = None) -> threading.Thread:
-    """A daemon thread calling release_idle every `every` seconds (default: a quarter of IDLE_SECONDS, between 1
-    and 60); one per process (the app starts it)."""
-    if _REAPER and _REAPER[0].is_alive():
-        return _REAPER[0]
-    every = min(60.0, max(1.0, IDLE_SECONDS / 4)) if every is None else every
-
-    def loop():
-        while True:
-            time.sleep(every)
-            release_idle()
-    t = threading.Thread(target=loop, name="playground-idle-reaper", daemon=True)
-    t.start()
-    _REAPER[:] = [t]
-    return t
 
 
 class SnapshotSource:

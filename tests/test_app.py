@@ -114,7 +114,7 @@ def test_an_idle_visitors_run_is_freed_whole(client):
     nothing else keeps the session alive (the Stop control that the run left on its channel held it before)."""
     import gc
 
-    from playground import tabkit
+    from playground import visitors
     from playground.session import Session
 
     job = client.submit(*latent_args(client, lr=-3.0, method="gradient"), api_name="/latent_train")
@@ -122,7 +122,7 @@ def test_an_idle_visitors_run_is_freed_whole(client):
         client.predict(api_name="/latent_stop")
         break
     assert info(job.result())["status"] == "stopped"
-    assert tabkit.release_idle(idle=0.0) >= 1
+    assert visitors.release_idle(idle=0.0) >= 1
     gc.collect()
     alive = [o for o in gc.get_objects() if type(o) is Session and o.status != "running"]
     assert not alive, f"{len(alive)} idle session(s) still held after release_idle"

@@ -139,7 +139,7 @@ def test_a_visitor_who_leaves_is_released_with_all_their_states():
 def test_idle_runs_are_freed_and_running_or_recent_ones_kept():
     """release_idle (the app's reaper) frees a run nobody trained or used for the idle time, never one that is
     running or was just used; the visitor's next new run says why it is new."""
-    from playground import tabkit
+    from playground import tabkit, visitors
 
     data = make_split("moons", 300, seed=0)
     idle, busy, recent = tabkit.TabState(), tabkit.TabState(), tabkit.TabState()
@@ -151,7 +151,7 @@ def test_idle_runs_are_freed_and_running_or_recent_ones_kept():
     now = time.monotonic()
     idle.last_active = busy.last_active = now - 100
     recent.last_active = now - 5
-    assert tabkit.release_idle(idle=60, now=now) == 1
+    assert visitors.release_idle(idle=60, now=now) == 1
     assert idle.session is None and "freed" in idle.freed_note
     assert busy.session is not None and recent.session is not None
     run.close()

@@ -123,19 +123,19 @@ def test_a_visitor_beyond_the_training_slots_is_told_and_can_stop_waiting(page, 
     from gradio_client import Client
     from test_app import info, latent_args
 
-    from playground import tabkit
+    from playground import tabkit, visitors
 
     monkeypatch.setattr(tabkit, "MAX_RUN_SECONDS", 120.0)  # the app fixture's 20 s could free a slot mid-test
     open_tab(page, app_url, "flows")
-    clients = [Client(app_url, verbose=False) for _ in range(tabkit.TRAIN_CONCURRENCY)]
+    clients = [Client(app_url, verbose=False) for _ in range(visitors.TRAIN_CONCURRENCY)]
     jobs = [c.submit(*latent_args(c, lr=-3.0, method="gradient"), api_name="/latent_train") for c in clients]
     try:
         for job in jobs:  # every slot is training (for up to MAX_RUN_SECONDS: raised for this test below)
             next(iter(job))
-        assert tabkit.SLOTS.active >= tabkit.TRAIN_CONCURRENCY
+        assert visitors.SLOTS.active >= visitors.TRAIN_CONCURRENCY
         click(page, "#flows-train")
         wait_status(page, "flows", "waiting for a training slot")
-        assert f"{tabkit.TRAIN_CONCURRENCY} runs train at once" in status(page, "flows")
+        assert f"{visitors.TRAIN_CONCURRENCY} runs train at once" in status(page, "flows")
         click(page, "#flows-stop")
         wait_status(page, "flows", "stopped before it started")
     finally:
@@ -144,7 +144,7 @@ def test_a_visitor_beyond_the_training_slots_is_told_and_can_stop_waiting(page, 
     for job in jobs:
         assert info(job.result())["status"] == "stopped"
     time.sleep(1.0)
-    assert tabkit.SLOTS.active == 0 and tabkit.SLOTS.waiting == 0
+    assert visitors.SLOTS.active == 0 and visitors.SLOTS.waiting == 0
     click(page, "#flows-train")  # the skipped wait is gone: this one trains
     wait_status(page, "flows", "running")
     click(page, "#flows-stop")
