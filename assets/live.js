@@ -605,6 +605,14 @@
           this.control("stop");
         }, true);
       }
+      if (cfg.train) {
+        // Train also tells the run's channel at once ("queued"): the server says so if every training slot is
+        // taken. The click goes on to gradio, which queues the run itself.
+        document.addEventListener("click", (e) => {
+          const btn = e.target && e.target.closest && e.target.closest("#" + cfg.train);
+          if (btn && this.token) this.control("queued");
+        }, true);
+      }
       if (cfg.live && Object.keys(cfg.live).length) {
         // live sliders, checkboxes and radios: their value goes straight to the session (gradio keeps its own
         // copy for the next Train and fires no event for these). View options ("view.*") follow a drag.

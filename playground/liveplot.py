@@ -91,12 +91,14 @@ def control(req: dict) -> bool:
 
 
 def live_bus(area: str, panels: dict[str, str], status_html: str = "", elem_id: str | None = None,
-             stop_id: str | None = None, live: dict[str, str] | None = None) -> gr.HTML:
+             stop_id: str | None = None, live: dict[str, str] | None = None, train_id: str | None = None) -> gr.HTML:
     """The status line of a tab, and the loop that feeds its panels ({name: elem_id}). Its value is the
     visitor's channel token (set by a load event); until then it shows `status_html`. While a run goes, a
     click on `stop_id` sends "stop" straight to it (instead of a gradio event), and a change of a control in
-    `live` ({elem_id: key}: sliders, checkboxes) sends "set" with its key and value."""
-    cfg = json.dumps({"area": area, "panels": panels, "stop": stop_id, "live": live or {}})
+    `live` ({elem_id: key}: sliders, checkboxes) sends "set" with its key and value. A click on `train_id` also
+    sends "queued" (its gradio event goes on as well): a second gradio event on the same click would cost the first
+    frame ~250 ms."""
+    cfg = json.dumps({"area": area, "panels": panels, "stop": stop_id, "live": live or {}, "train": train_id})
     js = f"PGLive.attach(element, server, props, watch, {cfg});"
     return gr.HTML(value="", html_template=f"<div class='pg-status status-line'>{_template_safe(status_html)}</div>",
                    js_on_load=js, head=HEAD, server_functions=[pull, poke, control], elem_id=elem_id,

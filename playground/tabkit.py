@@ -189,7 +189,8 @@ class FamilyTab:
                                                            panels[0][2])
                 with status_slot:
                     self.status = live_bus(spec.key, {name: f"{p}plot-{name}" for name, _, _ in spec.panels},
-                                           START, elem_id=f"{p}status", stop_id=f"{p}stop", live=self.live_controls())
+                                           START, elem_id=f"{p}status", stop_id=f"{p}stop", live=self.live_controls(),
+                                           train_id=f"{p}train")
                 self.explain = markdown(self.explain_text(spec.models[0]), elem_classes=["explain"])
 
     def _build_data(self, p: str) -> None:
@@ -359,8 +360,8 @@ class FamilyTab:
         return self.values(st, error=err)
 
     def queued(self, st: TabState) -> None:
-        """Train pressed (answered at once, outside the queue): when every training slot is taken, say so in
-        the status line; the run starts by itself when one frees up."""
+        """Train pressed (the page's channel says so at once, outside gradio's queue): when every training slot
+        is taken, say so in the status line; the run starts by itself when one frees up."""
         ahead = SLOTS.queue(st)
         if ahead is not None:
             self.show(st, f"⏳ <b>waiting for a training slot</b>: {SLOTS.active} runs train at once on this server"
@@ -526,8 +527,6 @@ class FamilyTab:
     # --- wiring --------------------------------------------------------------------------------
     def wire(self) -> None:
         ins, outs = self.inputs(), self.outputs()
-        self.train_btn.click(self.queued, [self.state], None, queue=False, api_visibility="private",
-                             show_progress="hidden")
         self.train_evt = self.train_btn.click(self.train, ins, outs, concurrency_limit=TRAIN_CONCURRENCY,
                                               concurrency_id="train", api_name=f"{self.spec.key}_train",
                                               show_progress="hidden")
@@ -615,6 +614,7 @@ class FamilyTab:
         st.belongs_to(getattr(request, "session_hash", None))  # released with the visitor's other states
         vals, note = self.apply_query(request)
         st.channel.controls["set"] = lambda req: self.set_from_page(st, req)
+        st.channel.controls["queued"] = lambda: self.queued(st)  # Train pressed: the page says so at once
         if not st.channel.has_source:
             self.show(st, escape(note) if note else START, self.initial_figs)
         elif note:
