@@ -1,8 +1,10 @@
 """The Generative Models Playground: `python app.py` serves it at http://127.0.0.1:7860.
 
 Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT set the address, PLAYGROUND_CONCURRENCY the
-number of trainings that may run at once, PLAYGROUND_THREADS torch's threads (default 1).
-`python app.py --share` makes a temporary public link.
+number of trainings that may run at once, PLAYGROUND_THREADS torch's threads (default 1), PLAYGROUND_WORKERS
+where runs train (process: a worker process each, the default; ray; thread: inside the web process) and
+PLAYGROUND_RAY_ADDRESS a Ray cluster to place them on. `python app.py --share` makes a temporary public link;
+`python app.py --ray ADDRESS` (or --ray local) trains every run as a Ray actor.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 
 import gradio as gr
 
-from playground import channel, liveplot, visitors
+from playground import channel, liveplot, visitors, workers
 from playground.session import configure_threads, device_label, resolve_device, stop_all, warm_up
 from playground.tabs import TABS, coming
 
@@ -41,9 +43,10 @@ CSS = """
 def build_app() -> gr.Blocks:
     configure_threads()
     warm_up()
+    where = workers.start()  # the first visitors' workers start now, not on their Train
     gr.set_static_paths(liveplot.static_paths())
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**.")
+        gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**, each run {where}.")
         loaders = []  # tabs and live areas with a page-load event (their channel token, a shared link)
         with gr.Tabs() as tabs:
             for name in TABS:
@@ -92,7 +95,12 @@ def main(argv=None) -> None:
     ap.add_argument("--share", action="store_true", help="make a temporary public link")
     ap.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     ap.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    ap.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="train each run as a Ray actor on this cluster ('local': an instance of this machine's cores)")
+    ap.add_argument("--workers", choices=workers.MODES, default=None,
+                    help="where runs train (default: $PLAYGROUND_WORKERS or process)")
     args = ap.parse_args(argv)
+    workers.configure(args.workers, args.ray)
     kw = launch_kwargs()
     if args.port:
         kw["server_port"] = args.port
@@ -105,6 +113,7 @@ def main(argv=None) -> None:
         # interpreter finalises: the process aborted with "terminate called without an active exception".
         # Stop them first (session.stop_all, also registered with atexit for other launchers).
         running = stop_all()
+        workers.shutdown()
         if running:
             print(f"stopped {running} training run{'s' if running > 1 else ''}")
 

@@ -257,6 +257,17 @@ def box_of(x: np.ndarray, margin: float = 0.15) -> tuple[float, float, float, fl
     return (float(centre[0] - half), float(centre[0] + half), float(centre[1] - half), float(centre[1] + half))
 
 
+class TrueLogDensity:
+    """A built-in dataset's true log-density at its noise, as a named callable (a split is sent to the worker
+    process that trains on it: a lambda could not be pickled)."""
+
+    def __init__(self, name: str, noise: float):
+        self.name, self.noise = name, float(noise)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return DATASETS[self.name].log_prob(x, self.noise)
+
+
 def make_split(name: str, n: int = 2000, noise: float | None = None, seed: int = 0,
                test_fraction: float = 0.2) -> DataSplit:
     """A built-in dataset, sampled with `seed` and split into train / held-out."""
@@ -268,7 +279,7 @@ def make_split(name: str, n: int = 2000, noise: float | None = None, seed: int =
     noise = ds.noise if noise is None else float(noise)
     rng = np.random.default_rng(seed)
     train, test = split(ds.sample(n, rng, noise), rng, test_fraction)
-    lp = (lambda x, _ds=ds, _s=noise: _ds.log_prob(x, _s)) if ds.has_density(noise) else None
+    lp = TrueLogDensity(name, noise) if ds.has_density(noise) else None
     modes = ds.modes(noise) if ds.modes else None
     b = ds.box
     return DataSplit(train, test, name, (-b, b, -b, b), log_prob=lp, modes=modes,

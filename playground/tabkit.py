@@ -24,7 +24,7 @@ import numpy as np
 
 from models import REGISTRY, ConfigError, TrainSettings
 
-from . import explain, plots, views
+from . import explain, plots, views, workers
 from .channel import Frame, LiveState, StaticSource, release_state
 from .controls import Control, make_control, make_controls
 from .datasets import (
@@ -106,7 +106,7 @@ class TabState(LiveState):
     def free_session(self) -> None:
         sess, self.session, self.signature = self.session, None, None
         if sess is not None:
-            sess.stop(1.0)
+            sess.close()  # a worker's run gives its worker back
 
 
 class SnapshotSource:
@@ -293,7 +293,8 @@ class FamilyTab:
                     st.session.set_live(name, v)
             return st.session, False
         data = run.build_data()
-        st.session = Session(run.model, run.config, data, run.settings, device=run.device)
+        st.free_session()
+        st.session = workers.open_session(run.model, run.config, data, run.settings, device=run.device)
         st.signature = sig
         return st.session, True
 
@@ -447,9 +448,8 @@ class FamilyTab:
     def reset(self, v: dict):
         st = v[self.state]
         SLOTS.leave_queue(st)
-        if st.session is not None:
-            st.session.request_stop()
-        st.session, st.signature, st.last = None, None, None
+        st.free_session()
+        st.last = None
         return self.preview(v, note="reset: press Train to start a new run")
 
     def preview(self, v: dict, note: str = ""):
@@ -688,7 +688,7 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
         parts.append(f"<span class='pg-settings'>{lr}batch {settings.batch}</span>")
     parts.append(escape(snap.device))
     line = " · ".join(parts)
-    msg = snap.message if snap.status == "diverged" or snap.event == "substep" else ""
+    msg = snap.message if snap.status == "diverged" or snap.event in ("substep", "restarted") else ""
     extra = " — ".join(escape(x) for x in (note, msg) if x)
     return line + (f"<br>{extra}" if extra else "")
 

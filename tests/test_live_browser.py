@@ -88,9 +88,10 @@ def _live_sessions() -> list:
     import gc
 
     from playground.session import Session
+    from playground.workers.remote import RemoteSession
 
     gc.collect()
-    return [o for o in gc.get_objects() if type(o) is Session]
+    return [o for o in gc.get_objects() if type(o) in (Session, RemoteSession)]
 
 
 @pytest.mark.slow  # over 10 s here (python -m pytest --durations)
@@ -107,12 +108,20 @@ def test_a_closed_page_frees_its_run_at_once(browser, app_url):
     wait_moves(page, "flows-plot-main", 2)
     ours = [weakref.ref(s) for s in _live_sessions() if id(s) not in before and s.status == "running"]
     assert len(ours) == 1, "the page's run is not among the server's sessions"
+    link = getattr(ours[0](), "link", None)  # its worker process (the app's default)
     page.close()
     deadline = time.monotonic() + 20
     while ours[0]() is not None and time.monotonic() < deadline:
         time.sleep(0.5)
         _live_sessions()  # a collection
     assert ours[0]() is None, "the closed page's session is still held"
+    if link is not None:  # its worker is back in the pool, holding no run, or has ended
+        from playground import workers
+
+        pool = workers.backend()
+        assert link in pool._idle or link.proc.wait(5) is not None
+        if link in pool._idle:
+            assert link.send({"op": "ping", "id": -1}) is None and link.recv(5)["state"] == {}
 
 
 @pytest.mark.slow  # over 10 s here (python -m pytest --durations)

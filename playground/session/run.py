@@ -210,6 +210,10 @@ class Session:
         if self.status == "running":
             self._say("stopped", f"stopped at step {self.step_count}")
 
+    def close(self) -> None:
+        """The visitor is done with this run (a RemoteSession frees its worker here; a local run just stops)."""
+        self.stop(1.0)
+
     def _say(self, status: str, message: str, event: str = "") -> None:
         """Set the run's status, its one-line message and what produced it (Snapshot.event: "substep",
         "action" or "")."""
@@ -514,6 +518,41 @@ class Session:
             self.history.log_step(terms)
         self._say("stopped", f"{label} (step {self.step_count})", event="action")
         return self.snapshot()
+
+    def export_state(self) -> dict:
+        """The newest good checkpoint (parameters, optimiser states, every generator, its step), the settings and
+        the history up to it, on the CPU: what a fresh session needs to go on from there (import_state). A worker
+        sends it to the web process now and then, so that a crashed worker's run restarts from it."""
+        slot = self.checkpoints.slots[-1]
+        hist = copy.deepcopy(self.history)
+        hist.truncate(slot["step"])
+        to_cpu = lambda t: t.detach().cpu().clone() if isinstance(t, torch.Tensor) else t
+        return {"slot": {"state": {k: to_cpu(v) for k, v in slot["state"].items()},
+                         "opts": torch.utils._pytree.tree_map(to_cpu, slot["opts"]),
+                         "rng": {k: v.cpu() for k, v in slot["rng"].items()}, "step": slot["step"]},
+                "history": hist, "settings": self.settings.as_dict(), "config": self.model.cfg.as_dict()}
+
+    def import_state(self, state: dict) -> None:
+        """Go on from an export_state() of a session of the same model and data: its checkpoint, settings,
+        config and history. The generators' states are put back only where the device is the same (a CUDA
+        generator cannot take a CPU one's state): a run moved to another device draws differently from there."""
+        for name, v in state["config"].items():
+            if getattr(self.model.cfg, name, v) != v:
+                self.set_live(name, v)
+        for name in ("lr", "batch"):
+            if name in state["settings"]:
+                self.set_live(name, state["settings"][name])
+        slot = state["slot"]
+        slot = {**slot, "state": {k: v.to(self.device) for k, v in slot["state"].items()},
+                "opts": torch.utils._pytree.tree_map(
+                    lambda t: t.to(self.device) if isinstance(t, torch.Tensor) and t.dim() else t, slot["opts"])}
+        try:
+            self._load(slot)
+        except RuntimeError:  # generator states of another device: keep this session's own
+            self._load({**slot, "rng": self.checkpoints.rng_state()})
+        self.history = state["history"]
+        self.history.truncate(self.step_count)
+        self._checkpoint()
 
     def frozen_model(self, device: str = "cpu"):
         """A copy of the model at the run's newest good checkpoint (consistent while the run trains on: it is
