@@ -4,8 +4,9 @@ against `python app.py` in its own process.
 
 Reported per visitor: steps/s while training (from the progress an API client gets once a second), the wait
 before its first progress (queued behind others, with or without a word), and how long Stop takes to answer;
-for the server: the CPU cores it used over the run (its process's user + system time over the wall time) and
-its memory before and after (resident set). API visitors have no page, so the app builds them no frames: the
+for the server: the CPU cores it used over the run (user + system time over the wall time), of the web process and
+of its worker processes apart, how many workers there were, and the memory before and after (resident set) of the
+web process and of everything (web + workers). API visitors have no page, so the app builds them no frames: the
 frames a page gets are `bench browser`'s. Linux only (/proc).
 """
 
@@ -24,10 +25,42 @@ VISITS = (("latent", "mog"), ("flows", "realnvp"), ("gans", "gan_ns"), ("ebm", "
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` (its threads included) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (its worker processes), as /proc lists them now."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def worker_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid`'s worker processes: the live ones' own, plus the ended ones' (the kernel adds a child's
+    times to its parent's cutime / cstime when the parent reaps it)."""
+    fields = _stat(pid)
+    total = (int(fields[13]) + int(fields[14])) / TICK
+    for kid in descendants(pid):
+        try:
+            total += cpu_seconds(kid)
+        except OSError:  # ended meanwhile
+            pass
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -35,6 +68,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def total_rss_mb(pid: int) -> float:
+    """Resident memory of the app and its worker processes (shared library pages counted once per process)."""
+    total = rss_mb(pid)
+    for kid in descendants(pid):
+        try:
+            total += rss_mb(kid)
+        except OSError:
+            pass
+    return total
 
 
 def _train_args(client, tab: str) -> list:
@@ -103,18 +147,23 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
             threads = [threading.Thread(target=visitor, args=(app.url, VISITS[i % len(VISITS)][0], seconds, results[i]),
                                         daemon=True) for i in range(n)]
             mem0, cpu0, t0 = rss_mb(pid), cpu_seconds(pid), time.perf_counter()
+            wmem0, wcpu0, nw0 = total_rss_mb(pid), worker_cpu_seconds(pid), len(descendants(pid))
             for t in threads:
                 t.start()
             for t in threads:
                 t.join(seconds + 240)
             wall = time.perf_counter() - t0
             cores = (cpu_seconds(pid) - cpu0) / wall
+            worker_cores = (worker_cpu_seconds(pid) - wcpu0) / wall
+            nw1 = len(descendants(pid))
             if idle:  # the round's runs are idle now: give the app's reaper the time to free them
                 time.sleep(idle + max(1.0, idle / 4) + 1.0)
             for r in results:
                 if r.get("started") and alone.get(r["tab"]):
                     r["share_of_alone"] = r["steps_per_sec"] / alone[r["tab"]]
-            rows.append({"visitors": n, "server_cores": cores, "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid),
+            rows.append({"visitors": n, "server_cores": cores, "worker_cores": worker_cores,
+                         "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid), "all_memory_mb_before": wmem0,
+                         "all_memory_mb_after": total_rss_mb(pid), "workers_before": nw0, "workers_after": nw1,
                          "wall_s": wall, "results": results})
     return {"seconds": seconds, "idle": idle, "cores_here": os.cpu_count(), "alone_steps_per_sec": alone, "rows": rows,
             "tabs": {tab: key for tab, key in VISITS}}
@@ -125,8 +174,9 @@ def print_load(res: dict) -> None:
     print(f"{res['seconds']:.0f} s of training per visitor{idle}, tabs in turn "
           f"({', '.join(f'{t}: {k}' for t, k in res['tabs'].items())}); {res['cores_here']} cores here")
     print("alone: " + " · ".join(f"{t} {v:.0f} steps/s" for t, v in res["alone_steps_per_sec"].items()))
-    print(f"{'visitors':>8}  {'server cores':>12}  {'memory MB':>15}  {'started':>7}  {'first progress s':>16}  "
-          f"{'stop s':>9}  steps/s per visitor (share of alone)")
+    print(f"{'visitors':>8}  {'web + worker cores':>18}  {'web memory MB':>15}  {'all memory MB':>15}  "
+          f"{'workers':>7}  {'started':>7}  {'first progress s':>16}  {'stop s':>9}  "
+          "steps/s per visitor (share of alone)")
     for row in res["rows"]:
         rs = row["results"]
         started = [r for r in rs if r.get("started")]
@@ -134,8 +184,11 @@ def print_load(res: dict) -> None:
         stops = [r["stop_s"] for r in rs if "stop_s" in r]
         rates = " · ".join(f"{r['tab']} {r['steps_per_sec']:.0f} ({r.get('share_of_alone', float('nan')):.2f})"
                            for r in started)
-        print(f"{row['visitors']:>8}  {row['server_cores']:>12.2f}  "
-              f"{row['memory_mb_before']:>6.0f} → {row['memory_mb_after']:<6.0f}  {len(started):>3}/{len(rs):<3}  "
+        cores = f"{row['server_cores']:.2f} + {row.get('worker_cores', 0.0):.2f}"
+        print(f"{row['visitors']:>8}  {cores:>18}  "
+              f"{row['memory_mb_before']:>6.0f} → {row['memory_mb_after']:<6.0f}  "
+              f"{row.get('all_memory_mb_before', 0):>6.0f} → {row.get('all_memory_mb_after', 0):<6.0f}  "
+              f"{row.get('workers_before', 0):>3}→{row.get('workers_after', 0):<3}  {len(started):>3}/{len(rs):<3}  "
               f"{(f'{statistics.median(first):.1f} (max {max(first):.1f})' if first else '—'):>16}  "
               f"{(f'{max(stops):.2f}' if stops else '—'):>9}  {rates}")
         for r in rs:
