@@ -70,12 +70,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def total_rss_mb(pid: int) -> float:
-    """Resident memory of the app and its worker processes (shared library pages counted once per process)."""
-    total = rss_mb(pid)
+def pss_mb(pid: int) -> float:
+    """Proportional set size: private pages plus each shared page divided among the processes sharing it (workers
+    forked from one zygote share torch's pages; their resident sets would count them once per worker)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def total_pss_mb(pid: int) -> float:
+    """The memory of the app and all its worker processes together (PSS: shared pages counted once in all)."""
+    total = pss_mb(pid)
     for kid in descendants(pid):
         try:
-            total += rss_mb(kid)
+            total += pss_mb(kid)
         except OSError:
             pass
     return total
@@ -147,7 +156,7 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
             threads = [threading.Thread(target=visitor, args=(app.url, VISITS[i % len(VISITS)][0], seconds, results[i]),
                                         daemon=True) for i in range(n)]
             mem0, cpu0, t0 = rss_mb(pid), cpu_seconds(pid), time.perf_counter()
-            wmem0, wcpu0, nw0 = total_rss_mb(pid), worker_cpu_seconds(pid), len(descendants(pid))
+            wmem0, wcpu0, nw0 = total_pss_mb(pid), worker_cpu_seconds(pid), len(descendants(pid))
             for t in threads:
                 t.start()
             for t in threads:
@@ -163,7 +172,7 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
                     r["share_of_alone"] = r["steps_per_sec"] / alone[r["tab"]]
             rows.append({"visitors": n, "server_cores": cores, "worker_cores": worker_cores,
                          "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid), "all_memory_mb_before": wmem0,
-                         "all_memory_mb_after": total_rss_mb(pid), "workers_before": nw0, "workers_after": nw1,
+                         "all_memory_mb_after": total_pss_mb(pid), "workers_before": nw0, "workers_after": nw1,
                          "wall_s": wall, "results": results})
     return {"seconds": seconds, "idle": idle, "cores_here": os.cpu_count(), "alone_steps_per_sec": alone, "rows": rows,
             "tabs": {tab: key for tab, key in VISITS}}
@@ -174,7 +183,7 @@ def print_load(res: dict) -> None:
     print(f"{res['seconds']:.0f} s of training per visitor{idle}, tabs in turn "
           f"({', '.join(f'{t}: {k}' for t, k in res['tabs'].items())}); {res['cores_here']} cores here")
     print("alone: " + " · ".join(f"{t} {v:.0f} steps/s" for t, v in res["alone_steps_per_sec"].items()))
-    print(f"{'visitors':>8}  {'web + worker cores':>18}  {'web memory MB':>15}  {'all memory MB':>15}  "
+    print(f"{'visitors':>8}  {'web + worker cores':>18}  {'web memory MB':>15}  {'all PSS MB':>15}  "
           f"{'workers':>7}  {'started':>7}  {'first progress s':>16}  {'stop s':>9}  "
           "steps/s per visitor (share of alone)")
     for row in res["rows"]:

@@ -1,9 +1,10 @@
-"""The server's visitors as a whole: the training slots they share, and freeing the runs they left idle.
+"""The server's visitors as a whole: the training slots they share, and freeing what their idle runs hold.
 
 Gradio's queue lets TRAIN_CONCURRENCY runs train at once (every tab's Train shares concurrency_id "train");
 :class:`TrainSlots` counts them so that a visitor whose run must wait is told so. :func:`release_idle` frees the
 runs nobody trained or used for IDLE_SECONDS (an API visitor never closes a page; a page that closes is released
-at once by the app's demo.unload), and :func:`start_reaper` calls it in the background. Process-wide counters and
+at once by the app's demo.unload), :func:`park_idle` frees the workers of runs idle PARK_SECONDS (keeping their
+state), and :func:`start_reaper` calls both in the background. Process-wide counters and
 weak references only: every visitor's own state stays in their gr.State (tabkit.TabState).
 """
 
@@ -22,6 +23,9 @@ TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
 # a visitor's run that has not trained nor been touched this long is freed (its model, data and frames): a page
 # that closes is released at once (demo.unload), but an API client never says it has gone
 IDLE_SECONDS = float(os.environ.get("PLAYGROUND_IDLE_SECONDS", "1800"))
+# a run that has not trained nor been touched this long gives its worker back and keeps only its state (a few
+# hundred KB); its next use takes a worker from the pool and goes on where it was (RemoteSession.park)
+PARK_SECONDS = float(os.environ.get("PLAYGROUND_PARK_SECONDS", "120"))
 
 
 class TrainSlots:
@@ -84,20 +88,38 @@ def release_idle(idle: float | None = None, now: float | None = None) -> int:
     return freed
 
 
+def park_idle(after: float | None = None, now: float | None = None) -> int:
+    """Free the workers of runs that sat idle `after` seconds (default PARK_SECONDS), keeping their state; returns
+    how many were parked."""
+    after = PARK_SECONDS if after is None else after
+    now = time.monotonic() if now is None else now
+    parked = 0
+    for st in list(_STATES):
+        sess = st.session
+        if sess is not None and hasattr(sess, "park") and not sess.parked and sess.status != "running" \
+                and now - st.last_active > after:
+            parked += bool(sess.park())
+    return parked
+
+
 _REAPER: list[threading.Thread] = []
 
 
 def start_reaper(every: float | None = None) -> threading.Thread:
-    """A daemon thread calling release_idle every `every` seconds (default: a quarter of IDLE_SECONDS, between 1
-    and 60); one per process (the app starts it)."""
+    """A daemon thread calling park_idle and release_idle every `every` seconds (default: a quarter of the shorter of
+    PARK_SECONDS and IDLE_SECONDS, between 1 and 30); one per process (the app starts it)."""
     if _REAPER and _REAPER[0].is_alive():
         return _REAPER[0]
-    every = min(60.0, max(1.0, IDLE_SECONDS / 4)) if every is None else every
+    every = min(30.0, max(1.0, min(PARK_SECONDS, IDLE_SECONDS) / 4)) if every is None else every
 
     def loop():
         while True:
             time.sleep(every)
-            release_idle()
+            try:
+                park_idle()
+                release_idle()
+            except Exception as err:  # noqa: BLE001 - the reaper must outlive one bad run
+                print(f"playground: freeing idle runs failed: {err}")
     t = threading.Thread(target=loop, name="playground-idle-reaper", daemon=True)
     t.start()
     _REAPER[:] = [t]

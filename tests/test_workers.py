@@ -142,6 +142,41 @@ def test_a_killed_worker_is_replaced_and_the_run_goes_on_from_its_checkpoint(poo
         sess.close()
 
 
+def test_an_idle_run_gives_its_worker_back_and_goes_on_exactly_where_it_was(pool):
+    """Parked (its worker freed while it sat idle), a run keeps its state here and goes on bit for bit."""
+    settings = TrainSettings(seed=5, batch=64)
+    straight = params_after(Session("gan_ns", None, DATA, settings), 60)
+    sess = RemoteSession(pool, "gan_ns", None, DATA, settings)
+    try:
+        params_after(sess, 30)
+        link = sess.link
+        assert sess.park() and sess.parked and sess.link is None
+        assert link in pool._idle or not link.alive()  # the worker is the pool's again
+        assert sess.status == "done" and sess.step_count == 30  # what the page shows stays
+        again = params_after(sess, 30)  # the next use takes a worker and goes on
+        assert not sess.parked and sess.step_count == 60
+        assert all(torch.equal(straight[n], again[n]) for n in straight)
+    finally:
+        sess.close()
+
+
+def test_the_reaper_parks_runs_idle_too_long_and_keeps_busy_ones(pool, monkeypatch):
+    from playground import tabkit, visitors
+
+    idle, busy = tabkit.TabState(), tabkit.TabState()
+    idle.session = RemoteSession(pool, "mog", None, DATA)
+    busy.session = RemoteSession(pool, "mog", None, DATA)
+    try:
+        now = time.monotonic()
+        idle.last_active = now - 500
+        busy.last_active = now - 5
+        assert visitors.park_idle(after=120, now=now) == 1
+        assert idle.session.parked and not busy.session.parked
+    finally:
+        idle.release()
+        busy.release()
+
+
 def test_closed_runs_give_their_workers_back(pool):
     """Opening and closing runs one after another starts no worker beyond the pool's spare ones, and leaves no
     process behind."""
@@ -199,3 +234,44 @@ def test_a_run_as_a_ray_actor_is_the_same_run_and_survives_its_actor_dying(ray_b
     finally:
         sess.close()
     assert os.environ.get("PLAYGROUND_WORKERS", "process") in workers.MODES
+
+
+@pytest.mark.slow  # Ray and a second app start: over 10 s here
+def test_the_app_on_ray_trains_a_visitor_as_an_actor(ray_backend):
+    """`python app.py --ray local`, as an API visitor sees it: Train runs in a Ray actor (not in the web process),
+    reports progress, and Stop ends it with held-out metrics."""
+    from conftest import free_port
+    from gradio_client import Client
+    from test_app import info, latent_args
+
+    import app as app_module
+    from playground.workers.remote import RemoteSession as Remote
+
+    before = workers.mode()
+    workers.configure("ray")
+    demo = None
+    try:
+        demo = app_module.build_app()
+        assert isinstance(workers.backend(), type(ray_backend))
+        kw = app_module.launch_kwargs()
+        kw.update(server_port=free_port(), server_name="127.0.0.1")
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **kw)
+        client = Client(url, verbose=False)
+        job = client.submit(*latent_args(client, lr=-3.0, method="gradient"), api_name="/latent_train")
+        seen = []
+        for out in job:
+            seen.append(info(out))
+            if len(seen) >= 3:
+                import gc
+
+                runs = [o for o in gc.get_objects() if type(o) is Remote and o.status == "running"]
+                assert len(runs) == 1 and "Ray actor" in runs[0].link.describe()
+                client.predict(api_name="/latent_stop")
+                break
+        final = info(job.result())
+        assert [s["status"] for s in seen] == ["running"] * 3 and seen[-1]["step"] > seen[0]["step"]
+        assert final["status"] == "stopped" and "test_nll" in final["latest"]
+    finally:
+        if demo is not None:
+            demo.close()
+        workers.configure(before)

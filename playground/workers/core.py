@@ -147,6 +147,15 @@ class WorkerCore:
     def op_evaluate(self, n_samples: int = 2000) -> dict:
         return self._need().evaluate(n_samples=n_samples)
 
+    def op_save(self) -> dict:
+        """The run's state now, for a RemoteSession that frees this worker while its run sits idle (park)."""
+        s = self._need()
+        if self._runner is not None and self._runner.is_alive():
+            raise RuntimeError("the run is training: it cannot be saved now")
+        if s.status != "diverged" and s._params_finite():
+            s._checkpoint()
+        return s.export_state()
+
     def op_export(self) -> dict:
         return self._need().export_state()
 

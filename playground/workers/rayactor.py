@@ -100,6 +100,7 @@ class RayLink:
         self._dead: str | None = None
         self.pid: int | None = None
         self.uses = 0
+        self.poll_seconds = POLL
 
     def describe(self) -> str:
         return f"Ray actor (worker process {self.pid})"
@@ -117,7 +118,7 @@ class RayLink:
         except self._ray.exceptions.GetTimeoutError as err:
             self.close()
             raise WorkerGone(f"Ray placed no actor within {timeout:.0f} s (is the cluster full?)") from err
-        except self._ray.exceptions.RayError as err:
+        except (self._ray.exceptions.RayError, SystemExit) as err:  # SystemExit: ray.shutdown() meanwhile
             raise self._died(err) from err
 
     def send(self, msg: dict) -> None:
@@ -131,12 +132,15 @@ class RayLink:
         if not self._buf:
             if self._dead:
                 raise WorkerGone(self._dead)
-            wait = POLL if timeout is None else min(timeout, POLL)
+            # one long poll of POLL seconds however short `timeout` (it returns as soon as a message is there): a
+            # reader looks whether its run still holds the link once per POLL, not ten times a second per run
             try:
-                got = self._ray.get(self.actor.outbox.remote(wait), timeout=wait + 60)
+                got = self._ray.get(self.actor.outbox.remote(POLL), timeout=POLL + 60)
             except self._ray.exceptions.GetTimeoutError:
                 return None
             except self._ray.exceptions.RayError as err:
+                raise self._died(err) from err
+            except SystemExit as err:  # ray.shutdown() under a waiting reader
                 raise self._died(err) from err
             self._buf.extend(got)
         return pickle.loads(self._buf.popleft()) if self._buf else None

@@ -69,6 +69,8 @@ class RemoteSession:
         self._left.set()
         self._ended.set()
         self._closed = False
+        self.parked = False  # its worker was freed while it sat idle (park); the next call takes a new one
+        self._wake_lock = threading.Lock()
         self.restarts = 0  # restarts in a row (reset by a frame)
         self.status, self.message, self.event = "idle", "ready: press Train", ""
         self.step_count, self.steps_per_sec = 0, 0.0
@@ -81,6 +83,7 @@ class RemoteSession:
     def _connect(self, restore: dict | None) -> None:
         link = self.backend.acquire()
         self.link = link
+        self._reader_link = link
         self._reader = threading.Thread(target=self._read, args=(link,), name="playground-relay", daemon=True)
         self._reader.start()
         model_key, config, data, device, kw = self._spec
@@ -148,7 +151,36 @@ class RemoteSession:
         self.checkpoints.newest_step = s["newest_step"]
         self._progress = s["progress"]
 
+    def park(self) -> bool:
+        """Free the worker of a run that is not training, keeping its state here (a checkpoint of its current
+        parameters, optimiser states and generators: a few hundred KB); the next call takes a worker from the pool
+        and goes on exactly where it was. False if it is training or has no worker."""
+        with self._wake_lock:
+            if self.link is None or self._closed or not self._ended.is_set():
+                return False
+            try:
+                self._blob = self._call("save")
+                self._call("close", timeout=5.0)
+            except (WorkerGone, RuntimeError):
+                return False
+            self.parked = True
+            self._drop_link()
+        if self._reader is not threading.current_thread():
+            self._reader.join(getattr(self._reader_link, "poll_seconds", READ_POLL) + 1.0)
+        return True
+
+    def _wake(self) -> None:
+        """A parked run's worker again, from its kept state."""
+        with self._wake_lock:
+            if self.parked and self.link is None and not self._closed:
+                status, message, event = self.status, self.message, self.event
+                self._connect(self._blob)
+                self.parked = False
+                self.status, self.message, self.event = status, message, event
+
     def _send(self, op: str, *args, **kw) -> None:
+        if self.parked:
+            self._wake()
         link = self.link
         if link is None:
             raise WorkerGone("this run's worker was freed")
@@ -156,6 +188,8 @@ class RemoteSession:
 
     def _call(self, op: str, *args, timeout: float = CALL_TIMEOUT, **kw) -> Any:
         """A request and its answer (a user's error raised again here as its own class)."""
+        if self.parked and op not in ("open", "save", "close"):
+            self._wake()
         link = self.link
         if link is None:
             raise WorkerGone("this run's worker was freed")
@@ -212,8 +246,8 @@ class RemoteSession:
             except (WorkerGone, RuntimeError):
                 pass
             self._drop_link()
-            if self._reader is not threading.current_thread():
-                self._reader.join(1.0)  # it gives the worker back as it leaves: ready for the next run
+            if self._reader is not threading.current_thread():  # it gives the worker back as it leaves
+                self._reader.join(getattr(link, "poll_seconds", READ_POLL) + 1.0)
 
     def __del__(self):  # a run gradio dropped without the page saying goodbye: its worker goes back
         try:
