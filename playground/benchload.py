@@ -157,6 +157,7 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
                                         daemon=True) for i in range(n)]
             mem0, cpu0, t0 = rss_mb(pid), cpu_seconds(pid), time.perf_counter()
             wmem0, wcpu0, nw0 = total_pss_mb(pid), worker_cpu_seconds(pid), len(descendants(pid))
+            own0 = time.process_time()  # the simulated visitors' own CPU (gradio clients, in this process)
             for t in threads:
                 t.start()
             for t in threads:
@@ -164,6 +165,7 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
             wall = time.perf_counter() - t0
             cores = (cpu_seconds(pid) - cpu0) / wall
             worker_cores = (worker_cpu_seconds(pid) - wcpu0) / wall
+            client_cores = (time.process_time() - own0) / wall
             nw1 = len(descendants(pid))
             if idle:  # the round's runs are idle now: give the app's reaper the time to free them
                 time.sleep(idle + max(1.0, idle / 4) + 1.0)
@@ -171,6 +173,7 @@ def bench_load(visitors: list[int], seconds: float = 10.0, app_dir: Path | None 
                 if r.get("started") and alone.get(r["tab"]):
                     r["share_of_alone"] = r["steps_per_sec"] / alone[r["tab"]]
             rows.append({"visitors": n, "server_cores": cores, "worker_cores": worker_cores,
+                         "client_cores": client_cores,
                          "memory_mb_before": mem0, "memory_mb_after": rss_mb(pid), "all_memory_mb_before": wmem0,
                          "all_memory_mb_after": total_pss_mb(pid), "workers_before": nw0, "workers_after": nw1,
                          "wall_s": wall, "results": results})
@@ -183,7 +186,8 @@ def print_load(res: dict) -> None:
     print(f"{res['seconds']:.0f} s of training per visitor{idle}, tabs in turn "
           f"({', '.join(f'{t}: {k}' for t, k in res['tabs'].items())}); {res['cores_here']} cores here")
     print("alone: " + " · ".join(f"{t} {v:.0f} steps/s" for t, v in res["alone_steps_per_sec"].items()))
-    print(f"{'visitors':>8}  {'web + worker cores':>18}  {'web memory MB':>15}  {'all PSS MB':>15}  "
+    print("cores: the web process + its workers (+ the simulated visitors' clients, on the same machine)")
+    print(f"{'visitors':>8}  {'web + workers (+ clients)':>25}  {'web memory MB':>15}  {'all PSS MB':>15}  "
           f"{'workers':>7}  {'started':>7}  {'first progress s':>16}  {'stop s':>9}  "
           "steps/s per visitor (share of alone)")
     for row in res["rows"]:
@@ -193,8 +197,9 @@ def print_load(res: dict) -> None:
         stops = [r["stop_s"] for r in rs if "stop_s" in r]
         rates = " · ".join(f"{r['tab']} {r['steps_per_sec']:.0f} ({r.get('share_of_alone', float('nan')):.2f})"
                            for r in started)
-        cores = f"{row['server_cores']:.2f} + {row.get('worker_cores', 0.0):.2f}"
-        print(f"{row['visitors']:>8}  {cores:>18}  "
+        cores = (f"{row['server_cores']:.2f} + {row.get('worker_cores', 0.0):.2f} "
+                 f"(+ {row.get('client_cores', 0.0):.2f})")
+        print(f"{row['visitors']:>8}  {cores:>25}  "
               f"{row['memory_mb_before']:>6.0f} → {row['memory_mb_after']:<6.0f}  "
               f"{row.get('all_memory_mb_before', 0):>6.0f} → {row.get('all_memory_mb_after', 0):<6.0f}  "
               f"{row.get('workers_before', 0):>3}→{row.get('workers_after', 0):<3}  {len(started):>3}/{len(rs):<3}  "
