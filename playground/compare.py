@@ -48,27 +48,34 @@ def available(keys: list[str]) -> list[str]:
 
 
 def compare(keys: list[str], data: DataSplit, seconds: float = 10.0, seed: int = 0, device: str = "auto",
-            n_samples: int = 1000, progress_every: float = 0.5) -> Iterator[list[Entry]]:
+            n_samples: int = 1000, progress_every: float = 0.5, open_run=None) -> Iterator[list[Entry]]:
     """Train each model for `seconds` of wall time on `data` (each with its own defaults and the
-    same seed) and yield the table of entries as it fills in."""
+    same seed) and yield the table of entries as it fills in. `open_run` makes each run (Session's arguments):
+    a Session here (None: the command line), or a run in a worker (the app's tab: workers.open_session), one model
+    after another, so that each has the same share of a core."""
+    open_run = open_run or Session
     entries = [Entry(k, REGISTRY[k].title, REGISTRY[k].family, REGISTRY[k].density) for k in keys]
     yield entries
     for e in entries:
         e.status = "training"
         yield entries
+        sess = None
         try:
-            sess = Session(e.key, None, data, TrainSettings(seed=seed), device=device, n_samples=n_samples)
+            sess = open_run(e.key, None, data, TrainSettings(seed=seed), device=device, n_samples=n_samples)
             t0 = time.perf_counter()
             for _ in sess.run(max_seconds=seconds, frames=False, heartbeat=progress_every):
                 e.steps, e.seconds = sess.step_count, time.perf_counter() - t0
                 yield entries
             e.steps, e.seconds = sess.step_count, time.perf_counter() - t0
             e.metrics = sess.evaluate(n_samples=n_samples)
-            e.samples = sess.model.sample(n_samples).detach().float().cpu().numpy()
+            e.samples = sess.sample_points(n_samples)
             e.status = "diverged" if sess.status == "diverged" else "done"
             e.message = sess.message if sess.status == "diverged" else ""
         except (RuntimeError, ValueError) as err:  # a model that cannot fit this data says why
             e.status, e.message = "failed", first_line(err)
+        finally:
+            if sess is not None:
+                sess.close()  # a worker's run gives its worker back
         yield entries
 
 

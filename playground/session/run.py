@@ -519,6 +519,11 @@ class Session:
         self._say("stopped", f"{label} (step {self.step_count})", event="action")
         return self.snapshot()
 
+    def sample_points(self, n: int) -> np.ndarray:
+        """n samples of the model as float32 numpy (n, 2)."""
+        with torch.no_grad():
+            return self.model.sample(int(n)).detach().float().cpu().numpy()
+
     def export_state(self) -> dict:
         """The newest good checkpoint (parameters, optimiser states, every generator, its step), the settings and
         the history up to it, on the CPU: what a fresh session needs to go on from there (import_state). A worker

@@ -8,7 +8,7 @@ import gradio as gr
 
 from models import REGISTRY, all_keys
 
-from .. import plots
+from .. import plots, workers
 from ..channel import Frame, LiveState, StaticSource
 from ..compare import available, compare, default_keys, table
 from ..datasets import DATASETS, DataError, make_split
@@ -81,7 +81,7 @@ def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
     samples: dict = {}
     stopped: list[bool] = []
     ch.controls["stop"] = lambda: stopped.append(True)  # Stop, straight from the page
-    for entries in compare(keys, data, seconds=float(seconds), seed=int(seed or 0)):
+    for entries in compare(keys, data, seconds=float(seconds), seed=int(seed or 0), open_run=workers.open_session):
         if stopped:
             ch.publish(_frame("<b>stopped</b>: press <b>Run comparison</b> to start again", final=True))
             break

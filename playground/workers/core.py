@@ -156,6 +156,9 @@ class WorkerCore:
             s._checkpoint()
         return s.export_state()
 
+    def op_sample_points(self, n: int):
+        return self._need().sample_points(n)
+
     def op_export(self) -> dict:
         return self._need().export_state()
 

@@ -307,6 +307,9 @@ class RemoteSession:
     def export_state(self) -> dict:
         return self._call("export")
 
+    def sample_points(self, n: int):
+        return self._call("sample_points", n)
+
     def frozen_model(self, device: str = "cpu"):
         """A copy of the model at the worker's newest good checkpoint, built here, gradients off."""
         got = self._call("frozen")
