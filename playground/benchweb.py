@@ -270,7 +270,17 @@ def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None, q
             time.sleep(1.0)
             cdp = ctx.new_cdp_session(page)
             cdp.send("Performance.enable")
-            rows.append(measure_tab(page, cdp, tab, seconds))
+            from .benchload import cpu_seconds, worker_cpu_seconds
+
+            pid = app.proc.pid
+            web0, work0, t0 = cpu_seconds(pid), worker_cpu_seconds(pid), time.perf_counter()
+            row = measure_tab(page, cdp, tab, seconds)
+            wall = time.perf_counter() - t0
+            # the server's CPU while the page trained, watched and stopped: the web process (relaying, drawing and
+            # encoding frames) and the worker processes (training) apart
+            row.update(web_cores=(cpu_seconds(pid) - web0) / wall,
+                       worker_cores=(worker_cpu_seconds(pid) - work0) / wall)
+            rows.append(row)
             ctx.close()
         browser.close()
     return {"app": str(Path(app_dir or ROOT).resolve()), "seconds": seconds, "query": query or {}, "results": rows,
@@ -393,12 +403,13 @@ def print_browser(res: dict) -> None:
     print(f"bench browser: {res['seconds']:g} s per tab, app {res['app']} (first frame of the server's very "
           f"first run: {_fmt(res.get('cold_first_frame_ms'))} ms; the rows are measured after it)")
     head = f"{'tab':<15}{'frames/s':>9}{'long tasks':>11}{'busy':>7}{'first ms':>9}{'stop ms':>8}" \
-           f"{'slider p95':>11}{'KB/frame':>9}"
+           f"{'slider p95':>11}{'KB/frame':>9}{'web cores':>10}{'workers':>8}"
     print(head)
     for r in res["results"]:
         kb = f"{r['bytes_per_frame'] / 1024:.1f}" if r["bytes_per_frame"] else "-"
         print(f"{r['tab']:<15}{r['painted_fps']:>9.2f}{r['longtask_busy']:>11.0%}{r['main_thread_busy']:>7.0%}"
               f"{_fmt(r['first_frame_ms']):>9}{_fmt(r['stop_ms']):>8}{_fmt(r['slider_p95_ms']):>11}{kb:>9}"
+              f"{r.get('web_cores', float('nan')):>10.2f}{r.get('worker_cores', float('nan')):>8.2f}"
               + ("" if r["stopped_step_frozen"] else "   (!) steps still moving after Stop"))
     print("targets: >= 5 frames/s, Stop <= 300 ms, slider p95 <= 300 ms, first frame <= 1000 ms")
 

@@ -128,6 +128,8 @@ class FrameChannel:
         # what the page may ask for directly, without a round through gradio's queue ("stop": at once)
         self.controls: dict[str, Callable[..., None]] = {}
         self.last_seen: float | None = None  # when the page last asked for anything (None: no page yet)
+        # called when a pull starts waiting (a run training elsewhere hears at once that the page wants a frame)
+        self.on_wait: Callable[[], None] | None = None
         _CHANNELS[self.token] = self
 
     def __deepcopy__(self, memo):  # a copied visitor state gets a channel of its own
@@ -213,6 +215,8 @@ class FrameChannel:
             with self._lock:
                 self._poked = False
                 self._waiters.append((loop, event))
+            if self.on_wait is not None:
+                self.on_wait()
             try:
                 await asyncio.wait_for(self._until_fresh(event), timeout)
             except asyncio.TimeoutError:

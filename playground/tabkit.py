@@ -400,6 +400,7 @@ class FamilyTab:
         # 100+ ms with this many components. A client with no page (the API) gets progress once a second.
         api = ch.last_seen is None
         first = True
+        ch.on_wait = getattr(sess, "poke", None)  # a run in a worker hears at once that the page waits for a frame
         for snap in sess.run(max_seconds=MAX_RUN_SECONDS, want_frame=ch.wants_frame,
                              frame_cost=lambda: ch.encode_seconds, heartbeat=HEARTBEAT if api else None,
                              stop_when=lambda: ch.abandoned(ABANDONED_SECONDS)):
@@ -410,6 +411,7 @@ class FamilyTab:
             if first:
                 yield self.values(st, extras=True)
                 first = False
+        ch.on_wait = None
         if sess.status == "done":
             self.publish(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on")
         yield self.values(st, extras=True)

@@ -272,6 +272,8 @@ class WorkerPool:
     def acquire(self):
         """A ready worker for a new run (a spare one at once, else a new one: 1-2 s)."""
         link = None
+        if self.closed:
+            raise WorkerGone("the server is shutting down")
         with self._lock:
             while self._idle and link is None:
                 cand = self._idle.pop(0)

@@ -93,6 +93,8 @@ class RayLink:
         import ray
 
         self._ray = ray
+        if not ray.is_initialized():  # shut down meanwhile: a call would start a new instance
+            raise WorkerGone("Ray was shut down")
         self.actor = actor_class.options(num_cpus=cpus).remote()
         self._seq = itertools.count()
         self._send_lock = threading.Lock()
@@ -121,17 +123,22 @@ class RayLink:
         except (self._ray.exceptions.RayError, SystemExit) as err:  # SystemExit: ray.shutdown() meanwhile
             raise self._died(err) from err
 
-    def send(self, msg: dict) -> None:
+    def _check(self) -> None:
+        """Gone when closed, or when Ray was shut down in this process (a call now would start a new instance)."""
+        if self._dead is None and not self._ray.is_initialized():
+            self._dead = "Ray was shut down"
         if self._dead:
             raise WorkerGone(self._dead)
+
+    def send(self, msg: dict) -> None:
+        self._check()
         data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
         with self._send_lock:  # numbered in the order sent
             self.actor.inbox.remote(next(self._seq), data)
 
     def recv(self, timeout: float | None = None) -> dict | None:
         if not self._buf:
-            if self._dead:
-                raise WorkerGone(self._dead)
+            self._check()
             # one long poll of POLL seconds however short `timeout` (it returns as soon as a message is there): a
             # reader looks whether its run still holds the link once per POLL, not ten times a second per run
             try:
@@ -146,11 +153,13 @@ class RayLink:
         return pickle.loads(self._buf.popleft()) if self._buf else None
 
     def alive(self) -> bool:
-        return self._dead is None
+        return self._dead is None and self._ray.is_initialized()
 
     def close(self, timeout: float = 2.0) -> None:
         if self._dead is None:
             self._dead = "closed"
+            if not self._ray.is_initialized():
+                return
             try:
                 self._ray.kill(self.actor)
             except Exception:  # noqa: BLE001 - already gone

@@ -26,8 +26,9 @@ from ..snapshot import Snapshot
 from .core import raise_error
 from .local import WorkerGone
 
-READ_POLL = 0.1  # seconds a reader waits for a message before it looks whether its run still holds the link
-POLL = 0.02  # seconds between two looks at whether the page wants a frame (or its visitor left)
+READ_POLL = 1.0  # seconds a reader waits for a message before it looks whether its run still holds the link
+POLL = 0.5  # seconds a run's relay waits for a message before it looks whether its visitor left (a page that
+# wants a frame wakes it at once: poke)
 CALL_TIMEOUT = 60.0  # a request the worker has not answered in this long: the worker is treated as gone
 MAX_RESTARTS = 3  # restarts in a row without a frame in between: beyond this the run is given up
 
@@ -69,6 +70,7 @@ class RemoteSession:
         self._left.set()
         self._ended.set()
         self._closed = False
+        self._close_rid: int | None = None
         self.parked = False  # its worker was freed while it sat idle (park); the next call takes a new one
         self._wake_lock = threading.Lock()
         self.restarts = 0  # restarts in a row (reset by a frame)
@@ -113,6 +115,8 @@ class RemoteSession:
                 break
             if msg is not None and link is self.link:
                 self._take(msg)
+                if msg.get("kind") == "reply" and msg.get("id") == self._close_rid:
+                    break  # the worker has let go of this run: it is the pool's again, now
         self.backend.give_back(link)
 
     def _take(self, msg: dict) -> None:
@@ -194,6 +198,8 @@ class RemoteSession:
         if link is None:
             raise WorkerGone("this run's worker was freed")
         rid = next(self._ids)
+        if op == "close":
+            self._close_rid = rid
         slot = [threading.Event(), None]
         self._pending[rid] = slot
         try:
@@ -325,6 +331,10 @@ class RemoteSession:
         except WorkerGone:
             pass
 
+    def poke(self) -> None:
+        """The page wants a frame: wake the relay (run) to pass the credit on at once."""
+        self._frames.put({"kind": "poke"})
+
     def run(self, max_steps: int | None = None, max_seconds: float | None = None, frame_interval: float | None = None,
             frames: bool = True, want_frame=None, frame_cost=None, heartbeat: float | None = None, stop_when=None):
         """Session.run's contract, with the loop in the worker: Snapshots as frames come, None at beats. A page
@@ -363,6 +373,8 @@ class RemoteSession:
                 except queue.Empty:
                     continue
                 kind = msg["kind"]
+                if kind == "poke":
+                    continue
                 if kind == "frame":
                     asked = False
                     yield msg["snap"]
