@@ -289,6 +289,85 @@ def bench_browser(tabs=TABS, seconds: float = 8.0, app_dir: str | None = None, q
                         "first_frame_ms": "<= 1000"}}
 
 
+def bench_pages(n: int, tabs=TABS, seconds: float = 8.0, app_dir: str | None = None) -> dict:
+    """N pages in one headless Chromium train at once (the tabs in turn), each watched for `seconds`: painted
+    frames/s, first frame and Stop per page, and the server's CPU (web process and workers apart). The browser
+    runs on the same machine: its CPU is reported too, since it competes with the server for the cores."""
+    from .benchload import cpu_seconds, descendants, worker_cpu_seconds
+
+    sync_playwright = _playwright()
+    with App(Path(app_dir) if app_dir else None) as app, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+        _warm_up(browser, app.url, tabs[0])
+        pages = []
+        for i in range(n):
+            tab = tabs[i % len(tabs)]
+            ctx = browser.new_context(viewport={"width": 1500, "height": 1200})
+            page = ctx.new_page()
+            page.goto(f"{app.url}/?tab={tab}")
+            page.wait_for_selector(f"#{tab}-plot-main .js-plotly-plot", timeout=60000)
+            page.evaluate(WATCH_JS, tab)
+            pages.append((ctx, page, tab))
+        time.sleep(1.0)
+        pid = app.proc.pid
+        browser_pids = [q for q in _pids_named("chromium") if q not in descendants(pid)]
+        clicks = [_click(page, f"#{tab}-train") for _, page, tab in pages]
+        firsts = [_wait_status(page, t, "running", 60) for (_, page, _), t in zip(pages, clicks)]
+        web0, work0, b0, w0 = cpu_seconds(pid), worker_cpu_seconds(pid), _cpu_of(browser_pids), time.perf_counter()
+        t0s = [page.evaluate("performance.now()") for _, page, _ in pages]
+        time.sleep(seconds)
+        t1s = [page.evaluate("performance.now()") for _, page, _ in pages]
+        wall = time.perf_counter() - w0
+        cores = {"web": (cpu_seconds(pid) - web0) / wall, "workers": (worker_cpu_seconds(pid) - work0) / wall,
+                 "browser": (_cpu_of(browser_pids) - b0) / wall}
+        stops = [_click(page, f"#{tab}-stop") for _, page, tab in pages]
+        stopped = [_wait_status(page, t, "stopped", 60) for (_, page, _), t in zip(pages, stops)]
+        rows = []
+        for (ctx, page, tab), t_click, t_first, t0, t1, t_stop, t_stopped in zip(pages, clicks, firsts, t0s, t1s,
+                                                                                 stops, stopped):
+            log = page.evaluate("window.__pg")
+            paints = [q for q in log["paints"] if t0 <= q[0] <= t1 and q[2] > 0]
+            rows.append({"tab": tab, "painted_fps": round(len(paints) / ((t1 - t0) / 1000), 2),
+                         "first_frame_ms": round(t_first - t_click) if t_first is not None else None,
+                         "stop_ms": round(t_stopped - t_stop) if t_stopped is not None else None})
+            ctx.close()
+        browser.close()
+    return {"pages": n, "seconds": seconds, "results": rows, "cores": cores, "cores_here": os.cpu_count()}
+
+
+def _pids_named(name: str) -> list[int]:
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if name in (d / "comm").read_text():
+                out.append(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
+def _cpu_of(pids: list[int]) -> float:
+    from .benchload import cpu_seconds
+
+    total = 0.0
+    for q in pids:
+        try:
+            total += cpu_seconds(q)
+        except OSError:
+            pass
+    return total
+
+
+def print_pages(res: dict) -> None:
+    c = res["cores"]
+    print(f"bench browser --pages {res['pages']}: {res['pages']} pages training at once, {res['seconds']:g} s watched; "
+          f"cores used: web process {c['web']:.2f}, workers {c['workers']:.2f}, Chromium {c['browser']:.2f} "
+          f"(of {res['cores_here']})")
+    print(f"{'tab':<15}{'frames/s':>9}{'first ms':>9}{'stop ms':>8}")
+    for r in res["results"]:
+        print(f"{r['tab']:<15}{r['painted_fps']:>9.2f}{_fmt(r['first_frame_ms']):>9}{_fmt(r['stop_ms']):>8}")
+
+
 # --- bench frames: replay recorded messages through live.js in a bare page ------------------------------
 
 # The replay: a bare page with live.js and the panels' containers; the recorded messages are applied by the

@@ -202,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
     be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
+    be.add_argument("--pages", type=int, default=1, help="'browser' only: this many pages train at once (the tabs "
+                    "in turn): frames/s, first frame and Stop per page, the server's and the browser's CPU")
     be.add_argument("--visitors", default="1,4,8", help="'load' only: comma-separated numbers of visitors at once")
     be.add_argument("--idle", type=float, default=None, help="'load' only: the app frees runs idle this many seconds "
                                                              "(PLAYGROUND_IDLE_SECONDS; memory read after)")
@@ -625,6 +627,8 @@ def cmd_bench_web(args) -> int:
     args.seconds = 8.0 if args.seconds is None else args.seconds
     if args.seconds <= 0 or args.frames < 2:
         raise UsageError("--seconds must be > 0 and --frames >= 2")
+    if not 1 <= args.pages <= 16:
+        raise UsageError("--pages: between 1 and 16 pages at once")
     try:
         if args.model == "browser":
             tabs = [t for arg in args.tab for t in arg.split(",")] or list(benchweb.TABS)
@@ -634,6 +638,10 @@ def cmd_bench_web(args) -> int:
             query = {"model": args.models, "dataset": args.dataset}  # what a link would pick (the tab's own else)
             if args.models and (args.models not in model_keys() or len(tabs) != 1):
                 raise UsageError("'browser' with --models: one model key, and one --tab that shows it")
+            if args.pages > 1:
+                res = benchweb.bench_pages(args.pages, tabs, seconds=args.seconds, app_dir=args.app_dir)
+                print(benchweb.to_json(res)) if args.json else benchweb.print_pages(res)
+                return 0
             res = benchweb.bench_browser(tabs, seconds=args.seconds, app_dir=args.app_dir,
                                          query={k: v for k, v in query.items() if v})
             print(benchweb.to_json(res)) if args.json else benchweb.print_browser(res)
