@@ -154,14 +154,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run_on_ray(jobs: list[dict], fn: Callable[[dict], dict], write: Callable[[dict], None], address: str,
                 workers: int | None, counts: dict) -> None:
     """The runs as Ray tasks (one CPU each, RETRIES retries when a worker dies), written as they finish."""
-    import ray
+    from .workers.rayactor import ray_init
 
-    if not ray.is_initialized():
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep), "PLAYGROUND_THREADS": "1"}}
-        local = address == "local"
-        ray.init(address=None if local else address, num_cpus=(workers or os.cpu_count()) if local else None,
-                 include_dashboard=False, log_to_driver=False, runtime_env=env)
+    ray = ray_init(address, num_cpus=workers)
     task = ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
     refs = {task.remote(job): job for job in jobs}
     while refs:

@@ -365,9 +365,11 @@ class FamilyTab:
         is taken, say so in the status line; the run starts by itself when one frees up."""
         ahead = SLOTS.queue(st)
         if ahead is not None:
+            latest = SLOTS.latest_start(ahead, MAX_RUN_SECONDS)
+            when = f", at the latest in {max(1, round(latest / 60))} min" if latest is not None else ""
             self.show(st, f"⏳ <b>waiting for a training slot</b>: {SLOTS.active} runs train at once on this server"
                           f"{f' and {ahead} visitor(s) wait before you' if ahead else ''}. Yours starts by itself "
-                          f"when one ends (a run ends when its visitor stops it, at most after "
+                          f"when one ends{when} (a run ends when its visitor stops it, at most after "
                           f"{MAX_RUN_SECONDS / 60:.0f} min).")
 
     def train(self, v: dict):
@@ -380,7 +382,7 @@ class FamilyTab:
         try:
             yield from self._train(st, v)
         finally:
-            SLOTS.end()
+            SLOTS.end(st)
             st.last_active = time.monotonic()
 
     def _train(self, st: TabState, v: dict):

@@ -38,6 +38,7 @@ class TrainSlots:
         self.active = 0
         self.waiting = 0
         self._lock = threading.Lock()
+        self._started: dict[int, float] = {}  # id(state) -> when its run took a slot
 
     def queue(self, st: TabState) -> int | None:
         """A Train was pressed: None when a slot is free, else how many visitors wait before this one."""
@@ -61,10 +62,24 @@ class TrainSlots:
         self.leave_queue(st)
         with self._lock:
             self.active += 1
+            self._started[id(st)] = time.monotonic()
 
-    def end(self) -> None:
+    def end(self, st: TabState | None = None) -> None:
         with self._lock:
             self.active = max(0, self.active - 1)
+            self._started.pop(id(st), None)
+
+    def latest_start(self, ahead: int, max_run: float, now: float | None = None) -> float | None:
+        """At the latest how many seconds until a visitor with `ahead` others before them starts (every run ends
+        after `max_run` seconds at most; a visitor who stops ends theirs sooner); None when no run is timed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            left = sorted(max(0.0, max_run - (now - t)) for t in self._started.values())
+        if not left:
+            return None
+        # the slots free in the order `left`; each visitor ahead takes one and may hold it max_run seconds
+        rounds, k = divmod(int(ahead), len(left))
+        return left[k] + rounds * max_run
 
 
 SLOTS = TrainSlots(TRAIN_CONCURRENCY)

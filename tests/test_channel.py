@@ -155,3 +155,22 @@ def test_idle_runs_are_freed_and_running_or_recent_ones_kept():
     assert idle.session is None and "freed" in idle.freed_note
     assert busy.session is not None and recent.session is not None
     run.close()
+
+
+def test_a_waiting_visitor_is_told_when_they_start_at_the_latest():
+    """The slots free in the order their runs reach the longest a run may last; each visitor ahead takes the next
+    one, and may hold it that long."""
+    import types
+
+    from playground.visitors import TrainSlots
+
+    slots = TrainSlots(2)
+    a, b = types.SimpleNamespace(waiting=False), types.SimpleNamespace(waiting=False)
+    assert slots.latest_start(0, 900) is None  # nobody trains: nothing to wait for
+    slots.start(a)
+    slots.start(b)
+    now = time.monotonic()
+    slots._started = {id(a): now - 800, id(b): now - 100}  # a has trained 800 s, b 100 s
+    assert [round(slots.latest_start(k, 900, now)) for k in range(4)] == [100, 800, 1000, 1700]
+    slots.end(a)
+    assert round(slots.latest_start(0, 900, now)) == 800 and slots.active == 1
