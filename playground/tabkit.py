@@ -409,7 +409,9 @@ class FamilyTab:
             if snap is None:
                 yield self.values(st, progress=True)
                 continue
-            self.publish(st, snap, STOPPED if snap.status == "stopped" else note)
+            if snap.event == "restarted":  # its worker died: the message says what happened and what to press
+                note = ""
+            self.publish(st, snap, STOPPED if snap.status == "stopped" and note else note)
             if first:
                 yield self.values(st, extras=True)
                 first = False
@@ -693,6 +695,8 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
     parts.append(escape(snap.device))
     line = " · ".join(parts)
     msg = snap.message if snap.status == "diverged" or snap.event in ("substep", "restarted") else ""
+    if msg and snap.event == "restarted":  # its worker died and a new one took over: worth a glance
+        msg = "⚠ " + msg
     extra = " — ".join(escape(x) for x in (note, msg) if x)
     return line + (f"<br>{extra}" if extra else "")
 

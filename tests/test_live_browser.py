@@ -125,6 +125,39 @@ def test_a_closed_page_frees_its_run_at_once(browser, app_url):
 
 
 @pytest.mark.slow  # over 10 s here (python -m pytest --durations)
+def test_a_worker_killed_mid_run_is_a_message_and_train_goes_on_from_its_checkpoint(page, app_url, artifacts):
+    """The worker process training a page's run dies (the OS killed it): the page says so, shows the step it went
+    back to, and Train goes on from there in a new worker; never a hung page."""
+    import os
+    import signal
+
+    before = {id(s) for s in _live_sessions()}
+    open_tab(page, app_url, "flows")
+    click(page, "#flows-train")
+    wait_status(page, "flows", "running")
+    wait_moves(page, "flows-plot-main", 2)
+    ours = [s for s in _live_sessions() if id(s) not in before and s.status == "running"]
+    assert len(ours) == 1 and getattr(ours[0], "link", None) is not None, "the page's run is not in a worker"
+    sess = ours[0]
+    deadline = time.monotonic() + 30
+    while sess._blob is None and time.monotonic() < deadline:  # its first checkpoint reaches the web process
+        time.sleep(0.2)
+    saved = sess._blob["slot"]["step"]
+    old_pid = sess.link.pid
+    os.kill(old_pid, signal.SIGKILL)
+    wait_status(page, "flows", "a new one took over")
+    text = status(page, "flows")
+    assert "stopped" in text and f"checkpoint of step {saved:,}" in text and step_of(text) == saved, text
+    page.screenshot(path=str(artifacts / "worker-killed.png"))
+    click(page, "#flows-train")
+    wait_status(page, "flows", "running")
+    wait_moves(page, "flows-plot-main", 2)
+    assert step_of(status(page, "flows")) > saved and sess.link.pid != old_pid
+    click(page, "#flows-stop")
+    wait_status(page, "flows", "stopped")
+
+
+@pytest.mark.slow  # over 10 s here (python -m pytest --durations)
 def test_a_visitor_beyond_the_training_slots_is_told_and_can_stop_waiting(page, app_url, monkeypatch):
     """With every training slot taken (four API visitors training), Train on a page says that the run waits
     for a slot, and how many train; Stop while waiting says it will not start, and once the slots are free

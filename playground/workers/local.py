@@ -233,7 +233,7 @@ class WorkerPool:
         label: how describe() names where runs train.
     """
 
-    def __init__(self, factory=None, spare: int = SPARE, label: str = "in worker processes of their own"):
+    def __init__(self, factory=None, spare: int = SPARE, label: str = "in a worker process of its own"):
         self.factory = factory or ProcessLink
         self.label = label
         self.spare = max(0, int(spare))
@@ -307,7 +307,7 @@ class WorkerPool:
         return len(self._idle)
 
     def describe(self) -> str:
-        return f"{self.label} ({self.spare} started ahead)"
+        return f"{self.label} ({self.spare} kept ready)"
 
 
 def _preload() -> None:
