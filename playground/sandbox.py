@@ -55,7 +55,7 @@ class SandboxRun:
         if self.box is None or self.signature != sig:
             try:
                 log_prob, box, title = self.target(target, session)
-            except (ValueError, KeyError) as err:
+            except (ValueError, KeyError, RuntimeError) as err:  # RuntimeError: the run's worker could not answer
                 return str(err)
             if log_prob is None:
                 return f"{target} has no density in closed form"

@@ -38,6 +38,11 @@ from .liveplot import escape, live_bus, live_panel
 from .runspec import DEVICES, SOURCES, RunSpec
 from .session import Session, Snapshot
 from .visitors import _STATES, SLOTS, TRAIN_CONCURRENCY
+from .workers.local import WorkerGone
+
+# what starting or using a run may raise that the visitor reads as one line: bad data or settings, and a worker
+# that could not be had or stopped under the request (the run itself comes back from its checkpoint)
+RUN_ERRORS = (DataError, ConfigError, ValueError, KeyError, WorkerGone)
 
 START = "Pick data and a model, then press <b>Train</b>."
 STOPPED = "stopped: press Train to resume"
@@ -356,7 +361,7 @@ class FamilyTab:
         return [gr.skip()] * len(self.extra_outputs)
 
     def show_error(self, st: TabState, err: Exception) -> list:
-        kind = type(err).__name__.replace("Error", " error")
+        kind = "worker stopped" if isinstance(err, WorkerGone) else type(err).__name__.replace("Error", " error")
         self.show(st, f"<span style='color:#dc2626'>▲</span> <b>{escape(kind)}:</b> {escape(err)}")
         return self.values(st, error=err)
 
@@ -389,7 +394,7 @@ class FamilyTab:
         try:
             run = self.run_from(v)
             sess, fresh = self.ensure_session(st, run)
-        except (DataError, ConfigError, ValueError, KeyError) as err:
+        except RUN_ERRORS as err:
             yield self.show_error(st, err)
             return
         note = "new run" if fresh else "resumed"
@@ -428,7 +433,7 @@ class FamilyTab:
                 run = self.run_from(v)
                 sess, fresh = self.ensure_session(st, run)
                 snap = fn(sess)
-            except (DataError, ConfigError, ValueError, KeyError) as err:
+            except RUN_ERRORS as err:
                 return self.show_error(st, err)
             self.publish(st, snap if snap is not None else sess.snapshot(), "new run" if fresh else "")
             return self.values(st, extras=True)
@@ -448,7 +453,10 @@ class FamilyTab:
         sess.stop(2.0)
         last = st.last
         if last is None or last.step != sess.step_count or last.status != sess.status:  # not shown yet
-            self.publish(st, sess.snapshot(), STOPPED)
+            try:
+                self.publish(st, sess.snapshot(), STOPPED)
+            except WorkerGone as err:
+                return self.show_error(st, err)
         return self.values(st, extras=True)
 
     def reset(self, v: dict):
@@ -518,7 +526,7 @@ class FamilyTab:
             return
         try:
             sess.set_live(name, control.value(req.get("value")))
-        except (ConfigError, ValueError, TypeError):
+        except (ConfigError, ValueError, TypeError, WorkerGone):
             pass
 
     def set_live(self, name: str, control: Control):
@@ -526,7 +534,7 @@ class FamilyTab:
             if st.session is not None:
                 try:
                     st.session.set_live(name, control.value(raw))
-                except (ConfigError, ValueError):
+                except (ConfigError, ValueError, WorkerGone):
                     pass
         return handler
 

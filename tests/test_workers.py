@@ -275,3 +275,18 @@ def test_the_app_on_ray_trains_a_visitor_as_an_actor(ray_backend):
         if demo is not None:
             demo.close()
         workers.configure(before)
+
+
+def test_a_run_that_cannot_get_a_worker_is_one_line_in_the_tab(app_url):
+    """No worker to be had (here: the pool is shutting down): Train answers with the reason, no traceback."""
+    from gradio_client import Client
+    from test_app import info, latent_args
+
+    pool = workers.backend()
+    client = Client(app_url, verbose=False)
+    pool.closed = True
+    try:
+        out = info(client.predict(*latent_args(client, seed=11), api_name="/latent_train"))
+    finally:
+        pool.closed = False
+    assert "shutting down" in out["error"] and "Traceback" not in out["error"]
