@@ -194,6 +194,28 @@ def test_closed_runs_give_their_workers_back(pool):
     assert pool.idle_count() <= pool.spare + 1
 
 
+def test_a_run_dropped_without_a_goodbye_gives_its_worker_back(pool):
+    """A run nobody holds any more (a visitor state gradio dropped without calling us) is collected, and its
+    worker goes back to the pool holding no run: the reader thread does not keep it alive."""
+    import gc
+    import weakref
+
+    sess = RemoteSession(pool, "mog", None, DATA)
+    for _ in sess.run(max_steps=3, frames=False):
+        pass
+    link, ref = sess.link, weakref.ref(sess)
+    del sess
+    gc.collect()
+    assert ref() is None
+    deadline = time.monotonic() + 5
+    while link not in pool._idle and link.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert link in pool._idle or not link.alive()
+    if link in pool._idle:
+        got = RemoteSession(pool, "mog", None, DATA)  # it serves the next run
+        got.close()
+
+
 def test_the_tabs_open_runs_in_the_configured_mode():
     assert workers.mode() in workers.MODES
     with pytest.raises(ValueError):

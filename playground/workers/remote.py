@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 import types
+import weakref
 from typing import Any
 
 from models import REGISTRY, TrainSettings, build
@@ -31,6 +32,32 @@ POLL = 0.5  # seconds a run's relay waits for a message before it looks whether 
 # wants a frame wakes it at once: poke)
 CALL_TIMEOUT = 60.0  # a request the worker has not answered in this long: the worker is treated as gone
 MAX_RESTARTS = 3  # restarts in a row without a frame in between: beyond this the run is given up
+
+
+def _read(ref: weakref.ref, link, backend) -> None:
+    """The reader thread of one link: every message the worker sends while its run (held weakly: a run nobody
+    holds any more is collected, and its worker comes back here) holds the link. When the run lets go of it
+    (closed, parked, or a new worker replaced a dead one), the link goes back to the pool from here."""
+    while True:
+        run = ref()
+        if run is None or link is not run.link:
+            break
+        del run  # not held while waiting
+        try:
+            msg = link.recv(READ_POLL)
+        except WorkerGone as gone:
+            run = ref()
+            if run is not None and link is run.link and not run._closed:
+                run._lost(link, str(gone))  # gives the dead link back itself
+                return
+            break
+        run = ref()
+        if msg is not None and run is not None and link is run.link:
+            run._take(msg)
+            if msg.get("kind") == "reply" and msg.get("id") == run._close_rid:
+                break  # the worker has let go of this run: it is the pool's again, now
+        del run
+    backend.give_back(link)
 
 
 class ModelInfo:
@@ -86,7 +113,8 @@ class RemoteSession:
         link = self.backend.acquire()
         self.link = link
         self._reader_link = link
-        self._reader = threading.Thread(target=self._read, args=(link,), name="playground-relay", daemon=True)
+        self._reader = threading.Thread(target=_read, args=(weakref.ref(self), link, self.backend),
+                                        name="playground-relay", daemon=True)
         self._reader.start()
         model_key, config, data, device, kw = self._spec
         try:
@@ -101,23 +129,6 @@ class RemoteSession:
         """Let go of the worker: its reader thread gives it back to the pool as it leaves (one reader per link: a
         new run's reader must not share a connection with the last one's)."""
         self.link = None
-
-    def _read(self, link) -> None:
-        """The reader thread of one link: every message the worker sends while this run holds it. When the run
-        lets go of it (closed, or a new worker replaced it), the link goes back to the pool from here."""
-        while link is self.link:
-            try:
-                msg = link.recv(READ_POLL)
-            except WorkerGone as gone:
-                if link is self.link and not self._closed:
-                    self._lost(link, str(gone))  # gives the dead link back itself
-                    return
-                break
-            if msg is not None and link is self.link:
-                self._take(msg)
-                if msg.get("kind") == "reply" and msg.get("id") == self._close_rid:
-                    break  # the worker has let go of this run: it is the pool's again, now
-        self.backend.give_back(link)
 
     def _take(self, msg: dict) -> None:
         kind = msg.get("kind")
@@ -255,11 +266,15 @@ class RemoteSession:
             if self._reader is not threading.current_thread():  # it gives the worker back as it leaves
                 self._reader.join(getattr(link, "poll_seconds", READ_POLL) + 1.0)
 
-    def __del__(self):  # a run gradio dropped without the page saying goodbye: its worker goes back
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
+    def __del__(self):
+        """A run dropped without a close (its visitor's state went without a goodbye): the worker lets go of it and
+        goes back to the pool (the reader, which holds the run only weakly, hands it back). Never blocks."""
+        link, self.link = getattr(self, "link", None), None
+        if link is not None and not self._closed:
+            try:
+                link.send({"op": "close"})
+            except Exception:  # noqa: BLE001 - never raise from a finaliser
+                pass
 
     # --- Session's face ------------------------------------------------------------------------------
     @property
