@@ -3,7 +3,8 @@
 Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT set the address, PLAYGROUND_CONCURRENCY the
 number of trainings that may run at once, PLAYGROUND_THREADS torch's threads (default 1), PLAYGROUND_WORKERS
 where runs train (process: a worker process each, the default; ray; thread: inside the web process) and
-PLAYGROUND_RAY_ADDRESS a Ray cluster to place them on. `python app.py --share` makes a temporary public link;
+PLAYGROUND_RAY_ADDRESS a Ray cluster to place them on, PLAYGROUND_SESSIONS how many visitors' sessions gradio keeps
+in memory (default 1000, the least recently used dropped beyond). `python app.py --share` makes a temporary public link;
 `python app.py --ray ADDRESS` (or --ray local) trains every run as a Ray actor.
 """
 
@@ -84,10 +85,17 @@ def _select_tab(request: gr.Request):
     return gr.Tabs(selected=tab) if tab in TABS else gr.skip()
 
 
+# gradio keeps every visitor's session (their states and a per-session copy of the app's configuration: about
+# 1.3 MB here) in memory, the least recently used dropped beyond this many; gradio's default, 10,000, lets an API
+# client's every call add to the server for good. A dropped visitor's runs are collected with their states (a
+# run's worker goes back to the pool as it is collected).
+SESSIONS = int(os.environ.get("PLAYGROUND_SESSIONS", "1000"))
+
+
 def launch_kwargs() -> dict:
     return dict(css=CSS, footer_links=["gradio", "settings"], run_history=False,
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), state_session_capacity=SESSIONS)
 
 
 def main(argv=None) -> None:

@@ -12,9 +12,10 @@ from models import family_keys
 from .. import plots
 from ..channel import Frame, LiveState, StaticSource
 from ..liveplot import LiveArea, escape
-from ..sandbox import MALA_MIN_NOISE, METHODS, SandboxRun
+from ..sandbox import MALA_MIN_NOISE, METHODS
 from ..tabkit import ABANDONED_SECONDS, FamilyTab, TabSpec, markdown
 from ..views.ebm import CURVE_HEIGHT, SAMPLER_NAMES, sandbox_curves, sandbox_figure
+from ..workers.sandbox import WorkerSandbox
 
 TITLE = "Energy-based models"
 SANDBOX_FPS = 10  # the sandbox draws at most this many frames a second
@@ -51,12 +52,12 @@ SPEC = TabSpec(
 )
 
 
-class SandboxState(LiveState, SandboxRun):
-    """One visitor's sandbox (SandboxRun: the chains, their settings and curves) and the channel their page
-    pulls the sandbox's frames from."""
+class SandboxState(LiveState, WorkerSandbox):
+    """One visitor's sandbox (a SandboxRun whose chains run in a worker: the chains, their settings and curves)
+    and the channel their page pulls the sandbox's frames from."""
 
     def __init__(self):
-        SandboxRun.__init__(self)
+        WorkerSandbox.__init__(self)
 
     def release(self) -> None:
         self.reset()
@@ -96,7 +97,14 @@ def sandbox_run(st: SandboxState, tab_state, target, method, step_log10, mh_scal
         now = time.perf_counter()
         if ch.wants_frame() and now - last >= 1.0 / SANDBOX_FPS:
             last = now
-            frame = sandbox_frame(st)
+            try:
+                frame = sandbox_frame(st)
+            except (RuntimeError, ValueError) as err:  # its worker died under it: say so, the next Run starts anew
+                st.reset()
+                ch.publish(StaticSource(Frame({}, f"<b>The chains stopped:</b> {escape(err)}. Press <b>Run chains</b> "
+                                                  "to start them again.")))
+                yield
+                return
             ch.publish(StaticSource(frame))
         else:
             time.sleep(0.01)

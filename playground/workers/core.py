@@ -55,6 +55,7 @@ class WorkerCore:
     def __init__(self, emit: Callable[[dict], None]):
         self.emit = emit
         self.session = None
+        self.sandbox = None  # the EBM tab's sampler sandbox, when this worker holds one (workers/sandbox.py)
         self._want = threading.Event()
         self._frame_cost = 0.0
         self._runner: threading.Thread | None = None
@@ -101,6 +102,7 @@ class WorkerCore:
         return {"key": s.key, "family": s.model.family, "title": s.model.title, "device": str(s.device)}
 
     def op_close(self) -> None:
+        self.sandbox = None
         s, self.session = self.session, None
         if s is not None:
             s.stop(2.0)
@@ -167,6 +169,24 @@ class WorkerCore:
         s = self._need()
         slot = s.checkpoints.slots[-1]
         return {"state": {k: v.detach().cpu().clone() for k, v in slot["state"].items()}, "step": slot["step"]}
+
+    def op_sandbox_prepare(self, target: str, learned: dict | None) -> str | None:
+        """New chains on `target` (a closed-form density's name, or "learned" with the energy's parameters); the
+        reason when it cannot be run."""
+        from ..sandbox import SandboxRun
+        from .sandbox import FrozenHost
+
+        self.sandbox = SandboxRun()
+        host = FrozenHost(learned) if learned is not None else None
+        return self.sandbox.prepare(target, host, None, "langevin", 0.01, 0.3, 1.0, 1)
+
+    def op_sandbox_advance(self, settings: dict) -> tuple[dict, dict]:
+        """The chains `settings["steps"]` steps further with these settings: their state and the curves."""
+        sb = self.sandbox
+        if sb is None or sb.box is None:
+            raise ValueError("no chains here: press Run chains")
+        sb.settings = dict(settings)
+        return sb.advance(), sb.history
 
     def op_ping(self) -> str:
         return "pong"
