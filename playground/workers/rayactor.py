@@ -18,6 +18,8 @@ import itertools
 import os
 import pickle
 import threading
+import time
+import weakref
 from collections import deque
 from pathlib import Path
 
@@ -173,6 +175,20 @@ class RayBackend(WorkerPool):
         ray = ray_init(address)
         actor_class = ray.remote(max_concurrency=8)(SessionActor)
         self.address = address
-        super().__init__(lambda: RayLink(actor_class, cpus), spare,
-                         label=f"as a Ray actor ({'a local instance' if address == 'local' else address}, "
-                               f"{cpus:g} CPU each)")
+        self._links: weakref.WeakSet = weakref.WeakSet()
+
+        def start() -> RayLink:
+            link = RayLink(actor_class, cpus)
+            self._links.add(link)
+            return link
+
+        where = "a local instance" if address == "local" else address
+        super().__init__(start, spare, label=f"as a Ray actor ({where}, {cpus:g} CPU each)")
+
+    def close(self) -> None:
+        """End every actor this backend placed, the runs' too: their readers leave Ray at once (a thread still
+        waiting in ray.get while Ray shuts down can take the process with it)."""
+        super().close()
+        for link in list(self._links):
+            link.close()
+        time.sleep(0.2)
