@@ -1,11 +1,11 @@
 """The Generative Models Playground: `python app.py` serves it at http://127.0.0.1:7860.
 
-Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT set the address, PLAYGROUND_CONCURRENCY the
-number of trainings that may run at once, PLAYGROUND_THREADS torch's threads (default 1), PLAYGROUND_WORKERS
-where runs train (process: a worker process each, the default; ray; thread: inside the web process) and
-PLAYGROUND_RAY_ADDRESS a Ray cluster to place them on, PLAYGROUND_SESSIONS how many visitors' sessions gradio keeps
-in memory (default 1000, the least recently used dropped beyond). `python app.py --share` makes a temporary public link;
-`python app.py --ray ADDRESS` (or --ray local) trains every run as a Ray actor.
+Environment: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT set the address; PLAYGROUND_CONCURRENCY the number of
+trainings that may run at once (default: two per core); PLAYGROUND_THREADS torch's threads (default 1);
+PLAYGROUND_WORKERS where runs train (process: a worker process each, the default; ray; thread: inside the web
+process); PLAYGROUND_RAY_ADDRESS a Ray cluster to place them on; PLAYGROUND_SESSIONS how many visitors' sessions
+gradio keeps in memory (default 1000, the least recently used dropped beyond). `python app.py --share` makes a
+temporary public link; `python app.py --ray ADDRESS` (or --ray local) trains every run as a Ray actor.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ SESSIONS = int(os.environ.get("PLAYGROUND_SESSIONS", "1000"))
 def launch_kwargs() -> dict:
     return dict(css=CSS, footer_links=["gradio", "settings"], run_history=False,
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), state_session_capacity=SESSIONS)
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), state_session_capacity=SESSIONS,
+                # each training run's relay holds one of gradio's worker threads (40 by default) while it trains
+                max_threads=max(40, visitors.TRAIN_CONCURRENCY + 24))
 
 
 def main(argv=None) -> None:

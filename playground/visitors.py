@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .tabkit import TabState
 
-TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY", "4"))
+# runs that train at once: two per core by default (each run in a worker of its own: a core serves two at about 0.4
+# of their speed alone, bench load), so a bigger machine serves more visitors; on a Ray cluster set it to the
+# cluster's size
+TRAIN_CONCURRENCY = int(os.environ.get("PLAYGROUND_CONCURRENCY") or max(2, 2 * (os.cpu_count() or 1)))
 # a visitor's run that has not trained nor been touched this long is freed (its model, data and frames): a page
 # that closes is released at once (demo.unload), but an API client never says it has gone
 IDLE_SECONDS = float(os.environ.get("PLAYGROUND_IDLE_SECONDS", "1800"))
