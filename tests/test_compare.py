@@ -111,3 +111,26 @@ def test_a_comparisons_default_models_come_from_the_registry():
         assert "test_representative" in default_keys()
     finally:
         REGISTRY.pop("test_representative")
+
+
+def test_the_samples_grid_fits_its_panel_however_many_models():
+    """Ten models (the defaults) or sixteen: every small panel and its title lie inside the figure of the tab's
+    panel height (they overflowed below it with three rows of 230 px), in at most two rows."""
+    import numpy as np
+
+    from playground.views.compare import samples_grid
+
+    for n in (1, 10, 16):
+        rows = [{"model": f"m{i}", "title": f"Model {i} (long name)", "family": "flow", "density": "exact",
+                 "status": "done", "test_nll": 2.0} for i in range(n)]
+        fig = samples_grid(rows, {}, np.zeros((5, 2), np.float32), (-1, 1, -1, 1), height=480)
+        lay = fig["layout"]
+        assert lay["height"] == 480
+        tops = {lay[k]["domain"][1] for k in lay if k.startswith("yaxis")}
+        assert len(tops) <= 2
+        for k in lay:
+            if k.startswith(("xaxis", "yaxis")):
+                lo, hi = lay[k]["domain"]
+                assert 0 <= lo < hi <= 1, (n, k, lay[k]["domain"])
+        assert all(a["y"] + 34 / 480 <= 1 + 1e-9 for a in lay["annotations"])  # two title lines fit above
+        assert all("<br>" in a["text"] and "(" not in a["text"] for a in lay["annotations"])

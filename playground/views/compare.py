@@ -16,15 +16,18 @@ FAMILY_COLORS = {"autoregressive": "#8c564b", "latent": "#1f77b4", "flow": "#2ca
 
 
 def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndarray, box, cols: int = 4,
-                 height_per_row: int = 230) -> dict:
-    """Small multiples: one square panel per model, its samples over the held-out data."""
+                 height: int = 480, max_rows: int = 2) -> dict:
+    """Small multiples: one square panel per model, its samples over the held-out data, in a figure `height` px
+    tall (the tab's panel): at most `max_rows` rows (more models: more columns), each panel under a two-line
+    title (the model's short name; then its NLL or "no density", and its status until done)."""
     n = max(1, len(rows))
-    ncols = min(cols, n)
+    ncols = min(n, max(cols, math.ceil(n / max_rows)))
     nrows = math.ceil(n / ncols)
-    gap = 0.04
+    gap = 0.03
+    title = 34 / height  # two lines of 11 px text, in paper units
     w = (1 - gap * (ncols - 1)) / ncols
-    h = (1 - gap * 1.6 * (nrows - 1)) / nrows
-    layout = {"height": height_per_row * nrows + 40, "margin": {"l": 30, "r": 10, "t": 30, "b": 20},
+    h = (1 - nrows * title - gap * (nrows - 1)) / nrows
+    layout = {"height": height, "margin": {"l": 10, "r": 10, "t": 6, "b": 6},
               "showlegend": False, "font": plots.FONT, "uirevision": "compare", "annotations": [],
               "plot_bgcolor": "white", "paper_bgcolor": "white"}
     traces = []
@@ -32,20 +35,21 @@ def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndar
         r, c = divmod(i, ncols)
         ax = "" if i == 0 else str(i + 1)
         x0 = c * (w + gap)
-        y1 = 1 - r * (h + gap * 1.6)
+        y1 = 1 - r * (h + title + gap) - title
         layout[f"xaxis{ax}"] = {"domain": [x0, x0 + w], "range": [box[0], box[1]], "showticklabels": False,
                                 "showgrid": False, "zeroline": False, "anchor": f"y{ax}"}
         layout[f"yaxis{ax}"] = {"domain": [y1 - h, y1], "range": [box[2], box[3]], "showticklabels": False,
                                 "showgrid": False, "zeroline": False, "anchor": f"x{ax}",
                                 "scaleanchor": f"x{ax}"}
         nll = row.get("test_nll")
-        label = f"<b>{row['title']}</b>"
+        details = []
         if nll is not None and math.isfinite(nll):
-            label += f" · NLL {nll:.2f}"
+            details.append(f"NLL {nll:.2f}")
         elif row["density"] == "none":
-            label += " · no density"
+            details.append("no density")
         if row["status"] not in ("done",):
-            label += f" · {row['status']}"
+            details.append(row["status"])
+        label = f"<b>{row['title'].split(' (')[0]}</b><br>{' · '.join(details) or '&nbsp;'}"
         layout["annotations"].append({"text": label, "x": x0 + w / 2, "y": y1, "xref": "paper", "yref": "paper",
                                       "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                                       "font": {"size": 11}})
