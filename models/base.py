@@ -191,7 +191,8 @@ def register(cls: type[Model2D]) -> type[Model2D]:
     return cls
 
 
-FAMILIES = ("autoregressive", "latent", "flow", "gan", "ebm")  # in the order of the notes (chapters 3 to 7)
+FAMILIES = ("autoregressive", "latent", "flow", "gan", "ebm", "diffusion")  # the notes' chapters 3 to 7, then
+# the family they lead to
 
 
 def family_keys(family: str) -> list[str]:
@@ -288,16 +289,17 @@ class Model2D(RunGenerators, nn.Module):
 
     Class attributes:
         key: registry key, used by the CLI (`python -m playground train KEY`).
-        family: the tab it belongs to ("latent", "flow", "gan", "ebm", "autoregressive").
+        family: the tab it belongs to ("latent", "flow", "gan", "ebm", "autoregressive", "diffusion").
         title: a human name for menus.
         density: "exact" (log_prob is a normalised log-density in closed form), "quadrature" (normalised
             by the model's own numerical integral, a grid over the data space (EBMs: log Z) or the latent
-            space (VAE: log p(x) = log ∫ p(x|z) p(z) dz), whose error it reports), "unnormalized" (log_prob is
+            space (VAE: log p(x) = log ∫ p(x|z) p(z) dz) or time (diffusion: the probability-flow ODE's
+            ∫ tr ∂v/∂x dt), whose error it reports), "unnormalized" (log_prob is
             f(x); the session normalises it on a grid), "bound" (log_prob is estimated, e.g. by
             latent integration, and the loss is a bound) or "none" (no density: GANs).
         probe_kind: which typed record of playground/snapshot.py (PROBES) the dict returned by
             :meth:`probe` fills: "mixture", "vae", "flow", "student", "gan", "ebm", "autoregressive",
-            "rnade", or "none" (no probe). A plain string: models never import the playground.
+            "rnade", "diffusion", or "none" (no probe). A plain string: models never import the playground.
         Config: the model's hyperparameters (a BaseConfig dataclass).
     """
 
@@ -349,6 +351,13 @@ class Model2D(RunGenerators, nn.Module):
         (a mixture's z); None where they do not (the default): the session then calls :meth:`sample`."""
         return None
 
+    density_refresh: float = 0.0  # a live frame redraws the density grid at most this often (seconds; 0: every frame)
+    # and repeats the last grid in between: for densities that cost a tenth of a second a grid (an ODE per point)
+    frame_share: float | None = None  # frames while running take at most this share of the time (None: the session's
+    # MAX_FRAME_SHARE); a family that trains to a picture in seconds and whose frames cost more may spend more
+    eval_share: float = 0.02  # held-out metrics while running take at most this share of the time
+    live_nll_points: int = 5000  # ... on at most this many held-out (and training) points; at rest: all of them
+
     max_grad_norm: float | None = None  # default step: clip the gradient's global norm to this first (None: don't)
 
     def step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
@@ -382,6 +391,11 @@ class Model2D(RunGenerators, nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) of shape (n,) (unnormalised f(x) when density == "unnormalized")."""
         raise NotImplementedError(f"{type(self).__name__} has no density")
+
+    def grid_log_prob(self, grid: torch.Tensor) -> torch.Tensor:
+        """log p on a frame's density grid (the picture, not a held-out number). Default: :meth:`log_prob`; a model
+        whose density costs an ODE per point may draw it more cheaply, and says so in its probe."""
+        return self.log_prob(grid)
 
     def advance_display(self) -> None:
         """Move what the model keeps only to be shown (an EBM's display chains) to the next frame. The session

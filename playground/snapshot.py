@@ -339,8 +339,60 @@ class RNADEProbe(_ARProbe):
             raise ValueError("RNADEProbe is the continuous model's record: discrete must be False")
 
 
+@dataclass(kw_only=True)
+class DiffusionProbe(Probe):
+    """Diffusion and flow matching (models/diffusion): K noise levels, a 17 x 17 grid of arrows, R x R grid of the
+    noised data's density, m noised points per level, 8 reverse trajectories of S steps. Data units throughout.
+
+    Attributes:
+        level_t, level_alpha, level_sigma: (K,) the levels' times t (data end first, t = 1 last), α_t and σ_t
+            (standardised units) of x_t = α_t x_0 + σ_t ε.
+        field_xy: (289, 2) the arrows' positions.
+        field: (K, 289, 2) the learned field at each level: the score ∇ₓ log p_t (noise-predicting models) or −v,
+            the direction a sample moves (flow matching); field_label says which.
+        noised_x, noised_y: (R,) the axes of the noised density's grid.
+        noised_log_density: (K, R, R) [level, y, x] log q_t(x) of the forward process applied to the shown
+            training points (exact, a mixture of their Gaussian kernels; the data end's kernel floored for display).
+        noised_points: (K, m, 2) noised copies of m training points (fixed noise).
+        path_t, ode_paths: (S+1,) times and (S+1, 8, 2) trajectories of the deterministic sampler from t = 1.
+        sde_t, sde_paths: the same for the model's stochastic sampler from the same draws (None: it has none).
+        ode_label, sde_label: the two samplers' names.
+        prediction: "eps" (noise prediction) or "velocity"; path_name: the path ("linear", "cosine", "ve", ...).
+        sampler, sample_steps: the sampler the frame's samples come from (its name) and its steps.
+        langevin_steps: annealed Langevin's steps per level (its cost per level in network evaluations).
+        ode_steps, density_ode_steps: RK4 steps of the likelihood, and of this frame's density grid (fewer while
+            training runs).
+    """
+
+    kind: ClassVar[str] = "diffusion"
+    level_t: np.ndarray
+    level_alpha: np.ndarray
+    level_sigma: np.ndarray
+    field_xy: np.ndarray
+    field: np.ndarray
+    field_label: str
+    noised_x: np.ndarray
+    noised_y: np.ndarray
+    noised_log_density: np.ndarray
+    noised_points: np.ndarray
+    path_t: np.ndarray
+    ode_paths: np.ndarray
+    ode_label: str
+    sde_label: str = ""
+    sde_t: np.ndarray | None = None
+    sde_paths: np.ndarray | None = None
+    prediction: str = "eps"
+    path_name: str = ""
+    sampler: str = ""
+    sample_steps: int = 0
+    langevin_steps: int = 1
+    ode_steps: int = 0
+    density_ode_steps: int = 0
+
+
 PROBES: dict[str, type[Probe]] = {c.kind: c for c in (MixtureProbe, VAEProbe, FlowProbe, StudentProbe, GANProbe,
-                                                      EBMProbe, AutoregressiveProbe, RNADEProbe)}
+                                                      EBMProbe, AutoregressiveProbe, RNADEProbe,
+                                                      DiffusionProbe)}
 
 
 def make_probe(kind: str, d: dict[str, Any] | None) -> Probe | None:

@@ -54,6 +54,7 @@ class FrameMaker:
         self._next_eval = -math.inf
         self.last_eval_cpu = 0.0
         self.last_snapshot_cpu = 0.0
+        self._last_density: tuple | None = None  # (when, step, res, log-density, mass): see density_refresh
 
     def forget_evaluations(self) -> None:
         self.evals = {}
@@ -95,9 +96,10 @@ class FrameMaker:
             out["data_nll"] = self.data_nll
         return out
 
-    def frame_metrics(self, samples: np.ndarray, log_z: float | None) -> dict[str, float]:
+    def frame_metrics(self, samples: np.ndarray, log_z: float | None, live: bool = False) -> dict[str, float]:
         """The held-out metrics a frame's curves and status line show: train / held-out NLL where the family
-        has a density (an EBM's normalised on the full grid), the sample distance, the family's own."""
+        has a density (an EBM's normalised on the full grid), the sample distance, the family's own. A live
+        frame's NLLs use at most the model's live_nll_points points."""
         m = self.model
         out: dict[str, float] = {}
         if m.density != "none":
@@ -105,8 +107,9 @@ class FrameMaker:
                 if log_z is None:
                     log_z = metrics.grid_log_normalizer(metrics.batched(m.log_prob, self.grid), self.cell_area)
                 out["log_z_grid"] = log_z
-            out["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:2000], log_z))
-            out["test_nll"] = metrics.mean_nll(self._log_density(self.test_x[:5000], log_z))
+            n = m.live_nll_points if live else 5000
+            out["train_nll"] = metrics.mean_nll(self._log_density(self.train_x[:min(2000, n)], log_z))
+            out["test_nll"] = metrics.mean_nll(self._log_density(self.test_x[:n], log_z))
         out["energy_distance"] = metrics.energy_distance(samples, self._test_sub, max_n=500)
         out.update(self._family_metrics(self.test_x[:2000], samples))
         return out
@@ -127,15 +130,29 @@ class FrameMaker:
         fit = int(math.sqrt(LIVE_GRID_SECONDS / max(per_point, 1e-12)) // 8 * 8)
         self.live_res = int(min(self.grid_res, MAX_LIVE_RES, max(MIN_LIVE_RES, fit)))
 
+    def _repeat_density(self, snap: Snapshot, res: int) -> bool:
+        """While running, a model with a density_refresh repeats its last density grid (same resolution) until that
+        many seconds have passed; `density_step` in the frame says which step it shows."""
+        last, m = self._last_density, self.model
+        if (last is None or snap.status != "running" or not m.density_refresh or last[2] != res
+                or time.perf_counter() - last[0] >= m.density_refresh):
+            return False
+        xs, ys, _, _ = self._grid(res)
+        snap.grid_x, snap.grid_y, snap.log_density, snap.grid_mass = xs, ys, last[3], last[4]
+        snap.latest["density_step"] = float(last[1])
+        return True
+
     def _draw(self, snap: Snapshot, res: int, frame: dict) -> None:
         """A frame's density on the res x res grid (an EBM's log Z into `frame`), samples and probe."""
         m = self.model
         xs, ys, grid, area = self._grid(res)
-        if m.density != "none":
+        if m.density != "none" and self._repeat_density(snap, res):
+            pass
+        elif m.density != "none":
             with torch.inference_mode():  # a per-frame cost that does not grow with the grid (an EBM's log Z
-                m.log_prob(grid[:1])  # on its own grid, cached until the parameters change) is paid first,
+                m.grid_log_prob(grid[:1])  # on its own grid, cached until the parameters change) is paid first,
             t_grid = time.perf_counter()  # outside the timing that sizes the grid
-            lp = metrics.batched(m.log_prob, grid)
+            lp = metrics.batched(m.grid_log_prob, grid)
             self._fit_live_grid(res, time.perf_counter() - t_grid)
             if m.density == "unnormalized":
                 log_z = metrics.grid_log_normalizer(lp, area)
@@ -145,6 +162,7 @@ class FrameMaker:
             snap.grid_x, snap.grid_y = xs, ys
             snap.log_density = grid_lp.astype(np.float32)
             snap.grid_mass = metrics.grid_mass(grid_lp, area)
+            self._last_density = (time.perf_counter(), snap.step, res, snap.log_density, snap.grid_mass)
         labeled = m.sample_labeled(self.n_samples)
         if labeled is not None:
             s, lab = labeled
@@ -185,13 +203,13 @@ class FrameMaker:
         history = sess.history
         if evaluate:
             cpu = time.thread_time()
-            self.evals = self.frame_metrics(snap.samples, log_z if res == self.grid_res else None)
+            self.evals = self.frame_metrics(snap.samples, log_z if res == self.grid_res else None, running)
             frame.pop("log_z_grid", None)
             if sess.step_count > 0 or not history.evals:
                 history.log_eval(sess.step_count, self.evals)
             self.last_eval_cpu = time.thread_time() - cpu
-            self._next_eval = now + max(EVAL_INTERVAL, self.last_eval_cpu / MAX_EVAL_SHARE)
+            self._next_eval = now + max(EVAL_INTERVAL, self.last_eval_cpu / max(MAX_EVAL_SHARE, m.eval_share))
         snap.curves = history.curves()
-        snap.latest = {**self.evals, **frame, **history.latest_terms()}
+        snap.latest = {**self.evals, **frame, **history.latest_terms(), **snap.latest}
         self.last_snapshot_cpu = time.thread_time() - cpu0 - self.last_eval_cpu  # the frame's own part
         return snap

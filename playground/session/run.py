@@ -441,7 +441,8 @@ class Session:
                     frames_made += 1
                     if frames_made > 1:  # the first frame pays for warm-ups: it says little about the rest
                         avg_cost = cost if avg_cost is None else 0.7 * avg_cost + 0.3 * cost
-                        interval = min(max(frame_interval, avg_cost / MAX_FRAME_SHARE), MAX_FRAME_GAP)
+                        share = self.model.frame_share or MAX_FRAME_SHARE
+                        interval = min(max(frame_interval, avg_cost / share), MAX_FRAME_GAP)
                 elif heartbeat is not None and now - last_beat >= heartbeat:
                     self.steps_per_sec = (self.step_count - steps_at_start) / max(now - t_start, 1e-9)
                     self._idle.set()
