@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--no-first-run", "--disable-sync", "--disable-quic"]
-TABS = ("autoregressive", "latent", "flows", "gans", "ebm")
+TABS = ("autoregressive", "latent", "flows", "gans", "ebm", "diffusion")
 # the live setting each tab's benchmark moves, and how the status line shows it
 SLIDERS = {"gans": "batch"}
 

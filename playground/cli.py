@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "'bench load': visitors training at once through the app's API")
     be.add_argument("model", nargs="?", default="mog",
                     help="a model key, or 'samplers', 'browser', 'frames', 'quality' (held-out NLL gap to the true "
-                         "entropy, ours vs references, at equal steps), 'load' (visitors at once)")
+                         "entropy, ours vs references, at equal steps), 'load' (visitors at once), 'diffusion' (the "
+                         "diffusion family vs Real NVP at equal wall time, and its speed)")
     be.add_argument("target", nargs="?", default=None, help="'frames' only: the model whose frames to replay")
     be.add_argument("--tab", action="append", default=[], help="'browser' only: a tab to measure (repeatable; "
                                                               "default: every tab with training)")
@@ -197,8 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--families", default=None, help="'quality' only: comma-separated families (flows, latent, "
                                                       "autoregressive, ebm, gan; default all)")
     be.add_argument("--models", default=None, help="'quality': comma-separated model keys (added to --families); "
-                                                   "'browser': the model the one --tab opens with")
-    be.add_argument("--datasets", default=None, help="'quality' only: comma-separated sets with a known density")
+                                                   "'browser': the model the one --tab opens with; 'diffusion': the "
+                                                   "models to train (default ddpm, score_sde, flow_matching, realnvp)")
+    be.add_argument("--datasets", default=None, help="'quality' and 'diffusion': comma-separated built-in sets")
     be.add_argument("--steps", type=int, default=3000, help="'quality' only: training steps of every model")
     be.add_argument("--seeds", type=int, default=1, help="'quality' only: runs per row (seeds --seed, --seed+1, ...)")
     be.add_argument("--eval-n", type=int, default=20000, help="'quality' only: fresh held-out points per run")
@@ -483,6 +485,8 @@ def cmd_bench(args) -> int:
         return cmd_bench_load(args)
     if args.model == "quality":
         return cmd_bench_quality(args)
+    if args.model == "diffusion":
+        return cmd_bench_diffusion(args)
     args.seconds = 4.0 if args.seconds is None else args.seconds
     if args.model != "samplers":
         check_model_key(args.model)
@@ -524,6 +528,27 @@ def cmd_bench(args) -> int:
               f"{res['frame_encode_ms']:.1f} ms; {res['frame_bytes'] / 1024:.1f} KB (median frame update)")
         for k, v in res.get("references", {}).items():
             print(f"  vs {k:<6} {v}")
+    return 0
+
+
+def cmd_bench_diffusion(args) -> int:
+    from .bench_diffusion import DATASETS, DIFFUSION, REFERENCE, bench_diffusion, print_diffusion
+    from .datasets import DATASETS as KNOWN
+
+    names = [d for arg in (args.datasets or ",".join(DATASETS)).split(",") if (d := arg.strip())]
+    bad = [d for d in names if d not in KNOWN]
+    if bad:
+        raise UsageError(f"unknown dataset(s): {', '.join(bad)} (known: {', '.join(KNOWN)})")
+    models = [m.strip() for m in (args.models or ",".join(DIFFUSION + (REFERENCE,))).split(",") if m.strip()]
+    for m in models:
+        check_model_key(m)
+    seconds = 10.0 if args.seconds is None else args.seconds
+    if not 0.5 <= seconds <= 3600:
+        raise UsageError("--seconds: between 0.5 and 3600 seconds of training per model")
+    if not 100 <= args.n <= 200_000:
+        raise UsageError("--n: between 100 and 200,000 points")
+    res = bench_diffusion(names, seconds=seconds, n=args.n, seed=args.seed or 0, models=tuple(models))
+    print(json.dumps(res)) if args.json else print_diffusion(res)
     return 0
 
 

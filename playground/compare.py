@@ -97,5 +97,5 @@ def table(entries: list[Entry], data_nll: float | None = None) -> list[dict]:
                      "test_nll": m.get("test_nll"), "energy_distance": m.get("energy_distance"),
                      "mmd": m.get("mmd"), "modes_covered": m.get("modes_covered"),
                      "high_quality": m.get("high_quality"), "message": e.message,
-                     "nll_estimate": nll_estimate(m)})
+                     "nll_estimate": nll_estimate(m), "ode_err": m.get("ode_err")})
     return rows

@@ -99,8 +99,8 @@ def test_a_comparisons_default_models_come_from_the_registry():
     keys = default_keys()
     assert keys == compare_keys() and all(REGISTRY[k].in_compare for k in keys)
     families = [REGISTRY[k].family for k in keys]
-    assert families == sorted(families, key=["autoregressive", "latent", "flow", "gan", "ebm"].index)
-    assert set(families) == {"autoregressive", "latent", "flow", "gan", "ebm"}
+    assert families == sorted(families, key=["autoregressive", "latent", "flow", "gan", "ebm", "diffusion"].index)
+    assert set(families) == {"autoregressive", "latent", "flow", "gan", "ebm", "diffusion"}
 
     @register
     class Representative(RealNVP):

@@ -23,8 +23,9 @@ INTRO = r"""
 default settings and the same seed; then all are scored on the same held-out points. Held-out NLL
 (nats per point, lower is better) exists only where a family has a density — exact for mixtures,
 autoregressive models and flows, the latent-integrated marginal for the VAE, the grid-normalised
-density for EBMs — while the *energy distance* between samples and held-out data compares every
-family, GANs included. Notes 6.1: a good likelihood and good samples are not the same thing.
+density for EBMs, the probability-flow ODE for diffusion and flow matching (its solver's error shown) —
+while the *energy distance* between samples and held-out data compares every family, GANs included.
+Notes 6.1: a good likelihood and good samples are not the same thing.
 """
 
 def _choices() -> list[tuple[str, str]]:
@@ -50,6 +51,8 @@ def _table_html(rows: list[dict], data_nll) -> str:
         nll = f(r["test_nll"], ".3f") if r["density"] != "none" else "no density"
         if r.get("nll_estimate") is not None and nll != "—":
             nll = f"≈ {nll} (estimate ± {r['nll_estimate']:.2g})"
+        elif r.get("ode_err") is not None and nll != "—":
+            nll = f"{nll} (ODE: halving its steps moves it {r['ode_err']:.0e})"
         modes = "—" if r["modes_covered"] is None else f"{int(r['modes_covered'])}"
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
         body.append(row([r["title"], r["family"], f"{r['steps']:,}", nll, f(r["energy_distance"], ".3g"),

@@ -12,7 +12,7 @@ import numpy as np
 from .. import plots
 
 FAMILY_COLORS = {"autoregressive": "#8c564b", "latent": "#1f77b4", "flow": "#2ca02c", "gan": "#d62728",
-                 "ebm": "#9467bd"}
+                 "ebm": "#9467bd", "diffusion": "#e377c2"}
 
 
 def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndarray, box, cols: int = 4,
