@@ -538,6 +538,9 @@ def test_metrics_report_the_ode_error_level_losses_and_the_quality_sweep(key):
     opts = m.configure_optimizers(TrainSettings(lr=1e-2, batch=128, seed=0))
     for i in range(5):
         m.step(data[i * 100:(i + 1) * 100], opts)
+    untrained = build(key, hidden=16, depth=1, ode_steps=4)
+    untrained.init_from_data(data)
+    assert not any(k.startswith("q_") for k in untrained.metrics(data[:300]))  # a first frame skips the sweep
     out = m.metrics(data[:300])
     want = {"ode_err"} | {f"level_loss_{i}" for i in range(D.LEVEL_BINS)}
     want |= {f"q_{s}_{n}" for s in m.samplers for n in D.QUALITY_STEPS}

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,11 @@ NOISED_RES = 48  # the noised data's density q_t on a NOISED_RES² grid
 N_NOISED = 300  # noised training points shown per level
 N_PATHS = 8  # reverse trajectories shown
 MAX_PATH_STEPS = 50
+PATHS_REFRESH = 0.5  # seconds a live frame repeats the last trajectories
 LEVEL_BINS = 10  # the held-out loss per noise level, in LEVEL_BINS bins of t
 QUALITY_STEPS = (1, 2, 4, 8, 16, 32, 64)  # sampler steps of the quality-vs-steps sweep
 QUALITY_POINTS = 300  # samples per point of that sweep (its energy distance to held-out data)
+SWEEP_EVERY = 5.0  # seconds between two sweeps (evaluations in between leave it out: the panel says its step)
 LIVE_ODE_STEPS = 8  # RK4 steps of the density grid of a frame while training runs
 REST_ODE_STEPS = 16  # ... and at rest (the held-out NLL always uses ode_steps)
 EVAL_POINTS = 1000  # held-out points of an evaluation's loss per level
@@ -91,9 +94,9 @@ class DiffusionModel(Model2D):
     prediction = "eps"
     samplers: tuple[str, ...] = ("ode",)  # what `sampler` offers (the quality sweep runs them all)
     stochastic: str | None = None  # the stochastic sampler the trajectories panel sets against the ODE
-    frame_share = 0.25  # it trains to a picture in seconds; a frame (600 samples by up to 100 steps, the probe) costs
-    # ~50 ms: a quarter of the time keeps ~5 frames a second
-    density_refresh = 1.0  # a live frame's density grid (an ODE per point, ~0.1 s) is redrawn at most once a second
+    frame_share = 0.3  # it trains to a picture in seconds; a frame (600 samples by up to 100 steps, the probe) costs
+    # ~50 ms: 30% of the time keeps ~5 frames a second
+    density_refresh = 1.5  # a live frame's density grid (an ODE per point, ~0.1 s) is redrawn at most once a second
     eval_share = 0.15  # the held-out NLL by the ODE is the tab's headline: evaluate it every few seconds
     live_nll_points = 500  # ... on 500 points while running (its standard error: a few hundredths of a nat)
 
@@ -105,8 +108,9 @@ class DiffusionModel(Model2D):
         self.net_avg = copy.deepcopy(self.net).requires_grad_(False) if c.average > 0 else None
         self.register_buffer("avg_updates", torch.zeros((), dtype=torch.long))
         self.standardizer = Standardizer()
-        self._pairs = None
         self._view_cache: tuple | None = None
+        self._paths_cache: tuple[float, tuple, dict] | None = None
+        self._last_sweep = -math.inf  # when metrics() last ran the quality sweep
 
     def make_path(self) -> GaussianPath:
         raise NotImplementedError
@@ -383,10 +387,16 @@ class DiffusionModel(Model2D):
     def metrics(self, x_test: torch.Tensor) -> dict[str, float]:
         """The ODE's error on the held-out NLL (ode_err), the held-out loss per noise level (level_loss_k), and
         the quality-vs-steps sweep: energy distance to held-out data of QUALITY_POINTS samples from each sampler
-        at each step count (q_<sampler>_<steps>), with fixed noise so the curve moves only with the model."""
+        at each step count (q_<sampler>_<steps>), with fixed noise so the curve moves only with the model; the sweep
+        is left out of an untrained model's metrics and of any within SWEEP_EVERY seconds of the last one."""
         x = x_test[:EVAL_POINTS]
         out = {"ode_err": self.ode_error(x)}
         out.update({f"level_loss_{i}": v for i, v in enumerate(self.level_losses(x))})
+        if int(self.avg_updates) == 0:  # untrained (a run's first frame): its samples say nothing yet; skip the sweep
+            return out
+        if time.monotonic() - self._last_sweep < SWEEP_EVERY:  # a tenth of a second: not at every evaluation
+            return out
+        self._last_sweep = time.monotonic()
         for sampler in self.samplers:
             for steps in QUALITY_STEPS:
                 gen = torch.Generator(device=x.device).manual_seed(VIEW_SEED + steps)
@@ -421,16 +431,16 @@ class DiffusionModel(Model2D):
         xs = torch.linspace(float(box[0]), float(box[1]), NOISED_RES, device=points.device)
         ys = torch.linspace(float(box[2]), float(box[3]), NOISED_RES, device=points.device)
         gx, gy = torch.meshgrid(xs, ys, indexing="xy")
-        zg = s(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).double()
+        zg = s(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1))
         dens, shown = [], []
         for t in levels.tolist():
             tt = torch.tensor([t], dtype=torch.float64)
             a, sig = float(self.path.alpha(tt)), float(self.path.sigma(tt))
             shown.append(s.inverse(a * pick + sig * eps))
             sd = max(sig, 0.03)
-            d2 = torch.cdist(zg, a * z0.double()).pow(2)
+            d2 = torch.cdist(zg, a * z0).pow(2)
             lq = torch.logsumexp(-0.5 * d2 / sd ** 2, 1) - math.log(len(z0)) - math.log(2 * math.pi * sd ** 2)
-            dens.append((lq + s.log_det().double()).reshape(NOISED_RES, NOISED_RES))
+            dens.append((lq + s.log_det()).reshape(NOISED_RES, NOISED_RES))
         out = {"noised_x": xs.cpu().numpy(), "noised_y": ys.cpu().numpy(),
                "noised_log_density": torch.stack(dens).float().cpu().numpy(),
                "noised_points": torch.stack(shown).float().cpu().numpy()}
@@ -439,8 +449,13 @@ class DiffusionModel(Model2D):
 
     def _paths(self) -> dict[str, np.ndarray]:
         """N_PATHS reverse trajectories from the same prior draws: by the ODE and, where the model has one, by its
-        stochastic sampler (fixed noise: the paths change only as the model does), data units."""
+        stochastic sampler (fixed noise: the paths change only as the model does), data units. A live frame
+        repeats the last ones for PATHS_REFRESH seconds (a hundred tiny network calls: a third of a frame)."""
         steps = min(self.sample_steps(), MAX_PATH_STEPS)
+        key = (steps, self.cfg.sampler)
+        last = self._paths_cache
+        if self.frame_is_live and last is not None and last[1] == key and time.monotonic() - last[0] < PATHS_REFRESH:
+            return last[2]
         det = "ddim" if "ddim" in self.samplers else ("heun" if "heun" in self.samplers else "ode")
         out = {}
         for name, sampler in (("ode_paths", det), ("sde_paths", self.stochastic)):
@@ -451,6 +466,7 @@ class DiffusionModel(Model2D):
             out[name] = self.standardizer.inverse(kept).float().cpu().numpy()
             out["sde_t" if name == "sde_paths" else "path_t"] = times.float().numpy()
         out["ode_label"], out["sde_label"] = SAMPLER_LABELS[det], SAMPLER_LABELS.get(self.stochastic or "", "")
+        self._paths_cache = (time.monotonic(), key, out)
         return out
 
     @torch.no_grad()

@@ -46,7 +46,8 @@ class FrameMaker:
         self.grid = torch.as_tensor(pts, device=device)
         self.cell_area = metrics.cell_area(xs, ys)
         self._grids: dict[int, tuple] = {self.grid_res: (xs, ys, self.grid, self.cell_area)}
-        self.live_res = self.grid_res  # the grid of frames while running (see _fit_live_grid)
+        # the grid of frames while running (see _fit_live_grid): a costly density (density_refresh) starts small
+        self.live_res = min(self.grid_res, MIN_LIVE_RES) if model.density_refresh else self.grid_res
         self._test_sub = data.test[:500]
         self.data_nll = (float(-np.mean(data.log_prob(data.test))) if data.log_prob is not None else None)
         self.evals: dict[str, float] = {}  # the last held-out metrics (see snapshot)
