@@ -60,3 +60,31 @@ def test_diffusion_tab_trains_moves_t_and_stops(page, app_url, artifacts):
     wait_title(page, "noising", "the data end")
     time.sleep(1.0)  # the page paints the frame it holds
     page.screenshot(path=str(artifacts / "diffusion.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_flow_matching_reflow_straightens_its_paths(page, app_url, artifacts):
+    """Flow matching with a reflow round: the trajectories panel sets the ODE paths against straight chords, and
+    after the reflow step the one-step Euler sample is close to the many-step one (the quality panel)."""
+    page.set_default_timeout(SLOW)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Diffusion & flow matching").click()
+    page.locator("#diffusion-model input").click()
+    page.get_by_role("option", name="Flow matching / rectified flow").click()
+    reflow = page.locator("#diffusion-flow_matching-reflow_at input[type=number]")
+    reflow.fill("600")
+    reflow.press("Enter")
+    page.click("#diffusion-train")
+    wait_title(page, "paths", "straight chords")
+    show(page, "curves")
+    time.sleep(6.0)
+    click(page, "#diffusion-stop")
+    wait_status(page, "diffusion", "stopped")
+    names = plot(page, "paths")["names"]
+    assert "straight chord" in names and "ODE, Heun" in names
+    show(page, "quality")
+    wait_panel(page, "diffusion-plot-quality", "p.names.includes('Euler') && p.names.includes('Heun')")
+    show(page, "noising")  # panels out of view are not drawn: back to the top for the final frame's screenshot
+    wait_title(page, "main", "NLL")
+    time.sleep(3.0)
+    page.screenshot(path=str(artifacts / "diffusion-reflow.png"), full_page=True)

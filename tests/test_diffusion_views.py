@@ -42,7 +42,7 @@ def test_every_panel_is_drawn_from_a_real_frame(runs, key):
     assert "halving the ODE" in figs["curves"]["layout"]["title"]["text"]
     names = {tr["name"] for tr in figs["paths"]["data"]}
     if key == "flow_matching":  # no stochastic sampler: its ODE paths against their chords
-        assert "straight line between the ends" in names
+        assert "straight chord" in names
     else:
         assert snap.probe.sde_label in names and snap.probe.ode_label in names
     levels = figs["levels"]["data"][0]["y"]

@@ -61,12 +61,12 @@ def density_figure(snap: Snapshot, log_scale: bool) -> dict:
     p = _probe(snap)
     how = "RK4"
     if p is not None and p.density_ode_steps:
-        how = f"RK4, {p.density_ode_steps} steps" + (f"; NLL: {p.ode_steps}" if p.density_ode_steps != p.ode_steps
+        how = f"RK4, {p.density_ode_steps} steps" + (f"; NLL {p.ode_steps}" if p.density_ode_steps != p.ode_steps
                                                       else "")
     as_of = snap.latest.get("density_step")
     old = f" (drawn at step {int(as_of)})" if as_of is not None and int(as_of) != snap.step else ""
     mass = f" · ∫p on this plot ≈ {snap.grid_mass:.3f}" if snap.grid_mass is not None else ""
-    title = f"Model density by the ODE ({how}){old} — step {snap.step}{mass}"
+    title = f"Density by the ODE ({how}){old} — step {snap.step}{mass}"
     fig = plots.density_figure(snap, log_scale, title=title, show_data=False)
     if snap.log_density is not None:
         fig["data"][0]["zsmooth"] = "fast"
@@ -81,7 +81,7 @@ def paths_figure(snap: Snapshot) -> dict:
     title = "Reverse trajectories from noise to data"
     if p is None:
         return plots.message_figure("press Train", snap.box, title)
-    traces = [plots.points(snap.train, "training data", color="#9ca3af", size=3, opacity=0.35)]
+    traces = [plots.points(snap.train, "training data", color="#9ca3af", size=3, opacity=0.35, showlegend=False)]
     n = min(p.ode_paths.shape[1], SHOWN_PATHS)
     for i in range(n):
         c = PATH_COLORS[i % len(PATH_COLORS)]
@@ -91,15 +91,15 @@ def paths_figure(snap: Snapshot) -> dict:
                                             showlegend=i == 0, opacity=0.6))
         else:
             chord = p.ode_paths[[0, -1], i]
-            traces.append(plots.lines_trace(chord, "straight line between the ends", c, width=1, dash="dash",
+            traces.append(plots.lines_trace(chord, "straight chord", c, width=1, dash="dash",
                                             showlegend=i == 0, opacity=0.6))
     colors = [PATH_COLORS[i % len(PATH_COLORS)] for i in range(n)]
-    traces.append(plots.points(p.ode_paths[0, :n], "noise draws (start)", color="white", size=8, opacity=1.0,
+    traces.append(plots.points(p.ode_paths[0, :n], "start (noise)", color="white", size=8, opacity=1.0,
                                line_color="#111827"))
     ends = p.ode_paths[-1, :n]
-    traces.append(plots.points(ends, "ODE end points", color=colors, size=9, opacity=1.0, line_color="white"))
+    traces.append(plots.points(ends, "end (ODE)", color=colors, size=9, opacity=1.0, line_color="white"))
     if p.sde_paths is not None:
-        traces.append(plots.points(p.sde_paths[-1, :n], "stochastic end points",
+        traces.append(plots.points(p.sde_paths[-1, :n], "end (stochastic)",
                                    color=colors, size=8, opacity=1.0,
                                    symbol="x"))
         title += f": {p.ode_label} (solid) vs {p.sde_label} (dotted), same start"
