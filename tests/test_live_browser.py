@@ -3,6 +3,7 @@ while frames arrive, and frames after the first carry what changed, not the stat
 
 import json
 import time
+import weakref
 
 import pytest
 from live_helpers import SLOW, box_zoom, click, panel, status, step_of, wait_frames, wait_moves, wait_panel, wait_status
@@ -84,6 +85,13 @@ def test_updates_carry_the_density_not_the_static_layers(page, app_url):
     assert live[len(live) // 2] < full[1] / 2  # an update is a fraction of the figure
 
 
+def _new_since(before: list) -> list:
+    """The live sessions that are not among `before` (weak references: a session gone since then may have left its
+    id() to a new one, so ids would not do)."""
+    old = [r() for r in before]
+    return [s for s in _live_sessions() if not any(s is o for o in old)]
+
+
 def _live_sessions() -> list:
     import gc
 
@@ -98,15 +106,13 @@ def _live_sessions() -> list:
 def test_a_closed_page_frees_its_run_at_once(browser, app_url):
     """A visitor who closes the page while training: the app stops the run and lets go of the session, its
     model and its frames when the page goes (demo.unload), not when gradio drops their state an hour later."""
-    import weakref
-
-    before = {id(s) for s in _live_sessions()}
+    before = [weakref.ref(s) for s in _live_sessions()]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     open_tab(page, app_url, "flows")
     click(page, "#flows-train")
     wait_status(page, "flows", "running")
     wait_moves(page, "flows-plot-main", 2)
-    ours = [weakref.ref(s) for s in _live_sessions() if id(s) not in before and s.status == "running"]
+    ours = [weakref.ref(s) for s in _new_since(before) if s.status == "running"]
     assert len(ours) == 1, "the page's run is not among the server's sessions"
     link = getattr(ours[0](), "link", None)  # its worker process (the app's default)
     page.close()
@@ -131,12 +137,12 @@ def test_a_worker_killed_mid_run_is_a_message_and_train_goes_on_from_its_checkpo
     import os
     import signal
 
-    before = {id(s) for s in _live_sessions()}
+    before = [weakref.ref(s) for s in _live_sessions()]
     open_tab(page, app_url, "flows")
     click(page, "#flows-train")
     wait_status(page, "flows", "running")
     wait_moves(page, "flows-plot-main", 2)
-    ours = [s for s in _live_sessions() if id(s) not in before and s.status == "running"]
+    ours = [s for s in _new_since(before) if s.status == "running"]
     assert len(ours) == 1 and getattr(ours[0], "link", None) is not None, "the page's run is not in a worker"
     sess = ours[0]
     deadline = time.monotonic() + 30
