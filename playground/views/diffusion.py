@@ -27,6 +27,11 @@ SAMPLER_NAMES = {"ancestral": "ancestral (DDPM)", "ddim": "DDIM", "ode": "ODE (H
 _QUALITY = re.compile(r"^q_([a-z]+)_(\d+)$")
 
 
+def short(label: str) -> str:
+    """A sampler's name without its parenthesis ("reverse SDE (Euler–Maruyama)" -> "reverse SDE"), for titles."""
+    return label.split(" (")[0]
+
+
 def _probe(snap: Snapshot) -> DiffusionProbe | None:
     return snap.probe if isinstance(snap.probe, DiffusionProbe) else None
 
@@ -78,7 +83,7 @@ def paths_figure(snap: Snapshot) -> dict:
     """The reverse trajectories: from the same prior draws, the deterministic sampler (solid) and the stochastic
     one (dotted); for flow matching, each ODE path against the straight chord between its ends."""
     p = _probe(snap)
-    title = "Reverse trajectories from noise to data"
+    title = "Trajectories from noise to data"
     if p is None:
         return plots.message_figure("press Train", snap.box, title)
     traces = [plots.points(snap.train, "training data", color="#9ca3af", size=3, opacity=0.35, showlegend=False)]
@@ -102,9 +107,9 @@ def paths_figure(snap: Snapshot) -> dict:
         traces.append(plots.points(p.sde_paths[-1, :n], "end (stochastic)",
                                    color=colors, size=8, opacity=1.0,
                                    symbol="x"))
-        title += f": {p.ode_label} (solid) vs {p.sde_label} (dotted), same start"
+        title += f": {short(p.ode_label)} (solid) vs {short(p.sde_label)} (dotted), same start"
     else:
-        title += f": {p.ode_label} (solid) vs straight chords (dashed)"
+        title += f": {short(p.ode_label)} (solid) vs straight chords (dashed)"
     title += f" — step {snap.step}"
     lay = plots.data_layout(snap.box, title, uirevision=f"dp-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
@@ -209,7 +214,7 @@ def loss_figure(snap: Snapshot) -> dict:
 def diffusion_frame(snap: Snapshot, log_scale: bool = False, level: int = 3, **_) -> dict[str, dict]:
     """Every panel of the diffusion tab; `level` picks the noise level of the forward-process panel."""
     p = _probe(snap)
-    sampler = f"{p.sampler}, {p.sample_steps} steps" if p is not None and p.sampler else None
+    sampler = f"{short(p.sampler)}, {p.sample_steps} steps" if p is not None and p.sampler else None
     return {"noising": noising_figure(snap, level), "main": density_figure(snap, log_scale),
             "paths": paths_figure(snap), "samples": samples_figure(snap, sampler),
             "levels": level_loss_figure(snap), "quality": quality_figure(snap),
