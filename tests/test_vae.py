@@ -427,7 +427,8 @@ def test_views_render_every_panel(which, request):
     snap = sess.snapshot()
     for point in (0, 17, 10**6):
         figs = views.render(snap, point=point)
-        assert set(figs) == {"main", "samples", "curves", "extra", "latent", "manifold", "posterior", "estimator"}
+        assert set(figs) == {"main", "samples", "curves", "extra", "latent", "manifold", "posterior", "estimator",
+                             "svi"}
         for fig in figs.values():
             json.loads(plots.to_json(fig))
     post = V.node_terms(snap.probe, snap.train[17].astype(np.float64))

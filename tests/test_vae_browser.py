@@ -7,7 +7,7 @@ from live_helpers import SLOW, click, panel, wait_frames, wait_panel, wait_statu
 
 pytestmark = pytest.mark.browser
 
-VAE_PANELS = ("latent", "manifold", "posterior", "estimator")
+VAE_PANELS = ("latent", "manifold", "posterior", "estimator", "svi")
 
 
 def plot(page, name):
@@ -71,6 +71,9 @@ def test_vae_trains_live_point_slider_moves_posterior(page, app_url, artifacts):
     page.locator("#latent-plot-estimator").scroll_into_view_if_needed()
     wait_panel(page, "latent-plot-estimator", "p.title.includes('#7 ')")
     assert "KL(q ‖ p(z|x))" in " ".join(plot(page, "posterior")["names"])
+    assert any(n.startswith("q* refined by SVI") for n in plot(page, "posterior")["names"])
+    page.locator("#latent-plot-svi").scroll_into_view_if_needed()  # per-point inference: the gap split in two
+    wait_panel(page, "latent-plot-svi", "p.title.includes('#7:') && p.title.includes('amortisation gap')")
     time.sleep(0.5)
     page.screenshot(path=str(artifacts / "latent-vae.png"), full_page=True)
     # back to the mixture: the VAE's panels and slider go away again

@@ -14,7 +14,8 @@ from ..tabkit import FamilyTab, TabSpec
 TITLE = "Latent variables"
 
 VAE_PANELS = (("latent", "Latent space", 470), ("manifold", "Decoder manifold", 470),
-              ("posterior", "Posterior of the chosen point", 470), ("estimator", "Estimating p(x)", 470))
+              ("posterior", "Posterior of the chosen point", 470), ("estimator", "Estimating p(x)", 470),
+              ("svi", "Per-point inference (SVI)", 470))
 
 # Settings that suit each model when it is picked by hand (EM wants the full batch; a VAE small batches)
 MODEL_SETTINGS = {"mog": {"lr": 0.01, "batch": 4096}, "vae": {"lr": 3e-3, "batch": 256}}

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 from plotly.colors import cyclical
 
-from .. import plots
+from .. import plots, vae_svi
 from ..snapshot import MixtureProbe, Snapshot, VAEProbe
 from . import view
 
@@ -50,8 +50,9 @@ def mixture_frame(snap: Snapshot, log_scale: bool = False, **_) -> dict[str, dic
 
 # --- the variational autoencoder (notes 4.2-4.5) ----------------------------------------------------
 
-VAE_PANELS = ("latent", "manifold", "posterior", "estimator")
+VAE_PANELS = ("latent", "manifold", "posterior", "estimator", "svi")
 Q_COLOR = "#e4572e"  # the encoder's q(z|x)
+SVI_COLOR = "#16a34a"  # the same point's q refined by SVI
 POST_COLOR = "#2166ac"  # the true posterior p(z|x)
 LINE_COLORS = ("#1f77b4", "#d62728")  # decoder lines of constant z1 / constant z2
 BLUES = [[0.0, "#ffffff"], [1.0, "#2166ac"]]
@@ -263,7 +264,7 @@ def rough_note(p: VAEProbe, i: int, terms: np.ndarray) -> str:
     return ""
 
 
-def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: float) -> dict:
+def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: float, svi: dict | None = None) -> dict:
     """The true posterior p(z|x) = p(x, z) / p(x) on the latent grid next to the encoder's q(z|x). The gap
     between them, KL(q || p(z|x)) = log p(x) - ELBO (notes 4.3.4), is the *inference gap* of Cremer et al.
     (2018): the approximation gap (the best diagonal Gaussian is not p(z|x)) plus the amortisation gap (the
@@ -290,6 +291,12 @@ def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: floa
                   {"type": "scatter", "mode": "lines", "x": z[keep].astype(np.float32),
                    "y": qd[keep].astype(np.float32), "name": "encoder q(z|x)",
                    "line": {"color": Q_COLOR, "width": 2, "dash": "dash"}},
+                  *([{"type": "scatter", "mode": "lines", "x": z[keep].astype(np.float32),
+                      "y": (np.exp(-0.5 * ((z[keep] - svi["m"][0]) / svi["s"][0]) ** 2)
+                            / (svi["s"][0] * np.sqrt(2 * np.pi))).astype(np.float32),
+                      "name": "q* refined by SVI (notes 4.4.1)",
+                      "line": {"color": SVI_COLOR, "width": 2, "dash": "dot"}}]
+                    if svi is not None else []),
                   {"type": "scatter", "mode": "lines", "x": [float(lo)], "y": [0.0], "name": name,
                    "line": {"color": "rgba(0,0,0,0)"}}]
         return {"data": traces, "layout": _axis_layout(title, "z", "density", "vae-post1", xr=(lo, hi))}
@@ -307,7 +314,8 @@ def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: floa
                          zmin=0.0, colorbar_title="p(z|x)")
     heat["zsmooth"] = "fast"
     pm = (post[:, None] * nodes).sum(0) * h ** 2
-    traces = [heat, *_diag_ellipses(m, s, "encoder q(z|x)", Q_COLOR), _star(m, "q's mean m(x)", size=12),
+    refined = _diag_ellipses(svi["m"], svi["s"], "q* refined by SVI (notes 4.4.1)", SVI_COLOR) if svi else []
+    traces = [heat, *_diag_ellipses(m, s, "encoder q(z|x)", Q_COLOR), *refined, _star(m, "q's mean m(x)", size=12),
               _star(pm, "posterior mean E[z|x]", color=POST_COLOR, symbol="x", size=12),
               {"type": "scatter", "mode": "lines", "x": [float(c1)], "y": [float(c2)], "name": name,
                "line": {"color": "rgba(0,0,0,0)"}}]
@@ -315,6 +323,27 @@ def vae_posterior_figure(snap: Snapshot, i: int, terms: np.ndarray, log_px: floa
                        xr=(c1 - half, c1 + half), yr=(c2 - half, c2 + half), square=True)
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
+
+
+def vae_svi_figure(snap: Snapshot, i: int, svi: dict, enc_elbo: float, log_px: float, rough: str) -> dict:
+    """Per-point inference (notes 4.4.1): the chosen point's ELBO as SVI refines its q from the encoder's, between
+    the encoder's ELBO and log p(x). What SVI gains is the amortisation gap; what is left, the approximation gap."""
+    path = np.asarray(svi["path"], np.float64)
+    best = float(path[-1])
+    amort, approx = best - enc_elbo, log_px - best
+    eq = "≈" if rough else "="
+    k = np.arange(len(path), dtype=np.float32)
+    traces = [{"type": "scatter", "mode": "lines", "x": k, "y": path.astype(np.float32),
+               "name": "ELBO of q refined by SVI (gradient steps on this point's ELBO)",
+               "line": {"color": SVI_COLOR, "width": 2.5}},
+              plots.hline(log_px, f"log p(x) {eq} {log_px:.3f} (exact, by quadrature)", color=POST_COLOR, dash="solid"),
+              plots.hline(enc_elbo, f"encoder's ELBO {eq} {enc_elbo:.3f}", color=Q_COLOR)]
+    title = (f"Point #{i}: amortisation gap {eq} {amort:.3f} nats (closed by SVI), approximation gap {eq} "
+             f"{approx:.3f} (left) — step {snap.step}")
+    lay = plots.curves_layout(title, "nats", uirevision=f"vae-svi-{i}", height=470)
+    lay["xaxis"]["title"]["text"] = "SVI step (gradient ascent on this point's ELBO, from the encoder's q)"
+    lay["margin"]["b"] = 120
+    return {"data": traces, "layout": plots.with_reference_axis(lay)}
 
 
 def _window(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -464,9 +493,11 @@ def vae_frame(snap: Snapshot, log_scale: bool = False, point: int = 0, **_) -> d
     terms = node_terms(p, x)
     log_px = float(_logsumexp(terms))
     colors = position_colors(snap.train, snap.box)
+    svi = vae_svi.refine(p.nodes, terms - p.node_log_w, p.enc_mean[i], p.enc_std[i], p.node_spacing)
     samples = plots.samples_figure(snap, title=f"Samples: z ~ N(0, I), x ~ N(μ(z), σ(z)²) — step {snap.step}")
     return {"main": vae_density_figure(snap, log_scale, x), "samples": samples,
             "curves": vae_bounds_figure(snap), "extra": vae_terms_figure(snap),
             "latent": vae_latent_figure(snap, i, colors), "manifold": vae_manifold_figure(snap, x, colors),
-            "posterior": vae_posterior_figure(snap, i, terms, log_px),
-            "estimator": vae_estimator_figure(snap, i, terms, log_px)}
+            "posterior": vae_posterior_figure(snap, i, terms, log_px, svi),
+            "estimator": vae_estimator_figure(snap, i, terms, log_px),
+            "svi": vae_svi_figure(snap, i, svi, point_elbo(p, i, terms), log_px, rough_note(p, i, terms))}
