@@ -350,10 +350,29 @@ def samples_figure(snap, title: str | None = None, colors=None) -> dict:
     return {"data": traces, "layout": lay}
 
 
+def best_heldout(snap) -> tuple[int, float] | None:
+    """(step, NLL) of the lowest held-out NLL logged so far, once the held-out curve has turned up after it
+    (the model has begun to overfit); else None."""
+    if "test_nll" not in snap.curves:
+        return None
+    steps, vals = snap.curves["test_nll"]
+    vals = np.asarray(vals, np.float64)
+    if len(vals) < 3 or not np.isfinite(vals).any():
+        return None
+    i = int(np.nanargmin(vals))
+    return (int(steps[i]), float(vals[i])) if i < len(vals) - 1 else None
+
+
 def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher is better)") -> dict:
     """Train and held-out average log-likelihood over training, with the data's own value."""
     traces = curve_traces(snap, [("train_nll", "train", -1.0), ("test_nll", "held-out", -1.0)],
                           colors=["#1f77b4", "#ff7f0e"])
+    best = best_heldout(snap)
+    if best is not None:  # where early stopping would stop (notes 3.2.5): the "↩ Best held-out" button's state
+        traces.append({"type": "scatter", "mode": "markers", "x": [best[0]], "y": [-best[1]],
+                       "name": f"held-out best (step {best[0]:,})", "hoverinfo": "name",
+                       "marker": {"symbol": "star", "size": 13, "color": "#ff7f0e",
+                                  "line": {"width": 1, "color": "#333"}}})
     lay = curves_layout(title, "log-likelihood per point (nats)")
     if snap.data_nll is not None:
         traces.append(hline(-snap.data_nll, "true density on held-out"))

@@ -36,6 +36,7 @@ from .drawpad import BOX as DRAW_BOX
 SOURCES = ("Built-in", "Draw", "Upload CSV")
 DEVICES = ("auto", "cpu", "cuda")
 N_POINTS = (100, 20000)  # the range the data slider and a link accept
+TRAIN_POINTS = (0, 20000)  # training points kept (0: all), the overfitting study's slider (notes 3.2.5)
 MAX_FILE_DIGEST = 32 * 1024 * 1024
 NOT_IN_LINK = "  (drawn or uploaded data cannot travel in a link: it opens with the built-in dataset)"
 
@@ -61,6 +62,7 @@ class RunSpec:
     csv: str | None = None
     standardise: bool = False
     device: str = "auto"
+    train_points: int = 0  # keep only this many training points (0: all); the held-out points stay (notes 3.2.5)
 
     # --- checks ----------------------------------------------------------------------------------
     def check(self) -> RunSpec:
@@ -77,6 +79,9 @@ class RunSpec:
             raise DataError("upload a CSV file first")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device '{self.device}' (known: {', '.join(DEVICES)})")
+        if not TRAIN_POINTS[0] <= int(self.train_points) <= TRAIN_POINTS[1]:
+            raise DataError(f"training points kept: {self.train_points} is outside [{TRAIN_POINTS[0]}, "
+                            f"{TRAIN_POINTS[1]}] (0 keeps them all)")
         return self
 
     def clamped_noise(self) -> float:
@@ -87,19 +92,28 @@ class RunSpec:
     # --- data ------------------------------------------------------------------------------------
     def data_signature(self) -> tuple:
         """Equal for two specs exactly when they make the same data (drawn strokes and files by digest)."""
-        seed = self.settings.seed
+        seed, kept = self.settings.seed, int(self.train_points)
         if self.source == "Draw":
             return ("draw", hashlib.sha1(str(self.sketch).encode()).hexdigest(), self.n_points,
-                    self._spread(), seed)
+                    self._spread(), seed, kept)
         if self.source == "Upload CSV":
-            return ("csv", _file_digest(self.csv), bool(self.standardise), seed)
-        return ("builtin", self.dataset, self.n_points, round(self.clamped_noise(), 4), seed)
+            return ("csv", _file_digest(self.csv), bool(self.standardise), seed, kept)
+        return ("builtin", self.dataset, self.n_points, round(self.clamped_noise(), 4), seed, kept)
 
     def _spread(self) -> float:
         return float(min(max(float(self.draw_noise or 0.0), 0.0), 0.5))
 
     def build_data(self) -> DataSplit:
-        """The run's training and held-out points (DataError with a one-line reason when they cannot be made)."""
+        """The run's training and held-out points (DataError with a one-line reason when they cannot be made),
+        the training points cut to train_points when it is set (the held-out ones stay: notes 3.2.5)."""
+        data = self._build_data()
+        kept = int(self.train_points)
+        if 0 < kept < len(data.train):
+            info = {**data.info, "train_points_kept": kept, "train_points_of": len(data.train)}
+            data = dataclasses.replace(data, train=data.train[:kept], info=info)
+        return data
+
+    def _build_data(self) -> DataSplit:
         seed = self.settings.seed
         if self.source == "Draw":
             strokes = parse_strokes(self.sketch)
@@ -132,6 +146,8 @@ class RunSpec:
         q: dict[str, Any] = {"tab": tab, "model": self.model}
         if self.source == "Built-in":
             q.update(dataset=self.dataset, n=int(self.n_points), noise=round(self.clamped_noise(), 4))
+        if int(self.train_points):
+            q["train"] = int(self.train_points)
         q.update(self.config)
         q.update(lr=f"{self.settings.lr:.3g}", batch=self.settings.batch, seed=self.settings.seed, device=self.device)
         return "?" + urlencode(q) + ("" if self.source == "Built-in" else NOT_IN_LINK)
@@ -166,6 +182,10 @@ class RunSpec:
         if n is not None:
             spec.n_points = n
             named.add("n")
+        kept = _number(q.get("train"), *TRAIN_POINTS, int, bad, "train")
+        if kept is not None:
+            spec.train_points = kept
+            named.add("train")
         if q.get("device") in DEVICES:
             spec.device = q["device"]
             named.add("device")

@@ -162,6 +162,8 @@ class FamilyTab:
                     self.stop_btn = gr.Button("■ Stop", variant="stop", elem_id=f"{p}stop")
                     self.step_btn = gr.Button("Step", elem_id=f"{p}step")
                     self.reset_btn = gr.Button("Reset", elem_id=f"{p}reset")
+                    self.best_btn = gr.Button("↩ Best held-out", elem_id=f"{p}best",
+                                              visible=any(REGISTRY[k].density != "none" for k in self.spec.models))
                 with gr.Row(elem_classes=["share-row"]):
                     self.share_btn = gr.Button("🔗 Link to these settings", size="sm", scale=0, min_width=200,
                                                elem_id=f"{p}share")
@@ -209,6 +211,9 @@ class FamilyTab:
                                       info="20% are held out for evaluation", elem_id=f"{p}npoints")
             self.noise = gr.Slider(ds.noise_range[0], ds.noise_range[1], value=ds.noise, step=0.01,
                                    label="noise", info=ds.noise_help, elem_id=f"{p}noise")
+            self.train_points = gr.Slider(0, 2000, value=0, step=10, label="training points kept (0 = all)",
+                                          info="overfitting (notes 3.2.5): train on a few points, keep every held-out "
+                                               "one, and watch the two curves part", elem_id=f"{p}trainpoints")
             with gr.Group(visible=False) as self.draw_group:
                 self.sketch = draw_pad(elem_id=f"{p}sketch")
                 self.draw_noise = gr.Slider(0.0, 0.5, value=0.08, step=0.01, label="stroke spread",
@@ -256,7 +261,7 @@ class FamilyTab:
         """Every control a run is made of, as a set: Gradio then hands a handler one dict keyed by
         component (run_from reads it), not a positional list."""
         comps = {self.state, self.source, self.dataset, self.n_points, self.noise, self.sketch, self.draw_noise,
-                 self.csv, self.standardise, self.model_dd, self.device}
+                 self.csv, self.standardise, self.model_dd, self.device, self.train_points}
         for ctrls in (*self.model_controls.values(), self.settings_controls):
             comps |= {c.component for c in ctrls.values()}
         return comps
@@ -274,7 +279,8 @@ class FamilyTab:
         return RunSpec(model, config, settings, dataset=v[self.dataset], n_points=int(v[self.n_points]),
                        noise=float(v[self.noise]), source=v[self.source], sketch=v.get(self.sketch),
                        draw_noise=float(v.get(self.draw_noise) or 0.0), csv=path,
-                       standardise=bool(v.get(self.standardise)), device=v.get(self.device) or "auto").check()
+                       standardise=bool(v.get(self.standardise)), device=v.get(self.device) or "auto",
+                       train_points=int(v.get(self.train_points) or 0)).check()
 
     def default_run(self, model: str | None = None) -> RunSpec:
         """The run the controls show before anyone touches them (for `model`: the tab's first by default)."""
@@ -550,6 +556,9 @@ class FamilyTab:
                             api_name=f"{self.spec.key}_step", show_progress="hidden")
         self.reset_btn.click(self.reset, ins, outs, cancels=[self.train_evt], api_name=f"{self.spec.key}_reset",
                              show_progress="hidden")
+        # early stopping after the fact (notes 3.2.5): back to the state of the lowest held-out NLL seen
+        self.best_btn.click(self.action(lambda s: s.return_to_best()), ins, outs, cancels=[self.train_evt],
+                            api_name=f"{self.spec.key}_best", show_progress="hidden")
         live = set(self.live_controls())
         # the view options in live_controls() reach the session through the channel too; others here
         for name, comp in {"log_scale": self.log_scale, **self.options}.items():
@@ -575,7 +584,7 @@ class FamilyTab:
             js="(q) => q.startsWith('?') ? window.location.origin + window.location.pathname + q : q")
         for comp in (self.dataset, self.source, self.standardise, self.csv):
             comp.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
-        for comp in (self.n_points, self.noise, self.draw_noise):
+        for comp in (self.n_points, self.noise, self.draw_noise, self.train_points):
             comp.release(self.preview, ins, outs, show_progress="hidden", api_visibility="private")
         self.sketch.change(self.preview, ins, outs, show_progress="hidden", api_visibility="private",
                            trigger_mode="always_last")
@@ -613,7 +622,7 @@ class FamilyTab:
     def query_outputs(self) -> list:
         """What a shared link may set: the data and device controls, every model's controls, the training
         settings, and the status line (the page's channel token)."""
-        comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device]
+        comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device, self.train_points]
         for ctrls in (*self.model_controls.values(), self.settings_controls):
             comps += [c.component for c in ctrls.values()]
         return comps + [self.status]
@@ -650,6 +659,8 @@ class FamilyTab:
             out.update({self.source: "Built-in", self.dataset: run.dataset, self.noise: run.clamped_noise()})
         if "n" in named:
             out[self.n_points] = run.n_points
+        if "train" in named:
+            out[self.train_points] = run.train_points
         if "device" in named:
             out[self.device] = run.device
         for name, c in self.model_controls[run.model].items():
@@ -702,7 +713,7 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
         parts.append(f"<span class='pg-settings'>{lr}batch {settings.batch}</span>")
     parts.append(escape(snap.device))
     line = " · ".join(parts)
-    msg = snap.message if snap.status == "diverged" or snap.event in ("substep", "restarted") else ""
+    msg = snap.message if snap.status == "diverged" or snap.event in ("substep", "restarted", "early_stop") else ""
     if msg and snap.event == "restarted":  # its worker died and a new one took over: worth a glance
         msg = "⚠ " + msg
     extra = " — ".join(escape(x) for x in (note, msg) if x)

@@ -65,6 +65,13 @@ class Checkpoints:
         slot["step"] = step
         self.slots.append(slot)
 
+    def capture(self, step: int) -> dict:
+        """The current state as a slot of its own, outside the two kept for divergence (the session's best
+        held-out state: early stopping)."""
+        return {"state": _copy_into(self.model.state_dict(), None),
+                "opts": {k: _copy_into(o.state_dict(), None) for k, o in self.optimizers.items()},
+                "rng": self.rng_state(), "step": step}
+
     @property
     def newest_step(self) -> int:
         return self.slots[-1]["step"]

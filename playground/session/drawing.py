@@ -208,6 +208,7 @@ class FrameMaker:
             frame.pop("log_z_grid", None)
             if sess.step_count > 0 or not history.evals:
                 history.log_eval(sess.step_count, self.evals)
+            sess.note_evaluation(self.evals)
             self.last_eval_cpu = time.thread_time() - cpu
             self._next_eval = now + max(EVAL_INTERVAL, self.last_eval_cpu / max(MAX_EVAL_SHARE, m.eval_share))
         snap.curves = history.curves()

@@ -157,6 +157,7 @@ class Session:
         self.steps_per_sec = 0.0
         self.checkpoints = Checkpoints(self.model, self.optimizers, self.gen, self.device)
         self._checkpoint()
+        self.best: dict | None = None  # the held-out minimum so far: {"slot", "step", "test_nll"} (early stopping)
         self.frames = FrameMaker(self.model, data, self.train_x, self.test_x, self.device, grid_res=grid_res,
                                  n_show=n_show, n_samples=n_samples)
         limit = metrics.gaussian_nll(data.train, data.test) + NLL_MARGIN  # beyond it a run has exploded
@@ -519,6 +520,34 @@ class Session:
             self.history.log_step(terms)
         self._say("stopped", f"{label} (step {self.step_count})", event="action")
         return self.snapshot()
+
+    def note_evaluation(self, values: dict[str, float]) -> None:
+        """After a held-out evaluation: keep the state when its held-out NLL is the lowest yet (early stopping,
+        notes 3.2.5: the model to keep is the one at the held-out minimum, before it overfits)."""
+        v = values.get("test_nll")
+        if v is None or not math.isfinite(v):
+            return
+        if self.best is None or v < self.best["test_nll"]:
+            self.best = {"slot": self.checkpoints.capture(self.step_count), "step": self.step_count,
+                         "test_nll": float(v)}
+
+    def return_to_best(self) -> Snapshot:
+        """Early stopping after the fact: stop, and go back to the state of the lowest held-out NLL seen (its
+        parameters, optimiser states, generators, step and history up to it). Raises ValueError when there is
+        no evaluated state to go back to."""
+        self.stop(2.0)
+        best = self.best
+        if best is None:
+            raise ValueError("no held-out evaluation yet: train first, then return to its best state")
+        was_step = self.step_count
+        was = self.history.evals.get("test_nll", ([], []))[1]
+        now = f"{was[-1]:.3f} nats at step {was_step}" if was else f"step {was_step}"
+        self._load(best["slot"])
+        self.history.truncate(best["step"])
+        self._checkpoint()
+        self._say("stopped", f"early stopping: back at step {best['step']}, the held-out minimum "
+                             f"({best['test_nll']:.3f} nats; it was {now})", event="early_stop")
+        return self.snapshot(evaluate=True)
 
     def sample_points(self, n: int) -> np.ndarray:
         """n samples of the model as float32 numpy (n, 2)."""

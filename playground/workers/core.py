@@ -146,6 +146,9 @@ class WorkerCore:
     def op_apply(self, fn, label: str, counts_as_step: bool = False):
         return self._need().apply(fn, label, counts_as_step)
 
+    def op_return_to_best(self):
+        return self._need().return_to_best()
+
     def op_evaluate(self, n_samples: int = 2000) -> dict:
         return self._need().evaluate(n_samples=n_samples)
 

@@ -320,6 +320,9 @@ class RemoteSession:
         """fn travels by name (a module-level function of the model's family), as pickle sends functions."""
         return self._call("apply", fn, label, counts_as_step)
 
+    def return_to_best(self) -> Snapshot:
+        return self._call("return_to_best")
+
     def evaluate(self, test=None, n_samples: int = 2000) -> dict[str, float]:
         if test is not None:
             raise ValueError("a worker's run is evaluated on its own held-out points")
