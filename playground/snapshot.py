@@ -233,6 +233,9 @@ class GANProbe(Probe):
         wasserstein: a Wasserstein critic (no fixed "cannot tell" value; the divergence is a gap, not nats).
         probability: the surface is a probability (D of the classic GAN), in [0, 1].
         equilibrium_d / equilibrium_g: the players' losses when G has won (p = q); NaN where there is none.
+        latent_codes: BiGAN only (notes 6.9): (≤ 600, 2) the encoder's codes E(x) of the shown data, (z₁, z₂).
+        reconstructions: BiGAN only: (m, 2) G(E(x)) for m of the shown data points x, data units.
+        recon_from: BiGAN only: (m, 2) those points x (each reconstruction's start).
     """
 
     kind: ClassVar[str] = "gan"
@@ -250,6 +253,9 @@ class GANProbe(Probe):
     probability: bool = False
     equilibrium_d: float = float("nan")
     equilibrium_g: float = float("nan")
+    latent_codes: np.ndarray | None = None
+    reconstructions: np.ndarray | None = None
+    recon_from: np.ndarray | None = None
 
 
 @dataclass(kw_only=True)
@@ -262,6 +268,10 @@ class EBMProbe(Probe):
         chains: (t, 8, 2) the recent path of the animated display chains, data units (t may be 0).
         negatives: contrastive divergence only: (≤ 500, 2) the negatives of the last update (notes 7.3).
         noise_mean, noise_cov: NCE only: (2,), (2, 2) the noise distribution p_n in data units (notes 7.5).
+        flow_log_density: an EBM trained against a flow q_φ only (flow contrastive estimation, notes 7.5.1;
+            adversarial training, 7.6): (grid points,) q_φ's exact, normalised log q(x) on the session grid.
+        flow_samples: the same models: (≤ 300, 2) samples of q_φ from the last update, data units.
+        flow_label: the same models: what the views call q_φ ("flow q (FCE's noise)", ...).
     """
 
     kind: ClassVar[str] = "ebm"
@@ -271,6 +281,9 @@ class EBMProbe(Probe):
     negatives: np.ndarray | None = None
     noise_mean: np.ndarray | None = None
     noise_cov: np.ndarray | None = None
+    flow_log_density: np.ndarray | None = None
+    flow_samples: np.ndarray | None = None
+    flow_label: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -437,5 +450,6 @@ class Snapshot:
     elapsed: float = 0.0
     device: str = "cpu"
     dataset: str = ""
-    event: str = ""  # what set `message`: "substep" (a named part of a step, EM's E or M), "action" (a tab's own
+    event: str = ""  # what set `message`: "early_stop" (back to the held-out minimum), "substep" (a named part of a
+    # step, EM's E or M), "action" (a tab's own
     # button, e.g. the GAN tab's one D step), "" (training, stopping, a failure): what a status line shows it for

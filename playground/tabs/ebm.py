@@ -39,7 +39,8 @@ SPEC = TabSpec(
     title=TITLE,
     intro="**Energy-based models** (notes ch. 7): any function $f_\\theta(x)$ defines "
           "$p_\\theta(x) = e^{f_\\theta(x)}/Z(\\theta)$. Train one by contrastive divergence (MCMC negatives), "
-          "score matching or noise-contrastive estimation, and watch the MCMC chains move on the energy surface.",
+          "score matching, noise-contrastive estimation, or against a normalizing flow (flow contrastive "
+          "estimation, adversarial training), and watch the MCMC chains move on the energy surface.",
     models=family_keys("ebm"),
     default_dataset="moons",
     panels=(("main", "Energy and chains", 470), ("samples", "Density and samples", 470),

@@ -21,6 +21,7 @@ ENERGY_SPAN = 14.0  # the energy colour scale covers [min, min + span] (nats)
 CURVE_HEIGHT = 300
 SHOWN_SAMPLES, SHOWN_NEGATIVES = 600, 300  # SVG points cost the browser: a frame stays cheap to draw
 SAMPLER_NAMES = {"langevin": "Langevin", "mala": "MALA", "mh": "Metropolis–Hastings"}
+FLOW_COLOR = "#f472b6"  # the flow q_φ of flow contrastive estimation and adversarial training
 
 
 def energy_on_grid(snap: Snapshot) -> np.ndarray | None:
@@ -130,7 +131,28 @@ def density_figure(snap: Snapshot, log_scale: bool) -> dict:
         traces += plots.ellipses(mean, cov, 1.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], width=2)
         traces += plots.ellipses(mean, cov, 2.0, "noise p_n (1σ, 2σ)", ["#f8fafc"], dash="dash", width=1.5,
                                  showlegend=False)
+    traces += flow_traces(snap, p)
     return {"data": traces, "layout": plots.data_layout(snap.box, title, uirevision=f"ebm-p-{snap.dataset}")}
+
+
+def flow_traces(snap: Snapshot, p: EBMProbe | None) -> list[dict]:
+    """An EBM trained against a flow q_φ (flow contrastive estimation, adversarial training): q's exact density
+    as contour lines 1.3 nats apart below its peak, over the EBM's, and q's samples of the last update, so
+    the two densities can be watched chasing each other."""
+    if p is None or p.flow_log_density is None or snap.log_density is None:
+        return []
+    label = p.flow_label or "flow q"
+    log_q = np.asarray(p.flow_log_density, np.float64).reshape(len(snap.grid_y), len(snap.grid_x))
+    top = float(np.nanmax(log_q)) if np.isfinite(log_q).any() else 0.0
+    out = [{"type": "contour", "x": snap.grid_x, "y": snap.grid_y,
+            "z": np.maximum(log_q, top - 9.0).astype(np.float32), "name": f"{label}: log q contours",
+            "showlegend": True, "showscale": False, "hoverinfo": "skip",
+            "contours": {"coloring": "none", "start": top - 7.0, "end": top - 0.5, "size": 1.3},
+            "line": {"color": FLOW_COLOR, "width": 1.6}}]
+    if p.flow_samples is not None and len(p.flow_samples):
+        out.append(plots.points(p.flow_samples[:SHOWN_NEGATIVES], f"{label}: samples", color=FLOW_COLOR, size=4,
+                                opacity=0.7, symbol="diamond", visible="legendonly"))
+    return out
 
 
 def curves_layout(title: str, ytitle: str, uirevision: str, log_y: bool = False) -> dict:
@@ -155,13 +177,14 @@ def energies_figure(snap: Snapshot) -> dict:
     """E[f] on data vs on samples, and log Z (grid, and NCE's learned one): E_data[f] − log Z is the
     held-out log-likelihood."""
     series = [("f_data", "E[f] on held-out data", 1.0), ("f_samples", "E[f] on the chains", 1.0),
-              ("log_z_grid", "log Z (grid over the support)", 1.0), ("log_z_nce", "log Z learned by NCE", 1.0)]
+              ("log_z_grid", "log Z (grid over the support)", 1.0), ("log_z_nce", "log Z learned by NCE", 1.0),
+              ("log_z_fce", "log Z learned by FCE", 1.0), ("log_z_bound", "E_q[f] + H(q) ≤ log Z (flow q)", 1.0)]
     if snap.model_key == "ebm_cd":
         series[:2] = [("f_pos", "E[f(x⁺)] training batch", 1.0), ("f_neg", "E[f(x⁻)] negatives", 1.0)]
-    colors = ["#1f1f1f", "#e4572e", "#2563eb", "#16a34a"]
+    colors = ["#1f1f1f", "#e4572e", "#2563eb", "#16a34a", "#16a34a", FLOW_COLOR]
     traces = plots.curve_traces(snap, series, colors=colors)
     for tr in traces:
-        if tr["name"].startswith("log Z learned"):
+        if tr["name"].startswith("log Z learned") or tr["name"].startswith("E_q[f]"):
             tr["line"]["dash"] = "dash"
     err = snap.latest.get("log_z_err")
     title = "f on data vs chains, and log Z"
@@ -183,7 +206,15 @@ def diagnostics_figure(snap: Snapshot) -> dict:
 
 
 def likelihood_figure(snap: Snapshot) -> dict:
+    """Train and held-out log-likelihood of the grid-normalised p_θ; with a flow partner, q_φ's own held-out
+    log-likelihood and (adversarial training) the upper bound E_data f − E_q f − H(q) ≥ E_data f − log Z."""
     fig = plots.likelihood_figure(snap, "Held-out log-likelihood, grid-normalised (nats)")
+    fig["data"] += plots.curve_traces(snap, [("ll_bound", "upper bound E[f] − E_q[f] − H(q), held-out", 1.0),
+                                             ("flow_nll", "flow q, held-out", -1.0)],
+                                      colors=["#7c3aed", FLOW_COLOR])
+    for tr in fig["data"]:
+        if tr["name"].startswith("upper bound"):
+            tr["line"]["dash"] = "dash"
     lay = curves_layout(fig["layout"]["title"]["text"], fig["layout"]["yaxis"]["title"]["text"],
                         f"ebm-nll-{snap.model_key}")
     fig["layout"] = plots.with_reference_axis(lay) if "xaxis2" in fig["layout"] else lay
