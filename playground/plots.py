@@ -368,7 +368,7 @@ def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher i
     traces = curve_traces(snap, [("train_nll", "train", -1.0), ("test_nll", "held-out", -1.0)],
                           colors=["#1f77b4", "#ff7f0e"])
     best = best_heldout(snap)
-    if best is not None:  # where early stopping would stop (notes 3.2.5): the "↩ Best held-out" button's state
+    if best is not None:  # where early stopping would stop (notes 3.2.5): the "↩ Early stop" button's state
         traces.append({"type": "scatter", "mode": "markers", "x": [best[0]], "y": [-best[1]],
                        "name": f"held-out best (step {best[0]:,})", "hoverinfo": "name",
                        "marker": {"symbol": "star", "size": 13, "color": "#ff7f0e",

@@ -162,7 +162,7 @@ class FamilyTab:
                     self.stop_btn = gr.Button("■ Stop", variant="stop", elem_id=f"{p}stop")
                     self.step_btn = gr.Button("Step", elem_id=f"{p}step")
                     self.reset_btn = gr.Button("Reset", elem_id=f"{p}reset")
-                    self.best_btn = gr.Button("↩ Best held-out", elem_id=f"{p}best",
+                    self.best_btn = gr.Button("↩ Early stop", elem_id=f"{p}best",
                                               visible=any(REGISTRY[k].density != "none" for k in self.spec.models))
                 with gr.Row(elem_classes=["share-row"]):
                     self.share_btn = gr.Button("🔗 Link to these settings", size="sm", scale=0, min_width=200,

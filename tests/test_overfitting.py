@@ -1,6 +1,6 @@
 """Overfitting (notes 3.2.5): a run on a few training points keeps every held-out point, its held-out NLL turns
 up while the training NLL keeps falling, and early stopping goes back to the held-out minimum — in the session
-and through a worker, as the tabs' "↩ Best held-out" button does."""
+and through a worker, as the tabs' "↩ Early stop" button does."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """Overfitting in the browser (notes 3.2.5): MADE with 64 bins on 50 training points of two moons, every held-out
-point kept: the held-out curve turns up, the likelihood panel stars its best, and "↩ Best held-out" goes back."""
+point kept: the held-out curve turns up, the likelihood panel stars its best, and "↩ Early stop" goes back."""
 
 import time
 
