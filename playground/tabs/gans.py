@@ -1,4 +1,4 @@
-"""GANs tab (notes ch. 6): minimax, non-saturating, f-GAN and WGAN, with the game made visible."""
+"""GANs tab (notes ch. 6): minimax, non-saturating, f-GAN, WGAN and BiGAN, with the game made visible."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from ..views.gans import CURVE_HEIGHT, N_MODES
 
 TITLE = "GANs"
 
+ENCODER_PANELS = (("latent", "Latent space (BiGAN)", 470), ("recon", "Reconstructions (BiGAN)", 470))
+
 SPEC = TabSpec(
     key="gans",
     title=TITLE,
@@ -21,7 +23,7 @@ SPEC = TabSpec(
           "discriminator's surface, the generator's push on its samples, and whether it covers every mode.",
     models=family_keys("gan"),
     default_dataset="8gaussians",
-    panels=(("main", "Discriminator", 470), ("samples", "Generator manifold", 470),
+    panels=(("main", "Discriminator", 470), ("samples", "Generator manifold", 470)) + ENCODER_PANELS + (
             ("curves", "Losses", CURVE_HEIGHT), ("extra", "Divergence estimate", CURVE_HEIGHT),
             ("modes", "Mode coverage", CURVE_HEIGHT), ("grad", "Generator gradient", CURVE_HEIGHT)),
     log_density_option=False,
@@ -61,6 +63,8 @@ def info_text(snap: Snapshot) -> str:
         parts.append(f"high-quality samples {100 * lt['high_quality']:.0f}%")
     if "g_grad_norm" in lt:
         parts.append(f"gradient reaching G {lt['g_grad_norm']:.2g}")
+    if "recon_x" in lt and "recon_z" in lt:  # a GAN with an encoder (BiGAN): how far E is from G⁻¹
+        parts.append(f"‖G(E(x)) − x‖ {lt['recon_x']:.2g}, ‖E(G(z)) − z‖ {lt['recon_z']:.2g}")
     text = ("**No density:** a GAN's generator only samples — there is no $p(x)$, so no likelihood (NLL) "
             "to report. It is measured by two-sample tests instead" + (": " + " · ".join(parts) if parts else "."))
     if snap.status == "stopped" and snap.event == "action":
@@ -73,9 +77,17 @@ class GANTab(FamilyTab):
         return {"gans-info": inline_html(info_text(snap))}
 
 
+def _show_model(key: str) -> list:
+    """The encoder's panels are shown only while a GAN with an encoder (BiGAN) is picked."""
+    return [gr.update(visible=key == "bigan") for _ in ENCODER_PANELS]
+
+
 def build() -> FamilyTab:
     tab = GANTab(SPEC)
     tab.build()
+    encoder_only = [tab.plots[name] for name, _, _ in ENCODER_PANELS]
+    for comp in encoder_only:
+        comp.visible = tab.spec.models[0] == "bigan"
     # GANs have a learning rate per player (lr_g, lr_d among the model's controls): hide the shared one
     tab.settings_controls["lr"].component.visible = False
     with tab.options_row:
@@ -86,6 +98,7 @@ def build() -> FamilyTab:
             text_block(inline_html("**No density:** a GAN's generator only samples — there is no $p(x)$, so no "
                                    "likelihood (NLL) to report. Press **Train**."), elem_id="gans-info")
     tab.wire()
+    tab.model_dd.change(_show_model, [tab.model_dd], encoder_only, api_visibility="private", queue=False)
     tab.wire_action(d_btn, lambda s: s.apply(one_d_step, "one D step"), show_progress="hidden")
     tab.wire_action(g_btn, lambda s: s.apply(one_g_step, "one G step", counts_as_step=True),
                     show_progress="hidden")

@@ -185,6 +185,16 @@ def divergence_figure(snap: Snapshot) -> dict:
     lay = plots.with_reference_axis(curves_layout(
         "Divergence estimate (held-out data vs fresh fakes)", "estimate (nats)" if not game.wasserstein
         else "critic gap", uirevision="gan-div"))
+    inverse = inversion_traces(snap)
+    if inverse:  # a BiGAN: how far E is from G⁻¹, on its own axis
+        traces += inverse
+        lay["title"]["text"] = "Divergence estimate, and how far E is from G⁻¹"
+        top = max((float(np.nanmax(t["y"])) for t in inverse if np.isfinite(t["y"]).any()), default=1.0)
+        hi = plots.nice_ceil(max(top, 1e-3) * 1.05)
+        lay["yaxis2"] = {"overlaying": "y", "side": "right", "title": {"text": "inversion error"},
+                         "showgrid": False, "range": [0.0, hi], "tickmode": "linear", "tick0": 0.0,
+                         "dtick": plots.nice_ceil(hi / 5)}
+        lay["margin"] = dict(lay["margin"], r=60)
     return {"data": traces, "layout": lay}
 
 
@@ -224,10 +234,94 @@ def gradient_figure(snap: Snapshot) -> dict:
     return {"data": traces, "layout": lay}
 
 
+# --- a GAN with an encoder (BiGAN, notes 6.9): its codes, its reconstructions, how far E is from G⁻¹ ------------
+
+CODE_COLOR = "#2166ac"
+RECON_COLOR = "#d6604d"
+INVERSION_COLORS = ("#e08214", "#2166ac")  # the divergence curve beside them is RECON_COLOR's red
+INVERSION = (("recon_x", "‖G(E(x)) − x‖, held-out x (data units)"), ("recon_z", "‖E(G(z)) − z‖, z ~ N(0, I)"))
+
+
+def _has_encoder(snap: Snapshot) -> bool:
+    return isinstance(snap.probe, GANProbe) and snap.probe.latent_codes is not None
+
+
+def _readout(snap: Snapshot, key: str) -> str:
+    v = snap.latest.get(key)
+    return f" = {v:.3g}" if v is not None and np.isfinite(v) else ""
+
+
+def latent_figure(snap: Snapshot) -> dict:
+    """The encoder's codes E(x) of the data over the prior N(0, I) (its 1σ and 2σ circles): where E sends the
+    data should look like the prior when the two joints agree (notes 6.9)."""
+    title = f"Latent space: codes E(x) over the prior N(0, I) — mean ‖E(G(z)) − z‖{_readout(snap, 'recon_z')}"
+    title += f" — step {snap.step}"
+    if not _has_encoder(snap):
+        return plots.message_figure("a BiGAN's encoder: press Train", (-3, 3, -3, 3), title)
+    codes = np.asarray(snap.probe.latent_codes, np.float32)
+    finite = codes[np.isfinite(codes).all(1)]
+    half = max(3.2, float(np.quantile(np.abs(finite), 0.98)) * 1.1 if finite.size else 3.2)
+    half = plots.nice_ceil(half)
+    lay = plots.data_layout((-half, half, -half, half), title, uirevision=f"gan-latent-{snap.dataset}")
+    lay["xaxis"]["title"]["text"], lay["yaxis"]["title"]["text"] = "z₁", "z₂"
+    lay["plot_bgcolor"] = "white"
+    rings = np.concatenate([np.vstack([plots.ellipse_xy((0, 0), np.eye(2), r, 90), [[np.nan, np.nan]]])
+                            for r in (1.0, 2.0)]).astype(np.float32)
+    traces = [plots.lines_trace(rings, "prior N(0, I): 1σ and 2σ circles", "#888", width=1.2, dash="dot"),
+              plots.points(codes[:MAX_POINTS * 2], "codes E(x) of the data", color=CODE_COLOR, size=4, opacity=0.6)]
+    return {"data": traces, "layout": lay}
+
+
+def reconstruction_segments(start: np.ndarray, end: np.ndarray, head: float) -> np.ndarray:
+    """Segments (NaN-broken) of true-length arrows start -> end, each with a head of at most `head`."""
+    start, end = np.asarray(start, np.float32), np.asarray(end, np.float32)
+    d = end - start
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    unit = d / np.maximum(norm, 1e-12)
+    h = np.minimum(head, 0.4 * norm)
+    c, s = math.cos(0.45), math.sin(0.45)
+    left = end - h * (unit @ np.array([[c, s], [-s, c]], np.float32))
+    right = end - h * (unit @ np.array([[c, -s], [s, c]], np.float32))
+    nan = np.full_like(start, np.nan)
+    return np.stack([start, end, nan, left, end, right, nan], 1).reshape(-1, 2).astype(np.float32)
+
+
+def reconstruction_figure(snap: Snapshot) -> dict:
+    """Data points x and their reconstructions G(E(x)), joined by an arrow of true length: E = G⁻¹ would
+    leave every arrow a dot."""
+    title = f"Reconstructions x → G(E(x)) — mean ‖G(E(x)) − x‖{_readout(snap, 'recon_x')} — step {snap.step}"
+    if not _has_encoder(snap):
+        return plots.message_figure("a BiGAN's reconstructions: press Train", snap.box, title)
+    p = snap.probe
+    lay = plots.data_layout(snap.box, title, uirevision=f"gan-recon-{snap.dataset}")
+    lay["plot_bgcolor"] = "white"
+    seg = reconstruction_segments(p.recon_from, p.reconstructions, 0.025 * (snap.box[1] - snap.box[0]))
+    traces = [plots.points(snap.train[:MAX_POINTS], "data", color=plots.HELDOUT_COLOR, size=3.5, opacity=0.3),
+              plots.lines_trace(seg, "x → G(E(x))", ARROW_COLOR, width=1.2),
+              plots.points(p.recon_from, "x (start)", color=REAL_COLOR, size=5, opacity=0.9),
+              plots.points(p.reconstructions, "G(E(x))", color=RECON_COLOR, size=5, opacity=0.9)]
+    return {"data": traces, "layout": lay}
+
+
+def inversion_traces(snap: Snapshot) -> list[dict]:
+    """The inversion errors' curves on a right axis of the divergence panel (a BiGAN's only)."""
+    out = []
+    for (key, label), color in zip(INVERSION, INVERSION_COLORS):
+        if key in snap.curves:
+            steps, vals = snap.curves[key]
+            out.append({"type": "scatter", "mode": "lines", "x": steps, "y": np.asarray(vals, np.float32),
+                        "yaxis": "y2", "name": f"{label} (right axis)", "line": {"color": color, "width": 2}})
+    return out
+
+
 @view(family="gan")
 def gan_frame(snap: Snapshot, show_push: bool = True, **_) -> dict[str, dict]:
     """Every GAN: D surface + real/fake + G's push, the generator manifold, losses, divergence,
-    mode coverage and the generator's gradient."""
-    return {"main": discriminator_figure(snap, show_push), "samples": manifold_figure(snap),
+    mode coverage and the generator's gradient. A GAN with an encoder (BiGAN) adds its latent codes ("latent")
+    and its reconstructions ("recon"), panels the GAN tab shows only while it is picked."""
+    figs = {"main": discriminator_figure(snap, show_push), "samples": manifold_figure(snap),
             "curves": losses_figure(snap), "extra": divergence_figure(snap), "modes": modes_figure(snap),
             "grad": gradient_figure(snap)}
+    if _has_encoder(snap) or snap.model_key == "bigan":
+        figs.update(latent=latent_figure(snap), recon=reconstruction_figure(snap))
+    return figs
