@@ -83,7 +83,9 @@ def test_compare_tab_runs(page, app_url, artifacts):
     wait_status(page, "compare", f"finished: {n}/{n} models")
     text = page.inner_text("#compare-table")
     assert "Mixture of Gaussians" in text
-    # the last frame (with every model's held-out NLL in its panel title) reaches the plot after the status
+    # the last frame (with every model's held-out NLL in its panel title) reaches the plot after the status; a
+    # panel out of view is not drawn (clicking the boxes at the long list's end may have scrolled it away)
+    page.locator("#compare-plot-samples").scroll_into_view_if_needed()
     wait_panel(page, "compare-plot-samples",
                "p.annotations.some(a => a.includes('Mixture of Gaussians') && a.includes('NLL'))")
     page.screenshot(path=str(artifacts / "compare-tab.png"), full_page=True)
