@@ -70,10 +70,11 @@ class ScoreSDEConfig(DiffusionConfig):
     sampler: str = hp("sde", choices=("langevin", "sde", "ode"), label="sampler", live=True,
                       help="langevin: annealed Langevin over the levels (NCSN); sde: the reverse SDE; ode: "
                            "the probability-flow ODE")
-    sample_steps: int = hp(100, 1, 1000, label="noise levels / steps", live=True,
+    sample_steps: int = hp(100, 1, 200, label="noise levels / steps", live=True,
                            help="levels of annealed Langevin, or steps of the SDE / ODE")
-    langevin_steps: int = hp(5, 1, 50, label="Langevin steps per level", live=True,
-                             help="annealed Langevin: steps at each noise level")
+    langevin_steps: int = hp(5, 1, 10, label="Langevin steps per level", live=True,
+                             help="annealed Langevin: steps at each noise level (levels x steps is a frame's cost: "
+                                  "at most 2,000 network passes, ~1 s)")
     langevin_eps: float = hp(0.2, 0.001, 1.0, log=True, label="Langevin step ε", live=True,
                              help="step a = ε·σ² at level σ (NCSN's α_i = ε'σ_i²/σ_L²)")
 
