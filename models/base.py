@@ -413,6 +413,15 @@ class Model2D(RunGenerators, nn.Module):
         (a VAE's test_elbo / test_iwae, NCE's learned log Z, a GAN's divergence estimate)."""
         return {}
 
+    def source_domain(self) -> str | None:
+        """The built-in dataset a model maps from, besides the data it trains on (a CycleGAN's source domain X,
+        notes 6.10), or None. The session samples it with the run's seed and hands it to :meth:`use_source`."""
+        return None
+
+    def use_source(self, train: torch.Tensor, test: torch.Tensor, name: str) -> None:
+        """Told the points of :meth:`source_domain` (train / held-out split, on the model's device), before
+        :meth:`init_from_data`. Default: ignore."""
+
     def use_target(self, log_prob, name: str) -> None:
         """Told the data's true log-density when it is known in closed form (a differentiable torch
         function, or None): models that fit a density by reverse KL keep it. Default: ignore."""

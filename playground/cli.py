@@ -397,7 +397,8 @@ def cmd_train(args) -> int:
     sess = Session(args.model, cfg, data, settings, device=args.device)
     t0 = time.perf_counter()
     with _CtrlC(sess) as ctrl_c:  # the line comes once Ctrl-C is ours: from then on it stops after a step
-        print(f"training {args.model} on {data.name}: {args.steps} steps (Ctrl-C stops early and prints the "
+        source = f" from {sess.source.name}" if sess.source is not None else ""  # a CycleGAN's source domain
+        print(f"training {args.model} on {data.name}{source}: {args.steps} steps (Ctrl-C stops early and prints the "
               "metrics)", file=sys.stderr, flush=True)
         ok = sess.train_steps(args.steps)
     seconds = time.perf_counter() - t0

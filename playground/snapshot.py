@@ -236,6 +236,10 @@ class GANProbe(Probe):
         latent_codes: BiGAN only (notes 6.9): (≤ 600, 2) the encoder's codes E(x) of the shown data, (z₁, z₂).
         reconstructions: BiGAN only: (m, 2) G(E(x)) for m of the shown data points x, data units.
         recon_from: BiGAN only: (m, 2) those points x (each reconstruction's start).
+        source: CycleGAN only (notes 6.10): the source domain X's dataset name (the data are Y); else None.
+        source_xy: CycleGAN only: (≤ 300, 2) points of X.
+        map_from: CycleGAN only: (m, 2) held-out points x of X; translated: (m, 2) G(x); cycled: (m, 2) F(G(x)).
+        reverse_xy: CycleGAN only: (≤ 300, 2) F(y) of the shown data y, the reverse map's fakes in X.
     """
 
     kind: ClassVar[str] = "gan"
@@ -256,6 +260,12 @@ class GANProbe(Probe):
     latent_codes: np.ndarray | None = None
     reconstructions: np.ndarray | None = None
     recon_from: np.ndarray | None = None
+    source: str | None = None
+    source_xy: np.ndarray | None = None
+    map_from: np.ndarray | None = None
+    translated: np.ndarray | None = None
+    cycled: np.ndarray | None = None
+    reverse_xy: np.ndarray | None = None
 
 
 @dataclass(kw_only=True)

@@ -55,8 +55,8 @@ AVERAGE_HELP = ("the samples, manifold and sample metrics shown come from Ḡ, a
 
 
 @dataclass
-class GANConfig(BaseConfig):
-    """The players and their optimisers.
+class PlayersConfig(BaseConfig):
+    """The players and their optimisers (every GAN's; :class:`GANConfig` adds the latent dimension).
 
     Modes of 25 Gaussians covered at 3,000 steps (`python -m playground bench quality`): with these
     defaults all 25 for every classic and f-GAN objective (seeds 0-3, high-quality samples 0.68-0.85);
@@ -70,8 +70,6 @@ class GANConfig(BaseConfig):
 
     renamed = {"g_layers": "g_depth", "d_layers": "d_depth"}  # their names before the families agreed on them
 
-    latent_dim: int = hp(2, 1, 8, label="latent dimension",
-                         help="z ~ N(0, I) in this many dimensions; 1 or 2 show the whole generator manifold")
     g_hidden: int = hp(64, 8, 256, step=8, label="generator width", help="units per hidden layer of G")
     g_depth: int = hp(2, 1, 4, label="generator hidden layers")
     d_hidden: int = hp(64, 8, 256, step=8, label="discriminator width", help="units per hidden layer of D")
@@ -88,6 +86,14 @@ class GANConfig(BaseConfig):
     d_steps: int = hp(1, 1, 10, live=True, label="D steps per G step (k)",
                       help="discriminator updates before each generator update")
     average: float = hp(0.99, 0.0, 0.9999, step=0.0001, label="generator weight averaging", help=AVERAGE_HELP)
+
+
+@dataclass
+class GANConfig(PlayersConfig):
+    """PlayersConfig plus the generator's noise z ~ N(0, I) (a CycleGAN's generator reads a point instead)."""
+
+    latent_dim: int = hp(2, 1, 8, label="latent dimension",
+                         help="z ~ N(0, I) in this many dimensions; 1 or 2 show the whole generator manifold")
 
 
 @dataclass
@@ -162,7 +168,7 @@ class GAN(Model2D):
     def __init__(self, cfg: GANConfig | None = None):
         super().__init__(cfg)
         c = self.cfg
-        self.generator = mlp(c.latent_dim, 2, c.g_hidden, c.g_depth, c.activation)
+        self.generator = mlp(self.input_dim, 2, c.g_hidden, c.g_depth, c.activation)
         self.generator_avg = copy.deepcopy(self.generator).requires_grad_(False) if c.average > 0 else None
         self._avg_pairs = None
         # counters saved with the parameters, so that a checkpoint replays exactly: the generator updates
@@ -173,9 +179,14 @@ class GAN(Model2D):
         self.norm = Standardizer(2)
         self.register_buffer("hist_box", torch.tensor([-4.0, 4.0, -4.0, 4.0]))
         gen = torch.Generator().manual_seed(1234)
-        self.register_buffer("z_probe", torch.randn(N_PROBE, c.latent_dim, generator=gen), persistent=False)
+        self.register_buffer("z_probe", torch.randn(N_PROBE, self.input_dim, generator=gen), persistent=False)
         self._train: torch.Tensor | None = None
         self._g_params = list(self.generator.parameters())
+
+    @property
+    def input_dim(self) -> int:
+        """The dimension of what G reads: the latent z (a CycleGAN's G reads a 2D point of its source domain)."""
+        return self.cfg.latent_dim
 
     # --- the two players ----------------------------------------------------------------------
     def prior(self, n: int, purpose: str = "train") -> torch.Tensor:
@@ -375,7 +386,7 @@ class GAN(Model2D):
                 s = self.surface(self.critic(torch.cat([points, fake])))
             mid = 0.5 * (float(s[: len(points)].mean()) + float(s[len(points):].mean()))
         out["surface_mid"] = np.float32(mid)
-        out["latent_dim"] = np.int32(self.cfg.latent_dim)
+        out["latent_dim"] = np.int32(self.input_dim)
         eq = self.equilibrium
         out.update(surface_label=self.surface_label, divergence_label=self.divergence_label,
                    wasserstein=self.wasserstein, probability=self.probability,

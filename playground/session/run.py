@@ -44,7 +44,7 @@ import torch
 from models import REGISTRY, ConfigError, TrainSettings, build
 
 from .. import metrics
-from ..datasets import DataError, DataSplit
+from ..datasets import DataError, DataSplit, make_split
 from ..densities import dataset_log_prob
 from ..snapshot import Snapshot
 from .checkpoints import Checkpoints
@@ -133,6 +133,7 @@ class Session:
             self.model = build(model_key, **(cfg if isinstance(cfg, dict) else cfg.as_dict()))
             self.model.to(self.device)
             self.model.use_target(target, data.name)
+            self.source = self._source_domain()
             try:
                 self.model.init_from_data(self.train_x)
             except ConfigError:  # a setting the data cannot serve (e.g. fit to target without a density): the tab says
@@ -162,6 +163,18 @@ class Session:
                                  n_show=n_show, n_samples=n_samples)
         limit = metrics.gaussian_nll(data.train, data.test) + NLL_MARGIN  # beyond it a run has exploded
         self.nll_limit = limit if math.isfinite(limit) else EXPLODED
+
+    def _source_domain(self) -> DataSplit | None:
+        """The built-in dataset the model maps from (Model2D.source_domain: a CycleGAN's X), sampled with the run's
+        seed (as many points as the data, at least 500) and handed to the model; None for every other model."""
+        name = self.model.source_domain()
+        if not name:
+            return None
+        n = max(500, min(len(self.data.train) + len(self.data.test), 20_000))
+        split = make_split(name, n, seed=self.settings.seed)
+        self.model.use_source(torch.as_tensor(split.train, device=self.device),
+                              torch.as_tensor(split.test, device=self.device), name)
+        return split
 
     # --- properties ---------------------------------------------------------------------------
     @property

@@ -1,4 +1,4 @@
-"""GANs tab (notes ch. 6): minimax, non-saturating, f-GAN, WGAN and BiGAN, with the game made visible."""
+"""GANs tab (notes ch. 6): minimax, non-saturating, f-GAN, WGAN, BiGAN and CycleGAN, with the game made visible."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from ..views.gans import CURVE_HEIGHT, N_MODES
 TITLE = "GANs"
 
 ENCODER_PANELS = (("latent", "Latent space (BiGAN)", 470), ("recon", "Reconstructions (BiGAN)", 470))
+CYCLE_PANELS = (("translate", "Translation x → G(x) (CycleGAN)", 470), ("cycle", "Cycle x → F(G(x)) (CycleGAN)", 470))
+OWN_PANELS = {"bigan": ENCODER_PANELS, "cyclegan": CYCLE_PANELS}  # panels shown only while their model is picked
 
 SPEC = TabSpec(
     key="gans",
@@ -23,7 +25,7 @@ SPEC = TabSpec(
           "discriminator's surface, the generator's push on its samples, and whether it covers every mode.",
     models=family_keys("gan"),
     default_dataset="8gaussians",
-    panels=(("main", "Discriminator", 470), ("samples", "Generator manifold", 470)) + ENCODER_PANELS + (
+    panels=(("main", "Discriminator", 470), ("samples", "Generator manifold", 470)) + ENCODER_PANELS + CYCLE_PANELS + (
             ("curves", "Losses", CURVE_HEIGHT), ("extra", "Divergence estimate", CURVE_HEIGHT),
             ("modes", "Mode coverage", CURVE_HEIGHT), ("grad", "Generator gradient", CURVE_HEIGHT)),
     log_density_option=False,
@@ -65,6 +67,8 @@ def info_text(snap: Snapshot) -> str:
         parts.append(f"gradient reaching G {lt['g_grad_norm']:.2g}")
     if "recon_x" in lt and "recon_z" in lt:  # a GAN with an encoder (BiGAN): how far E is from G⁻¹
         parts.append(f"‖G(E(x)) − x‖ {lt['recon_x']:.2g}, ‖E(G(z)) − z‖ {lt['recon_z']:.2g}")
+    if "cycle_x" in lt and "cycle_y" in lt:  # a GAN between two domains (CycleGAN): how far F is from G⁻¹
+        parts.append(f"cycle errors ‖F(G(x)) − x‖₁ **{lt['cycle_x']:.2g}**, ‖G(F(y)) − y‖₁ {lt['cycle_y']:.2g}")
     text = ("**No density:** a GAN's generator only samples — there is no $p(x)$, so no likelihood (NLL) "
             "to report. It is measured by two-sample tests instead" + (": " + " · ".join(parts) if parts else "."))
     if snap.status == "stopped" and snap.event == "action":
@@ -78,16 +82,17 @@ class GANTab(FamilyTab):
 
 
 def _show_model(key: str) -> list:
-    """The encoder's panels are shown only while a GAN with an encoder (BiGAN) is picked."""
-    return [gr.update(visible=key == "bigan") for _ in ENCODER_PANELS]
+    """A model's own panels (BiGAN's encoder, CycleGAN's map and cycle) are shown only while it is picked."""
+    return [gr.update(visible=key == owner) for owner, panels in OWN_PANELS.items() for _ in panels]
 
 
 def build() -> FamilyTab:
     tab = GANTab(SPEC)
     tab.build()
-    encoder_only = [tab.plots[name] for name, _, _ in ENCODER_PANELS]
-    for comp in encoder_only:
-        comp.visible = tab.spec.models[0] == "bigan"
+    own = [tab.plots[name] for panels in OWN_PANELS.values() for name, _, _ in panels]
+    for owner, panels in OWN_PANELS.items():
+        for name, _, _ in panels:
+            tab.plots[name].visible = tab.spec.models[0] == owner
     # GANs have a learning rate per player (lr_g, lr_d among the model's controls): hide the shared one
     tab.settings_controls["lr"].component.visible = False
     with tab.options_row:
@@ -98,7 +103,7 @@ def build() -> FamilyTab:
             text_block(inline_html("**No density:** a GAN's generator only samples — there is no $p(x)$, so no "
                                    "likelihood (NLL) to report. Press **Train**."), elem_id="gans-info")
     tab.wire()
-    tab.model_dd.change(_show_model, [tab.model_dd], encoder_only, api_visibility="private", queue=False)
+    tab.model_dd.change(_show_model, [tab.model_dd], own, api_visibility="private", queue=False)
     tab.wire_action(d_btn, lambda s: s.apply(one_d_step, "one D step"), show_progress="hidden")
     tab.wire_action(g_btn, lambda s: s.apply(one_g_step, "one G step", counts_as_step=True),
                     show_progress="hidden")

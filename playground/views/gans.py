@@ -114,6 +114,11 @@ def shown_name(p: GANProbe) -> str:
     return "Ḡ" if getattr(p, "averaged", False) else "G"
 
 
+def fake_name(p: GANProbe) -> str:
+    """What a fake is: Ḡ(z) for a GAN, Ḡ(x) of a source point for a CycleGAN."""
+    return f"{shown_name(p)}(x), x ∈ {p.source}" if p.source else f"{shown_name(p)}(z)"
+
+
 def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
     p = snap.probe
     label = p.surface_label if isinstance(p, GANProbe) else "D(x)"
@@ -124,7 +129,7 @@ def discriminator_figure(snap: Snapshot, show_push: bool = True) -> dict:
     traces = [surface_trace(snap),
               plots.points(snap.train[:MAX_POINTS], "real", color=REAL_COLOR, size=4, opacity=0.55)]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples[:MAX_POINTS], f"fake {shown_name(p)}(z)", color=FAKE_COLOR, size=4,
+        traces.append(plots.points(snap.samples[:MAX_POINTS], f"fake {fake_name(p)}", color=FAKE_COLOR, size=4,
                                    opacity=0.55))
     if show_push:
         width = snap.box[1] - snap.box[0]
@@ -139,7 +144,10 @@ def manifold_figure(snap: Snapshot) -> dict:
     p = snap.probe
     dim = p.latent_dim if isinstance(p, GANProbe) else 2
     g = shown_name(p) if isinstance(p, GANProbe) else "G"
-    if dim == 1:
+    source = p.source if isinstance(p, GANProbe) else None
+    if source:
+        title = f"Generator: a grid over the source {source} (standardised, [−2.5, 2.5]²) ↦ {g}(x) — step {snap.step}"
+    elif dim == 1:
         title = f"Generator: the latent line z ∈ [−3, 3] ↦ {g}(z) — step {snap.step}"
     else:
         title = f"Generator: latent grid z ∈ [−2.5, 2.5]² ↦ {g}(z) — step {snap.step}"
@@ -151,13 +159,13 @@ def manifold_figure(snap: Snapshot) -> dict:
         return plots.message_figure("press Train", snap.box, title)
     traces = [plots.points(snap.test[:MAX_POINTS], "held-out data", color=plots.HELDOUT_COLOR, size=4, opacity=0.35)]
     if snap.samples is not None:
-        traces.append(plots.points(snap.samples[:MAX_POINTS], f"fake {shown_name(p)}(z), z ~ N(0, I)", color=FAKE_COLOR,
-                                   size=3.5,
-                                   opacity=0.5))
-    u_name = f"{g}(z) along z" if dim == 1 else "lines of constant z₂"
+        name = f"fake {fake_name(p)}" if source else f"fake {shown_name(p)}(z), z ~ N(0, I)"
+        traces.append(plots.points(snap.samples[:MAX_POINTS], name, color=FAKE_COLOR, size=3.5, opacity=0.5))
+    var = "x" if source else "z"
+    u_name = f"{g}(z) along z" if dim == 1 and not source else f"lines of constant {var}₂"
     traces.append(plots.lines_trace(plots.polylines(p.manifold_u), u_name, "#2166ac", width=1.4))
     if p.manifold_v is not None:
-        traces.append(plots.lines_trace(plots.polylines(p.manifold_v), "lines of constant z₁", "#e08214",
+        traces.append(plots.lines_trace(plots.polylines(p.manifold_v), f"lines of constant {var}₁", "#e08214",
                                         width=1.4))
     return {"data": traces, "layout": lay}
 
@@ -165,8 +173,11 @@ def manifold_figure(snap: Snapshot) -> dict:
 def losses_figure(snap: Snapshot) -> dict:
     game = _game(snap)
     d_name = "critic loss E_q f − E_p f" if game.wasserstein else "D loss"
-    traces = plots.curve_traces(snap, [("d_loss", d_name, 1.0), ("g_loss", "G loss", 1.0)],
-                                colors=["#1b7837", "#762a83"])
+    series = [("d_loss", d_name, 1.0), ("g_loss", "G loss", 1.0)]
+    if game.source:  # a CycleGAN: two games summed, and the cycle term
+        series = [("d_loss", "D_Y + D_X loss", 1.0), ("g_loss", "G + F GAN terms", 1.0),
+                  ("cycle_loss", "cycle terms (standardised units, before λ)", 1.0)]
+    traces = plots.curve_traces(snap, series, colors=["#1b7837", "#762a83", RECON_COLOR])
     lay = curves_layout("Losses of the two players (per step)", "loss", uirevision="gan-loss")
     eq_d, eq_g = game.equilibrium_d, game.equilibrium_g
     if np.isfinite(eq_d):
@@ -180,18 +191,26 @@ def losses_figure(snap: Snapshot) -> dict:
 def divergence_figure(snap: Snapshot) -> dict:
     game = _game(snap)
     label = game.divergence_label
-    traces = plots.curve_traces(snap, [("divergence", label, 1.0)], colors=["#d6604d"])
+    series = [("divergence", label, 1.0)]
+    if "divergence_x" in snap.curves:  # a CycleGAN's second game, in its source domain
+        series.append(("divergence_x", "JS estimate, X vs F(Y)", 1.0))
+    traces = plots.curve_traces(snap, series, colors=["#d6604d", "#4393c3"])
     traces.append(plots.hline(0.0, "p = q", color="#999", dash="dot"))
     lay = plots.with_reference_axis(curves_layout(
         "Divergence estimate (held-out data vs fresh fakes)", "estimate (nats)" if not game.wasserstein
         else "critic gap", uirevision="gan-div"))
     inverse = inversion_traces(snap)
-    if inverse:  # a BiGAN: how far E is from G⁻¹, on its own axis
+    if inverse:  # a BiGAN: how far E is from G⁻¹; a CycleGAN: how far F is from G⁻¹; on their own axis
+        cycle = any(t["meta"] == "cycle" for t in inverse)
+        for t in inverse:
+            del t["meta"]
         traces += inverse
-        lay["title"]["text"] = "Divergence estimate, and how far E is from G⁻¹"
+        lay["title"]["text"] = ("Divergence estimates, and the cycle errors" if cycle
+                                else "Divergence estimate, and how far E is from G⁻¹")
         top = max((float(np.nanmax(t["y"])) for t in inverse if np.isfinite(t["y"]).any()), default=1.0)
         hi = plots.nice_ceil(max(top, 1e-3) * 1.05)
-        lay["yaxis2"] = {"overlaying": "y", "side": "right", "title": {"text": "inversion error"},
+        lay["yaxis2"] = {"overlaying": "y", "side": "right", "title": {"text": "cycle error" if cycle
+                                                                                else "inversion error"},
                          "showgrid": False, "range": [0.0, hi], "tickmode": "linear", "tick0": 0.0,
                          "dtick": plots.nice_ceil(hi / 5)}
         lay["margin"] = dict(lay["margin"], r=60)
@@ -304,24 +323,96 @@ def reconstruction_figure(snap: Snapshot) -> dict:
 
 
 def inversion_traces(snap: Snapshot) -> list[dict]:
-    """The inversion errors' curves on a right axis of the divergence panel (a BiGAN's only)."""
+    """The inversion errors' curves on a right axis of the divergence panel: a BiGAN's (E against G⁻¹) or a
+    CycleGAN's (F against G⁻¹, both ways). Each trace's "meta" says which ("inversion" or "cycle")."""
     out = []
-    for (key, label), color in zip(INVERSION, INVERSION_COLORS):
-        if key in snap.curves:
-            steps, vals = snap.curves[key]
-            out.append({"type": "scatter", "mode": "lines", "x": steps, "y": np.asarray(vals, np.float32),
-                        "yaxis": "y2", "name": f"{label} (right axis)", "line": {"color": color, "width": 2}})
+    for series, meta in ((INVERSION, "inversion"), (CYCLE, "cycle")):
+        for (key, label), color in zip(series, INVERSION_COLORS):
+            if key in snap.curves:
+                steps, vals = snap.curves[key]
+                out.append({"type": "scatter", "mode": "lines", "x": steps, "y": np.asarray(vals, np.float32),
+                            "yaxis": "y2", "name": f"{label} (right axis)", "line": {"color": color, "width": 2},
+                            "meta": meta})
     return out
+
+
+# --- a GAN between two domains (CycleGAN, notes 6.10): the map x -> G(x), the cycle x -> F(G(x)) ----------------
+
+SOURCE_COLOR = "#4393c3"
+CYCLE = (("cycle_x", "‖F(G(x)) − x‖₁, held-out x"), ("cycle_y", "‖G(F(y)) − y‖₁, held-out y"))
+
+
+def _has_source(snap: Snapshot) -> bool:
+    return isinstance(snap.probe, GANProbe) and snap.probe.source is not None and snap.probe.source_xy is not None
+
+
+def _box_around(*clouds: np.ndarray, base=None) -> tuple[float, float, float, float]:
+    """A square box holding the finite points of every cloud (and `base`, a box), with a 10% margin."""
+    pts = np.concatenate([np.asarray(c, np.float32).reshape(-1, 2) for c in clouds])
+    pts = pts[np.isfinite(pts).all(1)]
+    lo = pts.min(0) if pts.size else np.array([-1.0, -1.0])
+    hi = pts.max(0) if pts.size else np.array([1.0, 1.0])
+    if base is not None:
+        lo, hi = np.minimum(lo, [base[0], base[2]]), np.maximum(hi, [base[1], base[3]])
+    mid, half = (lo + hi) / 2, float(max(hi - lo)) / 2 * 1.1 + 1e-6
+    return float(mid[0] - half), float(mid[0] + half), float(mid[1] - half), float(mid[1] + half)
+
+
+def translation_figure(snap: Snapshot) -> dict:
+    """Source points x, the data y, and arrows x -> G(x) of true length from held-out source points to their
+    translations: what G does to each point, which no sample-only picture shows."""
+    source = snap.probe.source if isinstance(snap.probe, GANProbe) else None
+    title = f"Translation x → G(x): {source or 'X'} → {snap.dataset} — step {snap.step}"
+    if not _has_source(snap):
+        return plots.message_figure("a CycleGAN's map: press Train", snap.box, title)
+    p = snap.probe
+    box = _box_around(p.source_xy, base=snap.box)
+    lay = plots.data_layout(box, title, uirevision=f"gan-translate-{snap.dataset}-{source}")
+    lay["plot_bgcolor"] = "white"
+    seg = reconstruction_segments(p.map_from, p.translated, 0.02 * (box[1] - box[0]))
+    traces = [plots.points(p.source_xy[:MAX_POINTS], f"source X ({source})", color=SOURCE_COLOR, size=3.5,
+                           opacity=0.3),
+              plots.points(snap.train[:MAX_POINTS], f"data Y ({snap.dataset})", color=REAL_COLOR, size=3.5,
+                           opacity=0.3),
+              plots.lines_trace(seg, "x → G(x)", "#555", width=1.0),
+              plots.points(p.map_from, "x (start)", color=SOURCE_COLOR, size=5, opacity=0.95),
+              plots.points(p.translated, "G(x)", color=FAKE_COLOR, size=5, opacity=0.95)]
+    return {"data": traces, "layout": lay}
+
+
+def cycle_figure(snap: Snapshot) -> dict:
+    """In the source domain: its points, the reverse map's fakes F(y), and arrows x -> F(G(x)) of true length
+    (the cycle error: F = G⁻¹ would leave every arrow a dot)."""
+    source = snap.probe.source if isinstance(snap.probe, GANProbe) else None
+    title = f"Cycle in {source or 'X'}: x → F(G(x)), mean ‖·‖₁{_readout(snap, 'cycle_x')} — step {snap.step}"
+    if not _has_source(snap):
+        return plots.message_figure("a CycleGAN's cycle: press Train", snap.box, title)
+    p = snap.probe
+    box = _box_around(p.source_xy)
+    lay = plots.data_layout(box, title, uirevision=f"gan-cycle-{snap.dataset}-{source}")
+    lay["plot_bgcolor"] = "white"
+    seg = reconstruction_segments(p.map_from, p.cycled, 0.025 * (box[1] - box[0]))
+    traces = [plots.points(p.source_xy[:MAX_POINTS], f"source X ({source})", color=SOURCE_COLOR, size=3.5,
+                           opacity=0.35),
+              plots.points(p.reverse_xy[:MAX_POINTS], "F(y), y ∈ data (D_X's fakes)", color=FAKE_COLOR, size=3.5,
+                           opacity=0.35),
+              plots.lines_trace(seg, "x → F(G(x))", RECON_COLOR, width=1.2),
+              plots.points(p.map_from, "x (start)", color=SOURCE_COLOR, size=5, opacity=0.95),
+              plots.points(p.cycled, "F(G(x))", color=RECON_COLOR, size=5, opacity=0.95)]
+    return {"data": traces, "layout": lay}
 
 
 @view(family="gan")
 def gan_frame(snap: Snapshot, show_push: bool = True, **_) -> dict[str, dict]:
     """Every GAN: D surface + real/fake + G's push, the generator manifold, losses, divergence,
     mode coverage and the generator's gradient. A GAN with an encoder (BiGAN) adds its latent codes ("latent")
-    and its reconstructions ("recon"), panels the GAN tab shows only while it is picked."""
+    and its reconstructions ("recon"), a GAN between two domains (CycleGAN) its map ("translate") and its cycle
+    ("cycle"): panels the GAN tab shows only while such a model is picked."""
     figs = {"main": discriminator_figure(snap, show_push), "samples": manifold_figure(snap),
             "curves": losses_figure(snap), "extra": divergence_figure(snap), "modes": modes_figure(snap),
             "grad": gradient_figure(snap)}
     if _has_encoder(snap) or snap.model_key == "bigan":
         figs.update(latent=latent_figure(snap), recon=reconstruction_figure(snap))
+    if _has_source(snap) or snap.model_key == "cyclegan":
+        figs.update(translate=translation_figure(snap), cycle=cycle_figure(snap))
     return figs
