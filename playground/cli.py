@@ -149,7 +149,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
 
     tr = sub.add_parser("train", help="train one model and print its metrics")
-    tr.add_argument("model")
+    tr.add_argument("model", nargs="?", default=None, help="a model key (omit it with --resume)")
+    tr.add_argument("--resume", metavar="FILE.pt", help="go on from a saved run (its model, data and settings)")
+    tr.add_argument("--save-model", metavar="FILE.pt", help="save the run after training (weights, settings, "
+                                                             "data, history: one file; see --resume)")
     _data_args(tr)
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--batch", type=int, default=None)
@@ -162,6 +165,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-samples", metavar="FILE.csv", help="write model samples after training")
     tr.add_argument("--samples", type=int, default=1000, help="how many samples --save-samples writes")
     tr.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sa = sub.add_parser("sample", help="samples of a saved model as CSV")
+    sa.add_argument("file", metavar="FILE.pt")
+    sa.add_argument("--n", type=int, default=1000, help="how many samples")
+    sa.add_argument("--out", metavar="FILE.csv", default=None, help="where to write them (default: stdout)")
+    sa.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+
+    ev = sub.add_parser("eval", help="held-out metrics of a saved model (on its own held-out points or --data)")
+    ev.add_argument("file", metavar="FILE.pt")
+    ev.add_argument("--data", metavar="FILE.csv", default=None, help="points to evaluate on: two numeric columns")
+    ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--json", action="store_true")
 
     co = sub.add_parser("compare", help="several models, same data, same time budget, same metrics")
     co.add_argument("--models", default=None, help="comma-separated keys (default: one or two per family)")
@@ -381,20 +396,41 @@ class _CtrlC:
 def cmd_train(args) -> int:
     """Exit status: 0 trained, 1 diverged (the last good model is evaluated) or the samples could not be
     written, 2 bad arguments or data, 130 stopped by Ctrl-C (after printing the metrics of what it has)."""
-    check_model_key(args.model)  # what can be refused without torch is refused first
+    if args.resume is None and args.model is None:
+        raise UsageError("name a model to train, or --resume FILE.pt")
+    if args.model is not None:
+        check_model_key(args.model)  # what can be refused without torch is refused first
     if args.steps < 0 or args.samples < 1:
         raise UsageError("--steps must be >= 0 and --samples >= 1")
     if args.save_samples:
         _check_output(args.save_samples)
+    if args.save_model:
+        _check_output(args.save_model, "--save-model")
     from models import TrainSettings
 
+    from . import saving
     from .session import Session, configure_threads
 
     configure_threads()
-    cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
-    settings = TrainSettings.make(**extra)
-    data = load_data(args, settings.seed)
-    sess = Session(args.model, cfg, data, settings, device=args.device)
+    if args.resume is not None:
+        if args.dataset or args.data or args.set or args.test_data:
+            raise UsageError("--resume goes on with the saved run's model, data and settings: drop --dataset, "
+                             "--data, --set and --test-data")
+        blob = saving.read(args.resume)
+        if args.model is not None and args.model != blob["key"]:
+            raise UsageError(f"{args.resume} holds a {blob['key']} run, not {args.model}")
+        args.model = blob["key"]
+        sess = saving.restore(blob, device=args.device)
+        for name, value in (("lr", args.lr), ("batch", args.batch)):
+            if value is not None:
+                sess.set_live(name, value)
+        data, settings = sess.data, sess.settings
+        print(f"resuming {args.model} on {data.name} at step {sess.step_count}", file=sys.stderr, flush=True)
+    else:
+        cfg, extra = parse_sets(args.model, args.set, {"lr": args.lr, "batch": args.batch, "seed": args.seed})
+        settings = TrainSettings.make(**extra)
+        data = load_data(args, settings.seed)
+        sess = Session(args.model, cfg, data, settings, device=args.device)
     t0 = time.perf_counter()
     with _CtrlC(sess) as ctrl_c:  # the line comes once Ctrl-C is ours: from then on it stops after a step
         source = f" from {sess.source.name}" if sess.source is not None else ""  # a CycleGAN's source domain
@@ -412,6 +448,13 @@ def cmd_train(args) -> int:
            "interrupted": ctrl_c.pressed, "message": sess.message,
            "metrics": {k: _num(v) for k, v in metrics.items()}}
     write_error = None
+    if args.save_model:
+        try:
+            saving.save(sess, args.save_model, spec=_spec_of(args, data))
+            out["model_file"] = args.save_model
+        except OSError as err:
+            write_error = f"--save-model {args.save_model}: {err.strerror or err}"
+            out["model_error"] = write_error
     if args.save_samples:
         try:
             samples = sess.model.sample(args.samples).detach().cpu().numpy()
@@ -434,6 +477,63 @@ def cmd_train(args) -> int:
     if write_error:
         print(f"error: {write_error}", file=sys.stderr)
     return 130 if ctrl_c.pressed else 0 if ok and not write_error else 1
+
+
+def _spec_of(args, data) -> dict:
+    """The data fields of the run spec a saved file keeps (the tab puts its controls back from them)."""
+    if args.resume is not None:
+        from . import saving
+
+        return saving.spec_fields(saving.read(args.resume))
+    if args.data:
+        return {"source": "Upload CSV", "csv_name": os.path.basename(args.data), "standardise": bool(args.standardise)}
+    return {"source": "Built-in", "dataset": data.name, "n_points": int(args.n),
+            "noise": float(data.info.get("noise", 0.0))}
+
+
+def _saved(path: str, device: str):
+    from . import saving
+    from .session import configure_threads
+
+    configure_threads()
+    return saving.restore(saving.read(path), device=device)
+
+
+def cmd_sample(args) -> int:
+    if not 1 <= args.n <= 1_000_000:
+        raise UsageError("--n: between 1 and 1,000,000 samples")
+    if args.out:
+        _check_output(args.out, "--out")
+    sess = _saved(args.file, args.device)
+    pts = sess.sample_points(args.n)
+    if args.out:
+        write_csv(args.out, pts)
+        print(f"{args.n} samples of {sess.key} (step {sess.step_count}) written to {args.out}", file=sys.stderr)
+    else:
+        print("x,y")
+        for x, y in pts:
+            print(f"{x:.7g},{y:.7g}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    sess = _saved(args.file, args.device)
+    test = None
+    if args.data:
+        test = torch.as_tensor(_checked(_read_csv(args.data), args.data, "--data"), device=sess.device)
+    metrics = sess.evaluate(test)
+    n = len(sess.data.test) if test is None else len(test)
+    out = {"model": sess.key, "step": sess.step_count, "dataset": sess.data.name, "n": int(n),
+           "on": args.data or "the saved held-out points", "metrics": {k: _num(v) for k, v in metrics.items()}}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{sess.key} at step {sess.step_count} on {out['on']} ({n} points)")
+        for k, v in out["metrics"].items():
+            print(f"  {k:<16} {v}")
+    return 0
 
 
 def _num(v):
@@ -685,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare,
-                "sweep": cmd_sweep}[args.cmd](args)
+                "sweep": cmd_sweep, "sample": cmd_sample, "eval": cmd_eval}[args.cmd](args)
     except (UsageError, DataError, KeyError, ValueError) as err:  # models.ConfigError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

@@ -245,10 +245,10 @@ def main_in_fresh_process(*argvs, cwd=ROOT, cache=None, pythonpath=None):
 
 
 BAD_COMMAND_LINES = [
-    ([], "the following arguments are required: {list,train,compare,bench,sweep}"),
+    ([], "the following arguments are required: {list,train,sample,eval,compare,bench,sweep}"),
     (["--bogus"], "the following arguments are required"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["train"], "the following arguments are required: model"),
+    (["train"], "name a model to train, or --resume FILE.pt"),
     (["train", "mog", "--steps", "ten"], "invalid int value: 'ten'"),
     (["train", "mog", "--device", "tpu"], "invalid choice: 'tpu'"),
     (["train", "mog", "--bogus"], "unrecognized arguments: --bogus"),

@@ -183,6 +183,9 @@ class FlowModel(Model2D):
         self.averaged = (copy.deepcopy(self.flow).requires_grad_(False)
                          if getattr(self.cfg, "average", 0.0) > 0 else None)
         self._avg_t, self._avg_pairs = 0, None
+        # the steps averaged so far, saved with the parameters (a checkpoint, a saved run or a restarted worker goes on
+        # with the same decay); _avg_t mirrors it so that a step never reads a tensor back
+        self.register_buffer("avg_steps", torch.zeros((), dtype=torch.long))
         self.standardizer = Standardizer()
         # A model used on its own (no session) fits the standard normal until told a target (the session tells it
         # the dataset's own density, from playground/densities.py, or None when it has none)
@@ -235,8 +238,14 @@ class FlowModel(Model2D):
         out = super().step(x, optimizers)
         if self.averaged is not None:
             self._avg_t += 1
+            self.avg_steps.fill_(self._avg_t)
             if self._avg_t % AVERAGE_EVERY == 0:
                 self._update_average()
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._avg_t = int(self.avg_steps)
         return out
 
     @torch.no_grad()

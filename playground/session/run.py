@@ -580,6 +580,13 @@ class Session:
                          "rng": {k: v.cpu() for k, v in slot["rng"].items()}, "step": slot["step"]},
                 "history": hist, "settings": self.settings.as_dict(), "config": self.model.cfg.as_dict()}
 
+    def save_state(self) -> dict:
+        """export_state at the current step when the run is not training and its parameters are sound (it is
+        checkpointed first); while it trains, at its newest good checkpoint. What a saved model file holds."""
+        if self.status not in ("running", "diverged") and self._params_finite():
+            self._checkpoint()
+        return self.export_state()
+
     def import_state(self, state: dict) -> None:
         """Go on from an export_state() of a session of the same model and data: its checkpoint, settings,
         config and history. The generators' states are put back only where the device is the same (a CUDA

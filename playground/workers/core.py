@@ -164,6 +164,12 @@ class WorkerCore:
     def op_sample_points(self, n: int):
         return self._need().sample_points(n)
 
+    def op_import_state(self, state: dict) -> None:
+        self._need().import_state(state)
+
+    def op_save_state(self) -> dict:
+        return self._need().save_state()
+
     def op_export(self) -> dict:
         return self._need().export_state()
 

@@ -331,6 +331,15 @@ class RemoteSession:
     def export_state(self) -> dict:
         return self._call("export")
 
+    def save_state(self) -> dict:
+        """Session.save_state in the worker (a parked run: the state it was parked with)."""
+        return self._blob if self.parked and self._blob is not None else self._call("save_state")
+
+    def import_state(self, state: dict) -> None:
+        """Go on from `state` (an export_state) in the worker; it is also what a restarted worker starts from."""
+        self._call("import_state", state)  # every reply brings the worker's state (step, settings) back here
+        self._blob = state
+
     def sample_points(self, n: int):
         return self._call("sample_points", n)
 
