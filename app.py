@@ -46,7 +46,8 @@ def build_app() -> gr.Blocks:
     warm_up()
     where = workers.start()  # the first visitors' workers start now, not on their Train
     gr.set_static_paths(liveplot.static_paths())
-    with gr.Blocks(title=TITLE) as demo:
+    # the files visitors download (keep.py) are copied into gradio's cache: removed after an hour, checked hourly
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO + f"\nRunning on: **{device_label(resolve_device('auto'))}**, each run {where}.")
         loaders = []  # tabs and live areas with a page-load event (their channel token, a shared link)
         with gr.Tabs() as tabs:

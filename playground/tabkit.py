@@ -34,6 +34,7 @@ from .datasets import (
     make_split,
 )
 from .drawpad import draw_pad
+from .keep import Keeper, free_files, record_frame
 from .liveplot import escape, live_bus, live_panel
 from .runspec import DEVICES, SOURCES, RunSpec
 from .session import Session, Snapshot
@@ -97,6 +98,10 @@ class TabState(LiveState):
         self.last_active = time.monotonic()  # when its run last trained or was used (release_idle)
         self.freed_note = ""  # said once when an idle run was freed and the next Train starts a new one
         self.lock = threading.Lock()  # publishing a frame: the run's own and Stop's quick one
+        self.recording = False  # the keep row's "record": frames of the first panel go to recorder (keep.py)
+        self.recorder = None
+        self.recorded_step: int | None = None
+        self.files_dir: str | None = None  # the visitor's downloads (keep.py), removed when they leave
         _STATES.add(self)
 
     def __deepcopy__(self, memo):  # gradio copies a fresh state once; a lock cannot be copied
@@ -105,7 +110,8 @@ class TabState(LiveState):
     def release(self) -> None:
         """The visitor left: stop their run and drop it, its model and its frames (see LiveState.release)."""
         self.free_session()
-        self.last = self.preview = None
+        self.last = self.preview = self.recorder = None
+        free_files(self)
         super().release()
 
     def free_session(self) -> None:
@@ -124,6 +130,7 @@ class SnapshotSource:
     def render(self, visible: set[str]) -> Frame:
         snap = self.snap
         figs = views.render(snap, **self.st.view_opts)
+        record_frame(self.st, snap, figs, self.tab.spec.panels[0][0])
         settings = self.st.session.settings if self.st.session is not None else None
         return Frame({k: v for k, v in figs.items() if k in visible}, status_html(snap, self.note, settings),
                      self.tab.texts(snap), final=snap.status != "running")
@@ -170,6 +177,8 @@ class FamilyTab:
                     self.share_box = gr.Textbox(label="link (copy it: opening it restores this tab's settings)",
                                                 visible=False, buttons=["copy"], elem_id=f"{p}sharelink",
                                                 interactive=False, scale=4)
+                self.keeper = Keeper(self)
+                self.keeper.build(p)
                 self.options_row = gr.Row()
                 with self.options_row:
                     self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
@@ -479,6 +488,9 @@ class FamilyTab:
             return self.values(st)
         try:
             run = self.run_from(v)
+            if st.session is not None and st.last is not None and run.signature() == st.signature:
+                self.publish(st, st.last, st.note)  # the controls describe the visitor's run (e.g. just resumed)
+                return self.values(st)
             data = run.build_data()
         except (DataError, ConfigError, ValueError, KeyError) as err:
             return self.show_error(st, err)
@@ -591,6 +603,7 @@ class FamilyTab:
         self.model_dd.change(self._model_changed, [self.model_dd],
                              list(self.model_groups.values()) + [self.explain], api_visibility="private",
                              queue=False)
+        self.keeper.wire()
 
     def _source_changed(self, source):
         return (gr.update(visible=source == "Built-in"), gr.update(visible=source == "Built-in"),
