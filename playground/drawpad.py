@@ -65,7 +65,15 @@ function pos(ev) {
   const r = canvas.getBoundingClientRect();
   return toData((ev.clientX - r.left) / r.width * W, (ev.clientY - r.top) / r.height * H).map(v => Math.round(v * 1000) / 1000);
 }
-function commit() { props.value = strokes.length ? JSON.stringify(strokes) : ''; trigger('change'); }
+function commit() { props.value = strokes.length ? JSON.stringify(strokes) : ''; shown = props.value; trigger('change'); }
+// a value set by the server (a shared link's drawing, a resumed run) repaints the pad
+let shown = props.value;
+setInterval(() => {
+  if (props.value === shown || current) return;
+  shown = props.value;
+  try { strokes = shown ? JSON.parse(shown) : []; } catch (e) { strokes = []; }
+  paint();
+}, 250);
 canvas.addEventListener('pointerdown', ev => { canvas.setPointerCapture(ev.pointerId); current = [pos(ev)]; paint(); });
 canvas.addEventListener('pointermove', ev => { if (!current) return; current.push(pos(ev)); paint(); });
 const finish = () => { if (!current) return; strokes.push(current); current = null; paint(); commit(); };

@@ -110,7 +110,7 @@ class Keeper:
             btn.click(self._guard(fn), ins, outs, api_visibility="private", show_progress="minimal")
         self.record.change(self.set_record, [tab.state, self.record], [self.msg], api_visibility="private",
                            queue=False)
-        resume_outs = tab.query_outputs() + [tab.csv, tab.standardise, self.msg]
+        resume_outs = tab.query_outputs() + [self.msg]  # the data controls (csv included), model and settings
         self.upload.upload(self.resume, [tab.state, self.upload], resume_outs, api_visibility="private",
                            show_progress="minimal")
 
@@ -199,7 +199,7 @@ class Keeper:
     # --- a file in ------------------------------------------------------------------------------
     def resume(self, st: TabState, upload: Any) -> dict:
         tab = self.tab
-        skip = {c: gr.skip() for c in tab.query_outputs() + [tab.csv, tab.standardise]}
+        skip = {c: gr.skip() for c in tab.query_outputs()}
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
         try:
             if not path:

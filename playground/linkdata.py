@@ -31,10 +31,10 @@ compressed bytes: a truncated or mistyped link is refused, not decoded into othe
 damage, not a signature: a crafted value with a good CRC still passes through the same bounds (at most
 MAX_LINK_POINTS points, finite, the declared size exactly, decompression capped at that size).
 
-Sizes: 5,000 points of uniform noise, which zlib cannot shrink, take 26,745 characters, so MAX_LINK_CHARS is
-27,000 and any 1 to MAX_LINK_POINTS finite points fit (5,000 from 8 Gaussians: 26,251); 1,000 take 5,405.
-Caveat for the server: uvicorn's h11 parser refuses (400) a request head over 16 KiB that arrives in more
-than one piece, as a long URL does over a network, so links over about 15,000 characters can fail there.
+Sizes: 2,000 points of uniform noise, which zlib cannot shrink, take about 10,700 characters, so MAX_LINK_CHARS
+is 11,000 and any 1 to MAX_LINK_POINTS finite points fit; 1,000 take 5,405. The limit is the server's: uvicorn's
+h11 parser refuses (400) a request head over 16 KiB that arrives in more than one piece, as a long URL does over
+a network (measured: 15,000 characters passed, 17,000 failed), and a link carries the run's settings as well.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import numpy as np
 
 from .datasets import PAD_BOX, DataError, parse_strokes
 
-MAX_LINK_POINTS = 5000
-MAX_LINK_CHARS = 27_000  # the longest value decode_* reads; 5,000 incompressible points take 26,745
+MAX_LINK_POINTS = 2000
+MAX_LINK_CHARS = 11_000  # the longest value decode_* reads; 2,000 incompressible points take about 10,700
 Q_MAX = 65535  # uint16 quantisation levels - 1
 
 POINTS_TAG = "p1"

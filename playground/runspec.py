@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,13 +34,21 @@ from .datasets import (
     split_array,
 )
 from .drawpad import BOX as DRAW_BOX
+from .linkdata import (
+    LinkDataError,
+    decode_points,
+    decode_strokes,
+    describe_left_out,
+    encode_points,
+    encode_strokes,
+)
 
 SOURCES = ("Built-in", "Draw", "Upload CSV")
 DEVICES = ("auto", "cpu", "cuda")
 N_POINTS = (100, 20000)  # the range the data slider and a link accept
 TRAIN_POINTS = (0, 20000)  # training points kept (0: all), the overfitting study's slider (notes 3.2.5)
 MAX_FILE_DIGEST = 32 * 1024 * 1024
-NOT_IN_LINK = "  (drawn or uploaded data cannot travel in a link: it opens with the built-in dataset)"
+LINK_FILES = os.path.join(tempfile.gettempdir(), "playground-links")  # the points of opened links, by content
 
 
 @dataclass
@@ -141,16 +151,39 @@ class RunSpec:
 
     # --- links -----------------------------------------------------------------------------------
     def to_query(self, tab: str) -> str:
-        """The spec as a URL query (?tab=..&model=..&dataset=..&<config>..&lr=..), the inverse of
-        from_query for built-in data; drawn or uploaded data cannot travel and the link says so."""
+        """The spec as a URL query (?tab=..&model=..&dataset=..&<config>..&lr=..), the inverse of from_query.
+        A drawing travels as its strokes (draw=, exact) and an upload of at most MAX_LINK_POINTS points as the
+        points themselves (pts=, quantised to 1/65,535 of their range: playground/linkdata.py); a larger upload
+        is left out, and a note after the link says so."""
         q: dict[str, Any] = {"tab": tab, "model": self.model}
+        left = ""
         if self.source == "Built-in":
             q.update(dataset=self.dataset, n=int(self.n_points), noise=round(self.clamped_noise(), 4))
+        elif self.source == "Draw":
+            try:
+                q.update(draw=encode_strokes(parse_strokes(self.sketch)), n=int(self.n_points),
+                         spread=round(self._spread(), 3))
+            except (DataError, LinkDataError) as err:
+                left = f"  (the drawing was left out: {err}; the link opens with the built-in dataset)"
+        else:
+            try:
+                pts = self._upload_points()
+                q.update(pts=encode_points(pts), std=int(bool(self.standardise)))
+            except LinkDataError:
+                left = f"  ({describe_left_out(len(pts))})"
+            except (DataError, OSError) as err:
+                left = f"  (the uploaded points were left out: {err}; the link opens with the built-in dataset)"
         if int(self.train_points):
             q["train"] = int(self.train_points)
         q.update(self.config)
         q.update(lr=f"{self.settings.lr:.3g}", batch=self.settings.batch, seed=self.settings.seed, device=self.device)
-        return "?" + urlencode(q) + ("" if self.source == "Built-in" else NOT_IN_LINK)
+        return "?" + urlencode(q) + left
+
+    def _upload_points(self) -> np.ndarray:
+        if not self.csv:
+            raise DataError("upload a CSV file first")
+        with open(self.csv, "rb") as f:
+            return parse_csv(f.read(os.path.getsize(self.csv) + 1))
 
     @classmethod
     def from_query(cls, q: Mapping[str, str], base: RunSpec, models: list[str],
@@ -170,7 +203,9 @@ class RunSpec:
             bad.append(f"model={model}")
             model = base.model
         spec = dataclasses.replace(base, model=model, config=dict(base.config))
-        if q.get("dataset") in DATASETS:
+        if "draw" in q or "pts" in q:
+            _data_from_link(q, spec, named, notes, bad)
+        elif q.get("dataset") in DATASETS:
             ds = DATASETS[q["dataset"]]
             spec.source, spec.dataset, spec.noise = "Built-in", ds.name, ds.noise
             named.add("data")
@@ -217,6 +252,36 @@ class RunSpec:
         if renamed:
             notes.append(f"Read under their new names: {', '.join(renamed)}.")
         return spec, named, notes
+
+
+def _data_from_link(q: Mapping[str, str], spec: RunSpec, named: set[str], notes: list[str], bad: list[str]) -> None:
+    """A drawing (draw=) or points (pts=) carried by a link into `spec`: the drawing as the pad's value, the points
+    as a CSV file named by its content (LINK_FILES), which the Upload control then holds. A damaged value leaves the
+    tab's own data and a note (never an error)."""
+    try:
+        if "draw" in q:
+            strokes = decode_strokes(q["draw"])
+            spec.source, spec.sketch = "Draw", json.dumps([s.tolist() for s in strokes])
+            spread = _number(q.get("spread"), 0.0, 0.5, float, bad, "spread")
+            spec.draw_noise = spec.draw_noise if spread is None else spread
+            named.add("drawing")
+        else:
+            pts = decode_points(q["pts"])
+            os.makedirs(LINK_FILES, exist_ok=True)
+            path = os.path.join(LINK_FILES, hashlib.sha1(q["pts"].encode()).hexdigest()[:20] + ".csv")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                np.savetxt(tmp, pts, delimiter=",", header="x,y", comments="", fmt="%.17g")
+                os.replace(tmp, path)
+            spec.source, spec.csv = "Upload CSV", path
+            spec.standardise = q.get("std") == "1"
+            named.add("points")
+    except LinkDataError as err:
+        what = "drawing" if "draw" in q else "points"
+        notes.append(f"The {what} in the link could not be read ({err}): it opens with the tab's own data.")
+    except OSError as err:
+        notes.append(f"The points in the link could not be kept ({err.strerror or err}): it opens with the tab's "
+                     "own data.")
 
 
 def _number(raw, lo, hi, kind, bad: list[str], name: str):

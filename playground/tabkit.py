@@ -635,7 +635,8 @@ class FamilyTab:
     def query_outputs(self) -> list:
         """What a shared link may set: the data and device controls, every model's controls, the training
         settings, and the status line (the page's channel token)."""
-        comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device, self.train_points]
+        comps = [self.source, self.dataset, self.n_points, self.noise, self.model_dd, self.device, self.train_points,
+                 self.sketch, self.draw_noise, self.csv, self.standardise]
         for ctrls in (*self.model_controls.values(), self.settings_controls):
             comps += [c.component for c in ctrls.values()]
         return comps + [self.status]
@@ -670,6 +671,11 @@ class FamilyTab:
         out: dict[Any, Any] = {self.model_dd: run.model}
         if "data" in named:
             out.update({self.source: "Built-in", self.dataset: run.dataset, self.noise: run.clamped_noise()})
+        elif "drawing" in named:  # a drawing carried by the link: onto the pad
+            out.update({self.source: "Draw", self.sketch: run.sketch, self.draw_noise: run.draw_noise})
+        elif "points" in named:  # points carried by the link: a CSV the Upload control holds
+            out.update({self.source: "Upload CSV", self.csv: gr.update(value=run.csv, visible=True),
+                        self.standardise: gr.update(value=run.standardise, visible=True)})
         if "n" in named:
             out[self.n_points] = run.n_points
         if "train" in named:

@@ -126,4 +126,60 @@ def test_the_same_spec_makes_the_same_data(tmp_path):
     path.write_text("x,y\n" + "\n".join(f"{i * 0.1},{(i % 7) * 0.3}" for i in range(200)))
     up = RunSpec("mog", source="Upload CSV", csv=str(path))
     assert up.build_data().n == 200
-    assert "cannot travel" in up.to_query("latent")
+    assert "pts=p1." in up.to_query("latent")  # the points travel in the link (tests below)
+
+
+def _reopen(q: str, base: RunSpec, models=("mog",)):
+    from urllib.parse import parse_qsl
+
+    return RunSpec.from_query(dict(parse_qsl(q[1:].split("  (")[0])), base, list(models))
+
+
+def test_a_drawing_travels_in_the_link_and_makes_the_same_data():
+    import json
+
+    sketch = json.dumps([[[0.0, 0.0], [1.25, 1.0], [2.0, 0.5]], [[-1.0, -1.5]], [[-3.0, 2.0], [-2.0, 2.5]]])
+    run = RunSpec("mog", source="Draw", sketch=sketch, n_points=700, draw_noise=0.12,
+                  settings=TrainSettings(seed=4))
+    back, named, notes = _reopen(run.to_query("latent"), RunSpec("mog"))
+    assert notes == [] and "drawing" in named and back.source == "Draw" and back.draw_noise == 0.12
+    a, b = run.build_data(), back.build_data()
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.test, b.test)  # the pad's values come back exactly
+
+
+def test_uploaded_points_travel_in_the_link_quantised(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(1500, 2)) * [3.0, 0.2] + [10.0, -4.0]
+    path = tmp_path / "mine.csv"
+    np.savetxt(path, pts, delimiter=",", header="a,b", comments="")
+    run = RunSpec("mog", source="Upload CSV", csv=str(path), standardise=True, settings=TrainSettings(seed=2))
+    q = run.to_query("latent")
+    assert "  (" not in q  # nothing left out
+    back, named, notes = _reopen(q, RunSpec("mog"))
+    assert notes == [] and "points" in named and back.source == "Upload CSV" and back.standardise
+    a, b = run.build_data(), back.build_data()
+    step = np.ptp(pts, 0) / 65535  # in the data's units; standardised, scaled by the spread
+    assert a.train.shape == b.train.shape
+    assert (np.abs(a.train - b.train).max(0) <= (step / pts.std(0)) * 0.51 + 1e-6).all()
+    # the same link again: the same file (by content), not one more
+    again, _, _ = _reopen(q, RunSpec("mog"))
+    assert again.csv == back.csv
+
+
+def test_too_many_points_are_left_out_and_the_link_says_so(tmp_path):
+    path = tmp_path / "big.csv"
+    np.savetxt(path, np.random.default_rng(0).normal(size=(5000, 2)), delimiter=",")
+    q = RunSpec("mog", source="Upload CSV", csv=str(path)).to_query("latent")
+    assert "pts=" not in q and "the 5,000 points are too many for a link (at most 2,000)" in q
+
+
+def test_a_damaged_link_opens_with_the_tabs_data_and_a_note():
+    import json
+
+    run = RunSpec("mog", source="Draw", sketch=json.dumps([[[0.0, 0.0], [1.0, 1.0]]]), n_points=500)
+    q = run.to_query("latent")
+    for broken in (q.replace("draw=s1.", "draw=s1.x"), q[: q.index("draw=") + 20] + "&n=500",
+                   q.replace("draw=s1.", "draw=s9.")):
+        back, named, notes = _reopen(broken, RunSpec("mog"))
+        assert back.source == "Built-in" and "drawing" not in named
+        assert len(notes) == 1 and notes[0].startswith("The drawing in the link could not be read (")

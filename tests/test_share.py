@@ -48,3 +48,34 @@ def test_a_link_naming_the_vae_without_settings_gets_its_usual_ones(page, app_ur
     page.goto(app_url + "/?tab=latent&model=vae&batch=1024")
     wait_status(page, "latent", "from the link")
     assert value(page, "latent-batch") == "1024"  # what the link says wins
+
+
+@pytest.mark.slow  # trains for a moment
+def test_a_link_carries_a_drawing_and_the_share_button_writes_it_back(page, app_url, artifacts):
+    """Drawn data travels in the link (issue 15): the pad shows the strokes, Train trains on them, and the share
+    button writes a link that carries the same drawing."""
+    import json
+
+    from live_helpers import click
+
+    from playground.runspec import RunSpec
+
+    sketch = json.dumps([[[-2.0, -2.0], [-1.0, 0.5], [0.0, 2.0]], [[1.0, -2.0], [2.5, -0.5], [2.0, 1.5]], [[0.5, 0.5]]])
+    q = RunSpec("mog", source="Draw", sketch=sketch, n_points=600).to_query("latent")
+    page.goto(app_url + "/" + q)
+    page.set_default_timeout(SLOW)
+    wait_status(page, "latent", "from the link")
+    assert page.locator("#latent-source input[value='Draw']").is_checked()
+    page.wait_for_function("() => document.querySelector('#latent-sketch .dp-info').innerText === '3 strokes'")
+    click(page, "#latent-train")
+    wait_status(page, "latent", "running")
+    click(page, "#latent-stop")
+    wait_status(page, "latent", "stopped")
+    page.locator("#latent-sketch").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "share-drawing.png"))
+    page.click("#latent-share")
+    page.wait_for_function("() => { const t = document.querySelector('#latent-sharelink textarea, "
+                           "#latent-sharelink input'); return t && t.value.startsWith('http'); }", timeout=SLOW)
+    link = page.locator("#latent-sharelink textarea, #latent-sharelink input").first.input_value()
+    got = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
+    assert got["draw"] == {k: v[0] for k, v in parse_qs(q[1:]).items()}["draw"]
