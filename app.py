@@ -37,6 +37,10 @@ CSS = """
 .pg-table {border-collapse: collapse; font-size: 0.9em; margin: 0.4em 0;}
 .pg-table th, .pg-table td {padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left;}
 .pg-table .num {text-align: right; font-variant-numeric: tabular-nums;}
+.pg-table th, .pg-table td {word-break: normal; overflow-wrap: normal; hyphens: manual;}
+.pg-table th {white-space: nowrap;}
+.pg-table-wrap {overflow-x: auto; max-width: 100%;}
+.log10-readout {color: #1d4ed8; font-weight: 600;}
 .pg-settings {color: #555;}
 """
 

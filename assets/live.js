@@ -795,4 +795,32 @@
   PGLive.inspect = (elemId) => { const p = PGLive.panel(elemId); return p ? p.inspect() : null; };
   PGLive.trace = (elemId, prefix) => { const p = PGLive.panel(elemId); return p ? p.trace(prefix) : null; };
   window.PGLive = PGLive;
+
+  // A slider on a log10 scale (a learning rate) shows its value as people write it: "= 0.003", not just "-2.5".
+  const fmtPow = (v) => {
+    const x = Math.pow(10, v);
+    if (!isFinite(x)) return '';
+    return x >= 1e-3 && x < 1e4 ? String(+x.toPrecision(2)) : x.toExponential(1).replace('e-', 'e−');
+  };
+  const readout = (block) => {
+    const num = block.querySelector('input[type=number]');
+    if (!num || num.value === '') return;
+    let out = block.querySelector('.log10-readout');
+    if (!out) {
+      out = document.createElement('span');
+      out.className = 'log10-readout';
+      const info = block.querySelector('[data-testid="block-info"]');
+      (info || block).appendChild(out);
+    }
+    const text = ' = ' + fmtPow(parseFloat(num.value));
+    if (out.textContent !== text) out.textContent = text;
+  };
+  const onInput = (e) => {
+    const b = e.target && e.target.closest ? e.target.closest('.log10-slider') : null;
+    if (b) readout(b);
+  };
+  document.addEventListener('input', onInput, true);
+  document.addEventListener('change', onInput, true);
+  // values set by the server (a link, a resumed run) change no input event: look again now and then
+  setInterval(() => document.querySelectorAll('.log10-slider').forEach(readout), 700);
 })();

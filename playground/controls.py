@@ -53,8 +53,10 @@ def make_control(spec: dict, value: Any = None, elem_prefix: str = "") -> Contro
         # ends rounded outwards to 0.01 so the slider shows -1.7, not -1.6989700043360187; the
         # conversion below clamps back to [lo, hi]
         lo_s, hi_s = math.floor(math.log10(lo) * 100) / 100, math.ceil(math.log10(hi) * 100) / 100
+        # the page writes the value itself after the label ("= 0.003": assets/live.js, .log10-slider)
         comp = gr.Slider(lo_s, hi_s, value=round(math.log10(default), 2), step=0.05,
-                         label=f"{label} (log₁₀; default {_fmt(default)})", info=info, elem_id=elem_id)
+                         label=f"{label} (slider: log₁₀; default {_fmt(default)})", info=info, elem_id=elem_id,
+                         elem_classes=["log10-slider"])
         conv = (lambda r, _lo=lo, _hi=hi: float(min(max(10 ** float(r), _lo), _hi)))
         return Control(name, comp, conv, spec["live"], to_raw=lambda v: round(math.log10(float(v)), 2))
     step = spec["step"] or (1 if spec["type"] == "int" else (hi - lo) / 100)

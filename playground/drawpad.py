@@ -68,12 +68,13 @@ function pos(ev) {
 function commit() { props.value = strokes.length ? JSON.stringify(strokes) : ''; shown = props.value; trigger('change'); }
 // a value set by the server (a shared link's drawing, a resumed run) repaints the pad
 let shown = props.value;
-setInterval(() => {
-  if (props.value === shown || current) return;
+watch('value', () => {
+  if (props.value === shown) return;
   shown = props.value;
   try { strokes = shown ? JSON.parse(shown) : []; } catch (e) { strokes = []; }
+  current = null;
   paint();
-}, 250);
+});
 canvas.addEventListener('pointerdown', ev => { canvas.setPointerCapture(ev.pointerId); current = [pos(ev)]; paint(); });
 canvas.addEventListener('pointermove', ev => { if (!current) return; current.push(pos(ev)); paint(); });
 const finish = () => { if (!current) return; strokes.push(current); current = null; paint(); commit(); };

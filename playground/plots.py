@@ -80,6 +80,16 @@ def _finite(o):
 _NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 
+def estimate_text(v: float, spec: str = ".2g") -> str:
+    """A quantity that is never below 0 (a distance, a divergence) given by an estimate that can be (the unbiased
+    energy distance and MMD², a GAN's JS estimate): below 0 it is shown as ≈ 0, with the estimate and why."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    if v < 0:
+        return f"≈ 0 (estimate {v:{spec}}: below 0 by sampling noise)"
+    return f"{v:{spec}}"
+
+
 def nice_ceil(v: float) -> float:
     """The smallest of ±{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8} x 10^k at least v (0 stays 0)."""
     return _nice(v, up=True)
@@ -171,6 +181,38 @@ def data_layout(box, title: str, uirevision: str = "data", height: int = 430, le
         "plot_bgcolor": "#f4f4f6",
         "paper_bgcolor": "white",
     }
+
+
+LEGEND_WIDTH_PX = 380  # the legend's width in a half-page panel (the panel less its margins), for fit_legend
+LEGEND_ROW_PX = 20
+
+
+def legend_rows(names: list[str], width: float = LEGEND_WIDTH_PX) -> int:
+    """How many rows a horizontal legend of these entries takes in a half-page panel (an estimate: 11 px font,
+    about 6.5 px a character, 40 px for the symbol and the gap)."""
+    rows, used = 1, 0.0
+    for name in names:
+        w = 40 + 6.5 * len(str(name))
+        if used and used + w > width:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
+def fit_legend(fig: dict) -> dict:
+    """A data panel's legend sits above the plot, under the title (data_layout), with room for one row: when its
+    entries wrap onto more rows they ran into the title. Make room for them (the panel grows by a row each)."""
+    lay = fig.get("layout") or {}
+    legend = lay.get("legend") or {}
+    if not (lay.get("meta") or {}).get("live") or legend.get("yanchor") != "bottom" or not lay.get("showlegend", True):
+        return fig
+    names = [t.get("name", "") for t in fig.get("data", []) if t.get("showlegend", True) and t.get("name")]
+    extra = legend_rows(names) - 1
+    if extra > 0 and not lay["meta"].get("legend_fitted"):
+        lay["margin"] = dict(lay.get("margin", {}), t=lay.get("margin", {}).get("t", 62) + LEGEND_ROW_PX * extra)
+        lay["height"] = lay.get("height", 430) + LEGEND_ROW_PX * extra
+        lay["meta"] = dict(lay["meta"], legend_fitted=True)
+    return fig
 
 
 def curves_layout(title: str, ytitle: str, uirevision: str = "curves", height: int = 300,
@@ -383,7 +425,8 @@ def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher i
 def distance_figure(snap) -> dict:
     traces = curve_traces(snap, [("energy_distance", "energy distance: samples vs held-out", 1.0)],
                           colors=["#2ca02c"])
-    traces.append(hline(0.0, "same distribution", color="#999", dash="dot"))
+    traces.append(hline(0.0, "0: same distribution (the unbiased estimate may dip below by noise)", color="#999",
+                        dash="dot"))
     return {"data": traces, "layout": with_reference_axis(
         curves_layout("Sample distance (lower is better)", "energy distance"))}
 

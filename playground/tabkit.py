@@ -251,8 +251,11 @@ class FamilyTab:
         with gr.Accordion("Training", open=True):
             specs = {s["name"]: s for s in TrainSettings.spec()}
             self.settings_controls: dict[str, Control] = {}
+            em = any("em" in (f["choices"] or ()) for k in self.spec.models for f in REGISTRY[k].Config.spec())
             for name in ("lr", "batch", "seed"):
                 s = dict(specs[name])
+                if name == "batch" and not em:  # the EM note belongs to the tabs with an EM model
+                    s["help"] = "points per gradient step"
                 if name in self.spec.settings:
                     s["default"] = self.spec.settings[name]
                 if name == "seed":
@@ -724,7 +727,7 @@ def status_html(snap: Snapshot, note: str = "", settings: TrainSettings | None =
             nll += f" (true density: {snap.data_nll:.3f})"
         parts.append(nll)
     if "energy_distance" in lt:
-        parts.append(f"energy distance {lt['energy_distance']:.2g}")
+        parts.append(f"energy distance {plots.estimate_text(lt['energy_distance'])}")
     if snap.grid_mass is not None:
         parts.append(f"∫p on grid ≈ {snap.grid_mass:.3f}")
     if settings is not None:

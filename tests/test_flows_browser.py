@@ -54,7 +54,7 @@ def test_flows_tab_trains_shows_layers_and_fits_a_target(page, app_url, artifact
     stop(page)
     time.sleep(0.5)
     assert "affine coupling" in plot(page, "layers")["title"]
-    assert {"z₁ = const", "z₂ = const"} <= set(plot(page, "layers")["names"])
+    assert {"z₁ = const (nodes coloured by p)", "grid lines z₂ = const"} <= set(plot(page, "layers")["names"])
     show(page, "latent")
     wait_panel(page, "flows-plot-latent", "p.frames >= 1")
     assert "N(0, I)" in plot(page, "latent")["title"]

@@ -28,6 +28,10 @@ while the *energy distance* between samples and held-out data compares every fam
 Notes 6.1: a good likelihood and good samples are not the same thing.
 """
 
+def _estimate(v, spec: str) -> str:
+    return "—" if v is None else plots.estimate_text(v, spec)
+
+
 def _choices() -> list[tuple[str, str]]:
     keys = all_keys()
     return [(f"{REGISTRY[k].title} ({k})", k) for k in keys]
@@ -55,11 +59,11 @@ def _table_html(rows: list[dict], data_nll) -> str:
             nll = f"{nll} (ODE: halving its steps moves it {r['ode_err']:.0e})"
         modes = "—" if r["modes_covered"] is None else f"{int(r['modes_covered'])}"
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
-        body.append(row([r["title"], r["family"], f"{r['steps']:,}", nll, f(r["energy_distance"], ".3g"),
-                         f(r["mmd"], ".2g"), modes, status]))
+        body.append(row([r["title"], r["family"], f"{r['steps']:,}", nll, _estimate(r["energy_distance"], ".3g"),
+                         _estimate(r["mmd"], ".2g"), modes, status]))
     foot = f"<p>True density's held-out NLL: <b>{data_nll:.3f}</b> nats.</p>" if data_nll is not None else ""
-    return (f"<table class='pg-table'><thead>{row(COLUMNS, 'th')}</thead><tbody>{''.join(body)}</tbody></table>"
-            + foot)
+    return (f"<div class='pg-table-wrap'><table class='pg-table'><thead>{row(COLUMNS, 'th')}</thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>" + foot)
 
 
 def _frame(status: str, figs: dict | None = None, final: bool = False, table: str | None = None) -> StaticSource:
@@ -86,7 +90,7 @@ def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
     ch.controls["stop"] = lambda: stopped.append(True)  # Stop, straight from the page
     for entries in compare(keys, data, seconds=float(seconds), seed=int(seed or 0), open_run=workers.open_session):
         if stopped:
-            ch.publish(_frame("<b>stopped</b>: press <b>Run comparison</b> to start again", final=True))
+            ch.publish(stopped_frame(st))
             break
         rows = table(entries, data_nll)
         for e in entries:
@@ -105,8 +109,24 @@ def run(st: LiveState, dataset, n_points, noise, keys, seconds, seed):
                                    data_nll, "true density"),
                 "distance": metric_bars(rows, "energy_distance", "Energy distance to held-out (lower is better)",
                                         "energy distance", 0.0, "same distribution")}
+        st.compare_last = (rows, data_nll, figs, samples, data)  # what Stop shows if it cancels this loop
         ch.publish(_frame(status, figs, final=not busy, table=_table_html(rows, data_nll)))
     yield  # everything went through the channel: a gradio message per tick costs the page 100+ ms
+
+
+def stopped_frame(st: LiveState) -> StaticSource:
+    """After Stop: the last table and figures with every model not finished marked "stopped" (gradio cancels the
+    loop, which then publishes nothing more: without this the table still said "training")."""
+    last = getattr(st, "compare_last", None)
+    if last is None:
+        return _frame("<b>stopped</b>: press <b>Run comparison</b> to start again", final=True)
+    rows, data_nll, figs, samples, data = last
+    rows = [dict(r, status="stopped", message="") if r["status"] in ("training", "pending", "waiting") else r
+            for r in rows]
+    figs = dict(figs, samples=samples_grid(rows, samples, data.test[:600], data.box))
+    done = sum(r["status"] in ("done", "diverged", "failed") for r in rows)
+    return _frame(f"<b>stopped</b> with {done}/{len(rows)} models finished: press <b>Run comparison</b> to start "
+                  "again", figs, final=True, table=_table_html(rows, data_nll))
 
 
 def build() -> LiveArea:
@@ -149,7 +169,7 @@ def build() -> LiveArea:
         return gr.update(minimum=d.noise_range[0], maximum=d.noise_range[1], value=d.noise, info=d.noise_help)
 
     def stopped(st: LiveState):
-        st.channel.publish(_frame("stopped", final=True))
+        st.channel.publish(stopped_frame(st))
 
     dataset.input(dataset_changed, dataset, noise, queue=False, api_visibility="private")
     evt = go.click(run, [area.state, dataset, n_points, noise, keys, seconds, seed], None,

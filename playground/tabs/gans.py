@@ -6,6 +6,7 @@ import gradio as gr
 
 from models import family_keys
 
+from .. import plots
 from ..liveplot import inline_html, text_block
 from ..snapshot import GANProbe, Snapshot
 from ..tabkit import FamilyTab, TabSpec
@@ -54,8 +55,7 @@ def info_text(snap: Snapshot) -> str:
     parts = []
     if "divergence" in lt:
         label = snap.probe.divergence_label if isinstance(snap.probe, GANProbe) else "divergence estimate"
-        parts.append(f"{label.split(' (')[0]}: "
-                     f"**{lt['divergence']:.3g}**")
+        parts.append(f"{label.split(' (')[0]}: **{plots.estimate_text(lt['divergence'], '.3g')}**")
     if "hist_js" in lt:
         parts.append(f"histogram JS {lt['hist_js']:.2f} bits")
     if "modes_covered" in lt:

@@ -38,7 +38,7 @@ def generic(snap: Snapshot, log_scale: bool = False, **_) -> dict[str, dict]:
 
 def render(snap: Snapshot, **opts) -> dict[str, dict]:
     fn = _BY_KEY.get(snap.model_key) or _BY_FAMILY.get(snap.family) or generic
-    return fn(snap, **opts)
+    return {k: plots.fit_legend(fig) for k, fig in fn(snap, **opts).items()}
 
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

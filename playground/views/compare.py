@@ -19,7 +19,8 @@ def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndar
                  height: int = 480, max_rows: int = 2) -> dict:
     """Small multiples: one square panel per model, its samples over the held-out data, in a figure `height` px
     tall (the tab's panel): at most `max_rows` rows (more models: more columns), each panel under a two-line
-    title (the model's short name; then its NLL or "no density", and its status until done)."""
+    title (the model's short name, or its key where the name would not fit; then its NLL or "no density", and its
+    status until done)."""
     n = max(1, len(rows))
     ncols = min(n, max(cols, math.ceil(n / max_rows)))
     nrows = math.ceil(n / ncols)
@@ -49,7 +50,10 @@ def samples_grid(rows: list[dict], samples: dict[str, np.ndarray], test: np.ndar
             details.append("no density")
         if row["status"] not in ("done",):
             details.append(row["status"])
-        label = f"<b>{row['title'].split(' (')[0]}</b><br>{' · '.join(details) or '&nbsp;'}"
+        name = row["title"].split(" (")[0]
+        if len(name) > max(8, 120 // ncols):  # a long title ran into its neighbours: the model's key is short
+            name = row["model"]
+        label = f"<b>{name}</b><br>{' · '.join(details) or '&nbsp;'}"
         layout["annotations"].append({"text": label, "x": x0 + w / 2, "y": y1, "xref": "paper", "yref": "paper",
                                       "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                                       "font": {"size": 11}})

@@ -82,13 +82,17 @@ def layer_panel(snap: Snapshot, layer=None, log_scale: bool = False, who: str = 
                                 "cmin": cmin, "cmax": max(cmax, cmin + 1e-9), "showscale": True,
                                 "colorbar": {"title": {"text": label, "side": "right"}, "thickness": 12,
                                              "len": 0.8}},
-                         size=4, opacity=0.9)
+                         size=3.5, opacity=0.9)
+    nodes["showlegend"] = False  # its colour bar says what it is; a short legend keeps clear of the title
     lines = p.stage_lines[k]
     half = lines.shape[0] // 2
-    traces = [plots.points(snap.test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35),
-              nodes,
-              plots.lines_trace(plots.polylines(lines[:half]), "z₂ = const", LINE_COLORS[0], width=1.1, opacity=0.75),
-              plots.lines_trace(plots.polylines(lines[half:]), "z₁ = const", LINE_COLORS[1], width=1.1, opacity=0.75)]
+    held = plots.points(snap.test, "held-out", color=plots.HELDOUT_COLOR, size=3, opacity=0.35)
+    held["showlegend"] = False
+    traces = [held, nodes,
+              plots.lines_trace(plots.polylines(lines[:half]), "grid lines z₂ = const", LINE_COLORS[0], width=1.0,
+                                opacity=0.6),
+              plots.lines_trace(plots.polylines(lines[half:]), f"z₁ = const (nodes coloured by {label})",
+                                LINE_COLORS[1], width=1.0, opacity=0.6)]
     lay = plots.data_layout(snap.box, title, uirevision=f"layers-{snap.dataset}")
     lay["plot_bgcolor"] = "white"
     return {"data": traces, "layout": lay}
