@@ -178,6 +178,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--json", action="store_true")
 
+    rc = sub.add_parser("record", help="train a model and record a panel as an animation (.html or .gif)")
+    rc.add_argument("model")
+    _data_args(rc)
+    rc.add_argument("--steps", type=int, default=1000)
+    rc.add_argument("--frames", type=int, default=40, help="frames in the animation (evenly spread over the run)")
+    rc.add_argument("--panel", default=None, help="which panel (default: the family view's first, 'main')")
+    rc.add_argument("--out", metavar="FILE.html|FILE.gif", required=True)
+    rc.add_argument("--size", default="480x420", help="GIF size in pixels, WIDTHxHEIGHT")
+    rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     co = sub.add_parser("compare", help="several models, same data, same time budget, same metrics")
     co.add_argument("--models", default=None, help="comma-separated keys (default: one or two per family)")
     _data_args(co)
@@ -536,6 +548,51 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_record(args) -> int:
+    check_model_key(args.model)
+    if args.steps < 1 or not 2 <= args.frames <= 500:
+        raise UsageError("--steps must be >= 1 and --frames in [2, 500]")
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".html", ".gif"):
+        raise UsageError("--out: a .html or a .gif file")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size wants WIDTHxHEIGHT, not '{args.size}'") from None
+    if not (160 <= width <= 1600 and 160 <= height <= 1600):
+        raise UsageError("--size: each side between 160 and 1600 pixels")
+    _check_output(args.out, "--out")
+    from models import TrainSettings
+
+    from . import recording, views
+    from .session import Session, configure_threads
+
+    configure_threads()
+    cfg, extra = parse_sets(args.model, args.set, {"seed": args.seed})
+    data = load_data(args, TrainSettings.make(**extra).seed)
+    sess = Session(args.model, cfg, data, TrainSettings.make(**extra), device=args.device)
+    rec = recording.Recorder(args.frames + 1)  # the frame at step 0 and one every `every` steps
+    every = max(1, args.steps // args.frames)
+    panel = None
+    for done in range(0, args.steps + 1, every):
+        if done and not sess.train_steps(min(every, args.steps - sess.step_count) or every):
+            break
+        figs = views.render(sess.snapshot(evaluate=True))
+        panel = panel or (args.panel if args.panel else next(iter(figs)))
+        if panel not in figs:
+            raise UsageError(f"no panel '{panel}' in {args.model}'s view (it has: {', '.join(figs)})")
+        rec.add(sess.step_count, figs[panel])
+    if ext == ".html":
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(recording.to_html(rec.frames, f"{args.model} on {data.name}"))
+        n = len(rec)
+    else:
+        n = recording.to_gif(rec.frames, args.out, size=(width, height), fps=6)
+    print(f"{n} frames of {args.model}'s '{panel}' panel (steps 0–{sess.step_count}) written to {args.out} "
+          f"({os.path.getsize(args.out) / 1024:.0f} KB)", file=sys.stderr)
+    return 0
+
+
 def _num(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
@@ -785,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"list": cmd_list, "train": cmd_train, "bench": cmd_bench, "compare": cmd_compare,
-                "sweep": cmd_sweep, "sample": cmd_sample, "eval": cmd_eval}[args.cmd](args)
+                "sweep": cmd_sweep, "sample": cmd_sample, "eval": cmd_eval, "record": cmd_record}[args.cmd](args)
     except (UsageError, DataError, KeyError, ValueError) as err:  # models.ConfigError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

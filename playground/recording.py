@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -242,16 +243,34 @@ def _tick_label(v: float) -> str:
 _ASCII = str.maketrans({"—": "-", "–": "-", "·": "-", "₁": "1", "₂": "2", "₀": "0", "−": "-", "…": "..."})
 
 
+UNICODE_FONT = "DejaVuSans.ttf"  # Debian's fonts-dejavu-core: has ∫, ≈, σ and the subscripts the titles use
+
+
+@cache
+def _unicode_font_ok() -> bool:
+    from PIL import ImageFont
+
+    try:
+        ImageFont.truetype(UNICODE_FONT, 12)
+        return True
+    except OSError:
+        return False
+
+
 def _plain(text: str) -> str:
-    """A Plotly title as plain text lines (<br> breaks, other tags dropped; the few non-ASCII characters the
-    views use spelled in ASCII, which Pillow's built-in font has)."""
-    text = re.sub(r"<br\s*/?>", "\n", str(text), flags=re.IGNORECASE)
-    return html.unescape(re.sub(r"<[^>]+>", "", text)).translate(_ASCII)
+    """A Plotly title as plain text lines (<br> breaks, other tags dropped; without DejaVu Sans, the few
+    non-ASCII characters the views use spelled in ASCII, which Pillow's built-in font has)."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", str(text), flags=re.IGNORECASE)))
+    return text if _unicode_font_ok() else text.translate(_ASCII)
 
 
 def _font(size: int):
     from PIL import ImageFont
 
+    try:
+        return ImageFont.truetype(UNICODE_FONT, size)
+    except OSError:
+        pass
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # an old Pillow without FreeType's default font

@@ -245,7 +245,7 @@ def main_in_fresh_process(*argvs, cwd=ROOT, cache=None, pythonpath=None):
 
 
 BAD_COMMAND_LINES = [
-    ([], "the following arguments are required: {list,train,sample,eval,compare,bench,sweep}"),
+    ([], "the following arguments are required: {list,train,sample,eval,record,compare,bench,sweep}"),
     (["--bogus"], "the following arguments are required"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["train"], "name a model to train, or --resume FILE.pt"),

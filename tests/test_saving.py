@@ -219,3 +219,21 @@ def test_the_session_of_a_worker_saves_and_resumes_too(tmp_path):
         again.close()
     finally:
         workers.configure(before)
+
+
+def test_the_command_line_records_a_panel_as_an_animation(tmp_path):
+    from PIL import Image
+
+    gif, page = tmp_path / "run.gif", tmp_path / "run.html"
+    r = _cli("record", "mog", "--dataset", "8gaussians", "--steps", "12", "--frames", "4", "--set", "method=gradient",
+             "--out", gif, "--size", "240x200")
+    assert r.returncode == 0, r.stderr
+    with Image.open(gif) as im:
+        assert im.size == (240, 200) and 2 <= im.n_frames <= 5
+    r = _cli("record", "mog", "--dataset", "8gaussians", "--steps", "12", "--frames", "4", "--set", "method=gradient",
+             "--out", page)
+    assert r.returncode == 0, r.stderr
+    text = page.read_text(encoding="utf-8")
+    assert text.count('"name":"') + text.count('"name": "') >= 3
+    r = _cli("record", "mog", "--steps", "5", "--out", tmp_path / "run.mp4")
+    assert r.returncode == 2 and "a .html or a .gif file" in r.stderr
