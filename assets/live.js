@@ -247,6 +247,38 @@
       return true;
     }
 
+    // A title longer than the panel is wide (a phone, a narrow window) wraps onto more lines, the panel growing
+    // by a line each; the server wraps for a half-page panel only (plots.wrap_title).
+    fitTitle(layout) {
+      const title = layout && layout.title;
+      const text = title && typeof title.text === "string" ? title.text : null;
+      const width = this.div ? this.div.clientWidth : 0;
+      if (!text || !width) return layout;
+      const perLine = Math.max(18, Math.floor((width - 24) / 7.4));
+      const visible = (w) => w.replace(/<[^>]+>/g, "").length;
+      const given = text.split(/<br\s*\/?>/i);
+      const lines = [];
+      for (const line of given) {
+        let cur = "";
+        for (const word of line.split(" ")) {
+          if (cur && visible(cur) + 1 + visible(word) > perLine) { lines.push(cur); cur = word; }
+          else cur = cur ? cur + " " + word : word;
+        }
+        lines.push(cur);
+      }
+      const extra = lines.length - given.length;
+      if (extra <= 0) return layout;
+      const LINE = 18;
+      const margin = layout.margin || {};
+      const out = Object.assign({}, layout, {
+        title: Object.assign({}, title, {text: lines.join("<br>"), yref: "container", y: 1, yanchor: "top",
+                                         pad: {t: 4 + LINE * (lines.length - 1)}}),
+        margin: Object.assign({}, margin, {t: (margin.t || 40) + LINE * extra}),
+      });
+      if (layout.height) out.height = layout.height + LINE * extra;
+      return out;
+    }
+
     needsPlotly(t, final) {
       if (!this.plotlyDirty || this.dragging || !this.div) return false;
       return this.plotlyUrgent || final || t - this.lastPlotly >= (this.plotlySoon ? COLORBAR_INTERVAL : PLOTLY_INTERVAL);
@@ -258,7 +290,9 @@
       const t0 = this.lastPlotly = now();
       const first = !this.div._pgHooked;
       this.inReact = true;
-      try { await window.Plotly.react(this.div, this.fig.data, this.fig.layout, CONFIG); } finally { this.inReact = false; }
+      try { await window.Plotly.react(this.div, this.fig.data, this.fitTitle(this.fig.layout), CONFIG); } finally {
+        this.inReact = false;
+      }
       if (first) {
         this.div._pgHooked = true;
         this.div.on("plotly_afterplot", () => { this.range = null; if (!this.inReact) this.drawCanvas(); });
