@@ -5,7 +5,7 @@ TITLE and build() (called inside a gr.Tab). A module whose topic is not built ye
 coming instead.
 """
 
-TABS = ["primer", "autoregressive", "latent", "flows", "gans", "ebm", "diffusion", "compare"]
+TABS = ["primer", "lessons", "autoregressive", "latent", "flows", "gans", "ebm", "diffusion", "compare"]
 
 
 def panels_for(key: str):
