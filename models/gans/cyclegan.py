@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from ..base import Standardizer, hp, register
 from ..nets import mlp
-from .gan import GAN, LOG4, PlayersConfig, histogram_js, r1_penalty
+from .gan import GAN, LOG4, PlayersConfig, grid_lines, histogram_js, r1_penalty
 
 # the built-in datasets a source domain may be (playground/datasets.py; models never import the playground, so
 # the names are listed here and a test checks them against the playground's)
@@ -263,22 +263,11 @@ class CycleGAN(GAN):
         ey = (self.generate(self.translate_back(y)) - y).abs().sum(1).mean()
         return float(ex), float(ey)
 
-    def generator_push(self, fake: torch.Tensor) -> torch.Tensor:
-        """-grad l_G at each tracked translation G(x): where D_Y pushes it (the cycle's pull is not drawn)."""
-        with torch.enable_grad():
-            v = fake.detach().requires_grad_(True)
-            return -torch.autograd.grad(self.g_loss_per_sample(self.critic(v)).sum(), v)[0]
-
     @torch.inference_mode()
     def manifold(self, n_lines: int = 11, n_pts: int = 48, span: float = 2.5) -> dict[str, np.ndarray]:
         """Ḡ's image of a grid over the source domain: lines of constant x₂ ("u") and of constant x₁ ("v") over
         [-span, span]² in X's standardised coordinates: how G folds and stretches the plane."""
-        dev = self.hist_box.device
-        t = torch.linspace(-span, span, n_pts, device=dev)
-        levels = torch.linspace(-span, span, n_lines, device=dev)
-        u = torch.zeros(2, n_lines, n_pts, 2, device=dev)
-        u[0, :, :, 0], u[0, :, :, 1] = t[None, :], levels[:, None]
-        u[1, :, :, 0], u[1, :, :, 1] = levels[:, None], t[None, :]
+        u = grid_lines(n_lines, n_pts, span, 2, self.hist_box.device)
         x = self.generate(self.norm_x.inverse(u.reshape(-1, 2)), self.shown).reshape(2, n_lines, n_pts, 2)
         x = x.float().cpu().numpy()
         return {"manifold_u": x[0], "manifold_v": x[1]}

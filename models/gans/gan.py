@@ -115,6 +115,17 @@ def r1_penalty(discriminator, u_real: torch.Tensor) -> tuple[torch.Tensor, torch
     return grad.pow(2).sum(1).mean(), v
 
 
+def grid_lines(n_lines: int, n_pts: int, span: float, dim: int, device) -> torch.Tensor:
+    """(2, n_lines, n_pts, dim) points on a grid over [-span, span]² in the first two coordinates (others 0): [0] the
+    lines of constant second coordinate, [1] those of constant first. What a generator's manifold maps."""
+    t = torch.linspace(-span, span, n_pts, device=device)
+    levels = torch.linspace(-span, span, n_lines, device=device)
+    u = torch.zeros(2, n_lines, n_pts, dim, device=device)
+    u[0, :, :, 0], u[0, :, :, 1] = t[None, :], levels[:, None]
+    u[1, :, :, 0], u[1, :, :, 1] = levels[:, None], t[None, :]
+    return u
+
+
 @torch.no_grad()
 def histogram_js(real: torch.Tensor, fake: torch.Tensor, box: torch.Tensor, bins: int = HIST_BINS) -> float:
     """Jensen-Shannon divergence in bits (0: same histogram, 1: disjoint) between the 2D histograms of
@@ -362,11 +373,7 @@ class GAN(Model2D):
         if d == 1:
             z = torch.linspace(-3.0, 3.0, 200, device=dev)[:, None]
             return {"manifold_u": self.generate(z, gen).cpu().numpy()[None]}
-        t = torch.linspace(-span, span, n_pts, device=dev)
-        levels = torch.linspace(-span, span, n_lines, device=dev)
-        z = torch.zeros(2, n_lines, n_pts, d, device=dev)
-        z[0, :, :, 0], z[0, :, :, 1] = t[None, :], levels[:, None]
-        z[1, :, :, 0], z[1, :, :, 1] = levels[:, None], t[None, :]
+        z = grid_lines(n_lines, n_pts, span, d, dev)
         x = self.generate(z.reshape(-1, d), gen).reshape(2, n_lines, n_pts, 2).cpu().numpy()
         return {"manifold_u": x[0], "manifold_v": x[1]}
 
