@@ -136,3 +136,25 @@ def test_the_samples_grid_fits_its_panel_however_many_models():
                 assert 0 <= lo < hi <= 1, (n, k, lay[k]["domain"])
         assert all(a["y"] + 34 / 480 <= 1 + 1e-9 for a in lay["annotations"])  # two title lines fit above
         assert all("<br>" in a["text"] and "(" not in a["text"] for a in lay["annotations"])
+
+
+def test_the_bar_charts_name_every_model_without_crowding():
+    """Short names (a key where the title is long), turned when there are many, no legend under them to run into,
+    the reference line named at its end, the models with no value named under the title."""
+    from playground.views.compare import metric_bars
+
+    rows = [{"model": k, "title": t, "family": "flow", "status": "done", "test_nll": v}
+            for k, t, v in (("made", "MADE (masked MLP)", 2.3), ("realnvp", "Real NVP (affine coupling)", 2.2),
+                            ("ebm_cd", "EBM: contrastive divergence", 2.4),
+                            ("maf", "MAF (masked autoregressive)", 2.25),
+                            ("nsf", "Neural spline flow (RQ coupling)", 2.15))]
+    rows.append({"model": "gan_ns", "title": "GAN — non-saturating", "family": "gan", "status": "done",
+                 "test_nll": None})
+    fig = metric_bars(rows, "test_nll", "Held-out NLL", "NLL", 2.13, "true density")
+    bars = fig["data"][0]
+    assert bars["x"] == ["MADE", "Real NVP", "ebm_cd", "MAF", "nsf"]
+    assert fig["layout"]["xaxis"]["tickangle"] == -35 and not fig["layout"]["showlegend"]
+    assert fig["layout"]["annotations"][0]["text"] == "true density 2.13"
+    assert "no value: gan_ns" in fig["layout"]["title"]["text"]
+    few = metric_bars(rows[:2], "test_nll", "Held-out NLL", "NLL")
+    assert few["layout"]["xaxis"]["tickangle"] == 0 and "annotations" not in few["layout"]

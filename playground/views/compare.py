@@ -73,19 +73,33 @@ def metric_bars(rows: list[dict], key: str, title: str, ytitle: str, reference: 
                 reference_name: str = "") -> dict:
     """One bar per model that has the metric, coloured by family; models without it are named."""
     have = [r for r in rows if r.get(key) is not None and math.isfinite(r[key])]
-    missing = [r["title"] for r in rows if r not in have and r["status"] == "done"]
-    traces = [{"type": "bar", "x": [r["title"] for r in have], "y": [float(r[key]) for r in have],
+    missing = [r["model"] for r in rows if r not in have and r["status"] == "done"]
+    names = [_bar_name(r) for r in have]
+    traces = [{"type": "bar", "x": names, "y": [float(r[key]) for r in have],
                "marker": {"color": [FAMILY_COLORS.get(r["family"], "#555") for r in have]},
                "text": [f"{r[key]:.3g}" for r in have], "textposition": "outside", "name": ytitle,
-               "hovertemplate": "%{x}: %{y:.4g}<extra></extra>"}]
+               "customdata": [r["title"] for r in have], "hovertemplate": "%{customdata}: %{y:.4g}<extra></extra>"}]
+    if missing:  # under the title: at the bottom it ran into the rotated names
+        title = f"{title}<br><sub>no value: {', '.join(missing)}</sub>"
     lay = plots.curves_layout(title, ytitle, uirevision=f"bars-{key}", height=320)
-    lay["xaxis"] = {"title": {"text": ""}, "type": "category"}
-    lay["showlegend"] = reference is not None
-    if reference is not None:
-        traces.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [reference, reference],
-                       "xaxis": "x2", "name": reference_name, "line": {"color": "#444", "dash": "dash"}})
-        lay = plots.with_reference_axis(lay)
+    # short names, turned when there are many, with the room they need; no legend under them to run into
+    lay["xaxis"] = {"title": {"text": ""}, "type": "category", "automargin": True,
+                    "tickangle": -35 if len(have) > 4 else 0}
+    lay["showlegend"] = False
     if missing:
-        lay["annotations"] = [{"text": "no value: " + ", ".join(missing), "x": 0, "y": -0.28, "xref": "paper",
-                               "yref": "paper", "showarrow": False, "xanchor": "left", "font": {"size": 11}}]
+        lay["margin"] = dict(lay.get("margin", {}), t=lay.get("margin", {}).get("t", 40) + 16)
+    if reference is not None:  # the reference line names itself at its right end
+        traces.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [reference, reference],
+                       "xaxis": "x2", "name": reference_name, "line": {"color": "#444", "dash": "dash"},
+                       "hoverinfo": "skip"})
+        lay = plots.with_reference_axis(lay)
+        label = f"{reference_name} {reference:.3g}" if reference else reference_name
+        lay["annotations"] = [{"text": label, "x": 1, "xref": "paper", "y": reference, "yref": "y", "xanchor": "right",
+                               "yanchor": "bottom", "showarrow": False, "font": {"size": 11, "color": "#444"}}]
     return {"data": traces, "layout": lay}
+
+
+def _bar_name(row: dict) -> str:
+    """A bar's label: the model's short name, or its key where that would crowd the axis."""
+    name = row["title"].split(" (")[0]
+    return name if len(name) <= 14 else row["model"]
