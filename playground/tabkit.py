@@ -182,7 +182,7 @@ class FamilyTab:
                 self.options_row = gr.Row()
                 with self.options_row:
                     self.log_scale = gr.Checkbox(False, label="log density", elem_id=f"{p}log",
-                                                 visible=spec.log_density_option, scale=0, min_width=140)
+                                                 visible=spec.log_density_option, scale=0, min_width=170)
                     self.options = {name: make() for name, make in spec.options.items()}
                     # these reach the session through the channel, not as a gradio event's input: without
                     # interactive=True gradio would infer them read-only and draw them disabled

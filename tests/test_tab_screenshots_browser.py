@@ -1,0 +1,86 @@
+"""Every tab as a visitor first sees it, on a laptop (1280×800) and on a phone (390 px): a screenshot of each in
+test-artifacts/ to look at, and what would read badly checked — the page scrolling sideways, a panel title cut
+off at its panel's edge, a control's label cut off."""
+
+import pytest
+from live_helpers import SLOW
+
+from playground.tabs import TABS
+
+pytestmark = pytest.mark.browser
+
+SIZES = {"laptop": (1280, 800), "phone": (390, 844)}
+
+# the widest thing on the page beyond the viewport (px), and panel titles wider than their panel
+OVERFLOW_JS = """() => {
+  const doc = document.documentElement;
+  const wide = doc.scrollWidth - doc.clientWidth;
+  const clipped = [];
+  for (const t of document.querySelectorAll('.js-plotly-plot .gtitle')) {
+    const panel = t.closest('.js-plotly-plot');
+    if (!panel || !panel.offsetParent) continue;
+    const a = t.getBoundingClientRect(), b = panel.getBoundingClientRect();
+    if (a.width > 0 && a.right > b.right + 2) clipped.push(t.textContent.slice(0, 60));
+  }
+  return {wide, clipped};
+}"""
+
+
+@pytest.mark.slow  # loads every tab twice
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_tab_fits_its_screen(browser, app_url, artifacts, size):
+    width, height = SIZES[size]
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    page.set_default_timeout(SLOW)
+    problems = []
+    try:
+        for tab in TABS:
+            page.goto(f"{app_url}/?tab={tab}")
+            first = page.locator(f"#{tab}-plot-main .js-plotly-plot, #{tab}-plot-samples .js-plotly-plot").first
+            if page.locator(f"#{tab}-plot-main, #{tab}-plot-samples").count():
+                first.wait_for(state="attached", timeout=SLOW)
+                page.locator(f"#{tab}-plot-main, #{tab}-plot-samples").first.scroll_into_view_if_needed()
+                page.wait_for_timeout(800)  # the panel's first paint
+            else:
+                page.wait_for_timeout(1500)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(artifacts / f"tab-{tab}-{size}.png"))
+            got = page.evaluate(OVERFLOW_JS)
+            if got["wide"] > 2:
+                problems.append(f"{tab}: the page scrolls sideways by {got['wide']} px")
+            if got["clipped"]:
+                problems.append(f"{tab}: titles cut off: {got['clipped']}")
+    finally:
+        ctx.close()
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.slow  # trains for a moment
+def test_long_live_titles_wrap_on_a_phone(browser, app_url, artifacts):
+    """A training panel's title ("Model density p(x) — step 1,234 — ∫p dx on the grid ≈ 1.000") is wrapped by the
+    server for a half-page panel; on a phone the page wraps it again rather than cut it off."""
+    from live_helpers import click, wait_panel, wait_status
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.set_default_timeout(SLOW)
+    try:
+        page.goto(f"{app_url}/?tab=flows")
+        page.locator("#flows-plot-main").scroll_into_view_if_needed()
+        wait_panel(page, "flows-plot-main", "p.frames >= 1")
+        click(page, "#flows-train")
+        wait_panel(page, "flows-plot-main", "p.title.includes('step')")
+        click(page, "#flows-stop")
+        wait_status(page, "flows", "stopped")
+        for name in ("main", "samples", "layers", "latent"):
+            page.locator(f"#flows-plot-{name}").scroll_into_view_if_needed()
+            page.wait_for_timeout(600)
+        got = page.evaluate(OVERFLOW_JS)
+        page.locator("#flows-plot-main").scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / "tab-flows-phone-trained.png"))
+        lines = page.evaluate("() => document.querySelectorAll('#flows-plot-main .gtitle tspan.line').length")
+    finally:
+        ctx.close()
+    assert got["wide"] <= 2 and not got["clipped"], got
+    assert lines >= 2  # the density title did not fit on one line of a phone's panel
