@@ -448,7 +448,7 @@ def cmd_train(args) -> int:
         source = f" from {sess.source.name}" if sess.source is not None else ""  # a CycleGAN's source domain
         print(f"training {args.model} on {data.name}{source}: {args.steps} steps (Ctrl-C stops early and prints the "
               "metrics)", file=sys.stderr, flush=True)
-        ok = sess.train_steps(args.steps)
+        ok = sess.train_steps(args.steps, stop=lambda: ctrl_c.pressed)  # a Ctrl-C before it starts counts too
     seconds = time.perf_counter() - t0
     metrics = sess.evaluate()
     if ok and not sess.check_evaluation(metrics):  # exploded samples or NLL: rolled back to a sound checkpoint

@@ -486,3 +486,14 @@ def test_the_same_seed_gives_the_same_run_alone_or_with_company(key):
     for run in together:
         for k, v in alone.items():
             assert torch.equal(run[k], v), f"{key}: {k} differs with company"
+
+
+def test_a_stop_asked_before_training_starts_is_not_lost():
+    """The command line's Ctrl-C can land between its "training ..." line and train_steps, which clears
+    request_stop's flag as it starts: the `stop` callback it is given is read at every step, that one included
+    (a CI run under load trained on for minutes after Ctrl-C)."""
+    sess = Session("mog", {"method": "gradient"}, make_split("moons", 400, seed=0), device="cpu")
+    sess.request_stop()  # too early: train_steps clears it
+    assert sess.train_steps(300, stop=lambda: True)
+    assert sess.step_count == 0 and sess.status == "stopped"
+    assert sess.train_steps(5) and sess.step_count == 5  # a later run is not stopped by it

@@ -358,9 +358,10 @@ class Session:
                            "the oldest kept, but they look exploded too: press Reset and lower the learning rate."))
         return False
 
-    def train_steps(self, n: int, checkpoint_every: float = 1.0) -> bool:
-        """n steps without frames (the command line); False if training diverged. request_stop() (Ctrl-C
-        on the command line) ends it early, with status "stopped"."""
+    def train_steps(self, n: int, checkpoint_every: float = 1.0, stop: Callable[[], bool] | None = None) -> bool:
+        """n steps without frames (the command line); False if training diverged. request_stop() or `stop`
+        returning True (Ctrl-C on the command line, which may come before this call starts: request_stop's flag is
+        reset here) ends it early, with status "stopped"."""
         t0 = last = time.perf_counter()
         self.status = "running"
         self._stop = False
@@ -370,7 +371,7 @@ class Session:
         self._idle.clear()
         try:
             for _ in range(int(n)):
-                if self._stop:
+                if self._stop or (stop is not None and stop()):
                     self._say("stopped", f"stopped at step {self.step_count}")
                     return True
                 if not self._one_step():
