@@ -32,8 +32,12 @@ the model has one, so families compare on the same data.
 CSS = """
 .status-line {min-height: 3.2em; font-size: 0.95em;}
 .live-plot-box {border: 1px solid #e5e7eb; border-radius: 6px; padding: 2px; background: white;}
+.html-container > .live-plot-box {border: none; padding: 0;}
+.block.live-plot-box .html-container {padding: 0;}
+@media (max-width: 480px) {.block.live-plot-box {padding: 4px;}}
 .tab-intro p {margin: 0.2em 0 0.6em 0;}
 .explain {font-size: 0.93em;}
+.katex-display {overflow-x: auto; overflow-y: hidden;}  /* a wide equation scrolls on a phone, not cut off */
 .pg-table {border-collapse: collapse; font-size: 0.9em; margin: 0.4em 0;}
 .pg-table th, .pg-table td {padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left;}
 .pg-table .num {text-align: right; font-variant-numeric: tabular-nums;}
@@ -43,6 +47,10 @@ CSS = """
 .log10-readout {color: #1d4ed8; font-weight: 600;}
 .pg-settings {color: #555;}
 """
+# gradio scopes CSS to the page's content; the page's own side margins (32 px each) are outside it. A phone's width
+# is for plots: 10 px there.
+HEAD = ("<style>@media (max-width: 480px) {.gradio-container .main.fillable.app "
+        "{padding-left: 10px; padding-right: 10px;}}</style>")
 
 
 def build_app() -> gr.Blocks:
@@ -98,7 +106,7 @@ SESSIONS = int(os.environ.get("PLAYGROUND_SESSIONS", "1000"))
 
 
 def launch_kwargs() -> dict:
-    return dict(css=CSS, footer_links=["gradio", "settings"], run_history=False,
+    return dict(css=CSS, head=HEAD, footer_links=["gradio", "settings"], run_history=False,
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), state_session_capacity=SESSIONS,
                 # each training run's relay holds one of gradio's worker threads (40 by default) while it trains

@@ -18,6 +18,9 @@
   if (window.PGLive) return;
 
   const PLOTLY_INTERVAL = 1000; // ms between two redraws of one panel's Plotly part (curves, titles)
+  const NARROW_PX = 420;  // a panel narrower than this (a phone) puts its colour bar under the plot
+  const BAR_PX = 52;      // the room that takes: the bar, its ticks and its title
+  const MIN_HEIGHT_PX = 220;  // a trimmed square panel keeps at least this height
   const COLORBAR_INTERVAL = 400; // ... when a colour bar changed (the canvas has the new colours already)
   const CONFIG = {responsive: true, displaylogo: false, scrollZoom: false,
                   modeBarButtonsToRemove: ["select2d", "lasso2d", "toggleSpikelines", "autoScale2d"]};
@@ -190,6 +193,8 @@
       window.addEventListener("pointerup", () => { this.dragging = false; }, true);
       div.addEventListener("mousemove", (e) => this.hover(e));
       div.addEventListener("mouseleave", () => this.hideTip());
+      // a rotated phone, a resized window: fit the figure to the new width at the next paint
+      window.addEventListener("resize", () => { if (this.fig && this.div === div) this.plotlyDirty = this.plotlyUrgent = true; });
     }
 
     apply(msg) {
@@ -279,6 +284,82 @@
       return out;
     }
 
+    // The figure fitted to the panel's real width (the server lays it out for a half-page panel). On a narrow
+    // panel (a phone) a colour bar goes under the plot instead of beside it, where it took a quarter of the
+    // width. Then two measured corrections (refit): room above the plot for a legend that wraps onto more rows
+    // than the server allowed for (it ran into the title), and a square x₁/x₂ box that the width limits gives
+    // back the height it leaves empty above and below it.
+    fitFigure() {
+      const width = this.div.clientWidth;
+      if (width !== this.fitWidth) { this.fitWidth = width; this.pad = 0; this.trim = 0; }
+      let layout = this.fitTitle(this.fig.layout);
+      let data = this.fig.data;
+      const bars = [];
+      data.forEach((t, i) => {
+        if (!t || t.visible === false) return;
+        if (["heatmap", "contour", "histogram2d"].includes(t.type) && t.showscale !== false) bars.push([i, false]);
+        else if (t.marker && t.marker.showscale) bars.push([i, true]);
+      });
+      const narrow = width && width < NARROW_PX && bars.length === 1 && layout.height;
+      const margin = layout.margin || {};
+      const below = margin.b || 45;  // the x axis's ticks and title, under the plot
+      const t = (margin.t || 40) + this.pad;
+      const b = below + (narrow ? BAR_PX : 0);
+      if (narrow || this.pad || this.trim) {
+        layout = Object.assign({}, layout, {margin: Object.assign({}, margin, {t, b}),
+                                            height: layout.height + (t - (margin.t || 40)) + (b - below) - this.trim});
+      }
+      if (narrow) {  // the bar's top where the x axis's title ends (in the plot's own units: Plotly puts a bar
+        // placed by the page's bottom edge over its own title)
+        const [i, onMarker] = bars[0];
+        const tr = data[i];
+        const old = (onMarker ? tr.marker.colorbar : tr.colorbar) || {};
+        const plotH = Math.max(60, layout.height - t - b);
+        const bar = Object.assign({}, old, {orientation: "h", x: 0.5, xanchor: "center", xref: "paper",
+                                            y: -(below + 16) / plotH, yanchor: "top", yref: "paper", len: 0.9,
+                                            thickness: 10, title: Object.assign({}, old.title || {}, {side: "top"})});
+        data = data.slice();
+        data[i] = onMarker ? Object.assign({}, tr, {marker: Object.assign({}, tr.marker, {colorbar: bar})})
+          : Object.assign({}, tr, {colorbar: bar});
+      }
+      return {data, layout};
+    }
+
+    // Measure what was drawn: true when the pad above the plot or the trimmed height should change.
+    refit() {
+      const fl = this.div._fullLayout;
+      const lay = this.fig.layout || {};
+      if (!fl || !fl._size || !lay.height) return false;
+      let changed = false;
+      const legend = this.div.querySelector(".legend");
+      const title = this.div.querySelector(".g-gtitle .gtitle");
+      if (legend && title && lay.legend && lay.legend.yanchor === "bottom" && lay.showlegend !== false) {
+        const gap = legend.getBoundingClientRect().top - title.getBoundingClientRect().bottom;
+        // 6 px between the title and the legend: more room where they collide, less where a gap was left
+        const want = Math.max(30 - ((lay.margin || {}).t || 40), this.pad + Math.ceil(6 - gap));
+        if (Math.abs(want - this.pad) > 2 && (gap < 2 || gap > 16)) { this.pad = want; changed = true; }
+      }
+      if (lay.yaxis && lay.yaxis.scaleanchor === "x" && fl.xaxis && fl.yaxis && fl.xaxis._length) {
+        const slackY = fl._size.h - fl.yaxis._length;   // a square box limited by the width: space above and below
+        const slackX = fl._size.w - fl.xaxis._length;   // ... limited by the height: space beside it
+        let trim = this.trim;
+        if (slackY > 6) trim += slackY - 2;
+        else if (slackX > 6 && trim > 0) trim = Math.max(0, trim - slackX);
+        trim = Math.min(trim, Math.max(0, lay.height - MIN_HEIGHT_PX));
+        if (Math.abs(trim - this.trim) > 2) { this.trim = trim; changed = true; }
+      }
+      return changed;
+    }
+
+    // The panel's box follows the height it was drawn at (a title or legend on more rows, a trimmed square box).
+    fitBox(layout) {
+      if (!layout.height) return;
+      const h = Math.round(layout.height) + "px";
+      if (this.div.style.height !== h) this.div.style.height = h;
+      const held = this.div.closest(".html-container");  // gr.HTML's min_height, the room held before a figure came
+      if (held && held.style.minHeight !== "0px") held.style.minHeight = "0px";
+    }
+
     needsPlotly(t, final) {
       if (!this.plotlyDirty || this.dragging || !this.div) return false;
       return this.plotlyUrgent || final || t - this.lastPlotly >= (this.plotlySoon ? COLORBAR_INTERVAL : PLOTLY_INTERVAL);
@@ -290,7 +371,16 @@
       const t0 = this.lastPlotly = now();
       const first = !this.div._pgHooked;
       this.inReact = true;
-      try { await window.Plotly.react(this.div, this.fig.data, this.fitTitle(this.fig.layout), CONFIG); } finally {
+      try {
+        let fig = this.fitFigure();
+        await window.Plotly.react(this.div, fig.data, fig.layout, CONFIG);
+        // the legend's rows and the square box's slack are measured once drawn; at most two more tries
+        for (let i = 0; i < 2 && this.refit(); i++) {
+          fig = this.fitFigure();
+          await window.Plotly.react(this.div, fig.data, fig.layout, CONFIG);
+        }
+        this.fitBox(fig.layout);
+      } finally {
         this.inReact = false;
       }
       if (first) {
@@ -625,6 +715,8 @@
         for (const e of entries) this.displayed = e.isIntersecting;
         if (this.displayed) this.poke();
       }, {rootMargin: "1000000px"}).observe(this.el);
+      let resized = null;  // the panels re-fit to a new width (Panel.fitFigure) at the next message: ask for it now
+      window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(() => this.poke(), 250); });
       for (const name in cfg.panels) this.panel(name);
       this.loopRunning = false;
       this.running = false;                  // the last message said the run is going

@@ -415,7 +415,7 @@ def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher i
                        "name": f"held-out best (step {best[0]:,})", "hoverinfo": "name",
                        "marker": {"symbol": "star", "size": 13, "color": "#ff7f0e",
                                   "line": {"width": 1, "color": "#333"}}})
-    lay = curves_layout(title, "log-likelihood per point (nats)")
+    lay = curves_layout(title, "nats per point")
     if snap.data_nll is not None:
         traces.append(hline(-snap.data_nll, "true density on held-out"))
         lay = with_reference_axis(lay)
@@ -425,7 +425,7 @@ def likelihood_figure(snap, title: str = "Average log-likelihood (nats, higher i
 def distance_figure(snap) -> dict:
     traces = curve_traces(snap, [("energy_distance", "energy distance: samples vs held-out", 1.0)],
                           colors=["#2ca02c"])
-    traces.append(hline(0.0, "0: same distribution (the unbiased estimate may dip below by noise)", color="#999",
+    traces.append(hline(0.0, "0 = same distribution (noise may dip below)", color="#999",
                         dash="dot"))
     return {"data": traces, "layout": with_reference_axis(
         curves_layout("Sample distance (lower is better)", "energy distance"))}

@@ -84,3 +84,52 @@ def test_long_live_titles_wrap_on_a_phone(browser, app_url, artifacts):
         ctx.close()
     assert got["wide"] <= 2 and not got["clipped"], got
     assert lines >= 2  # the density title did not fit on one line of a phone's panel
+
+
+# a panel's fit to its width (assets/live.js, Panel.fitFigure/refit): the plot area against the panel, and any
+# legend above the plot that runs into the title
+FIT_JS = """(id) => {
+  const d = document.querySelector('#' + id + ' .live-plot'), fl = d && d._fullLayout;
+  if (!fl || !fl.xaxis) return null;
+  const legend = d.querySelector('.legend'), title = d.querySelector('.g-gtitle .gtitle');
+  const gap = legend && title ? legend.getBoundingClientRect().top - title.getBoundingClientRect().bottom : null;
+  const svg = d.querySelector('.main-svg').getBoundingClientRect().height;
+  return {width: d.clientWidth, plotW: fl.xaxis._length, plotH: fl.yaxis._length, areaH: fl._size.h, gap,
+          box: Math.round(d.getBoundingClientRect().height), svg: Math.round(svg)};
+}"""
+
+
+@pytest.mark.slow  # trains for a moment
+def test_square_panels_fill_a_phone(browser, app_url, artifacts):
+    """On a phone the density's colour bar goes under the plot (beside it, it took a quarter of the width), the
+    square x₁/x₂ box gives back the height it would leave empty above and below it, the panel's box follows the
+    figure's height, and a legend that wraps onto more rows moves the plot down instead of running into the
+    title."""
+    from live_helpers import click, wait_panel, wait_status
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.set_default_timeout(SLOW)
+    try:
+        page.goto(f"{app_url}/?tab=latent")
+        page.locator("#latent-plot-main").scroll_into_view_if_needed()
+        wait_panel(page, "latent-plot-main", "p.frames >= 1")
+        click(page, "#latent-train")
+        wait_panel(page, "latent-plot-main", "p.title.includes('step')")
+        click(page, "#latent-stop")
+        wait_status(page, "latent", "stopped")
+        page.locator("#latent-plot-main").scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)
+        main = page.evaluate(FIT_JS, "latent-plot-main")
+        page.screenshot(path=str(artifacts / "tab-latent-phone-trained.png"))
+        page.locator("#latent-plot-samples").scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
+        samples = page.evaluate(FIT_JS, "latent-plot-samples")
+    finally:
+        ctx.close()
+    for got in (main, samples):
+        assert got is not None
+        assert got["plotW"] >= 0.75 * got["width"], got   # no colour bar beside the plot
+        assert got["areaH"] - got["plotH"] <= 8, got        # no empty band above and below the square box
+        assert abs(got["box"] - got["svg"]) <= 2, got       # the box is as tall as the figure, no more, no less
+        assert got["gap"] is None or got["gap"] >= 2, got   # the legend clears the title

@@ -255,8 +255,10 @@ def network_figure(snap: Snapshot) -> dict:
                                   "line": {"color": "white", "width": 1}}, "hoverinfo": "skip"})
     anns = [{"text": col.replace(", ", "<br>"), "x": c, "y": 1.2, "xref": "x", "yref": "y", "showarrow": False,
              "font": {"size": 11}} for c, col in enumerate(cols)]
-    anns.append({"text": "blue: label 1 (sees nothing before it) · green: label 2 · no line: weight masked to 0",
-                 "x": 0.5, "y": -0.08, "xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 11}})
+    # two short lines: one long one ran off both sides of a phone's panel
+    anns.append({"text": "blue: label 1 (sees nothing before it) · green: label 2<br>no line: a weight masked to 0",
+                 "x": 0.5, "y": -0.04, "yanchor": "top", "xref": "paper", "yref": "paper", "showarrow": False,
+                 "font": {"size": 11}})
     key = snap.model_key
     what = {"made": "MADE's masks", "fvsbn": "FVSBN's connections", "nade": "NADE's tied layer",
             "rnade": "RNADE's net"}.get(key, "connections")
@@ -266,7 +268,7 @@ def network_figure(snap: Snapshot) -> dict:
            "xaxis": {"visible": False, "range": [-0.9, len(cols) - 1 + 1.4], "fixedrange": True},
            "yaxis": {"visible": False, "range": [-1.2, 1.5], "fixedrange": True},
            "annotations": anns, "height": 470, "font": plots.FONT, "plot_bgcolor": "white",
-           "margin": {"l": 10, "r": 10, "t": 50, "b": 30}, "showlegend": False,
+           "margin": {"l": 10, "r": 10, "t": 50, "b": 44}, "showlegend": False,
            "uirevision": f"ar-net-{key}"}
     return {"data": traces, "layout": lay}
 
