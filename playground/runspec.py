@@ -49,6 +49,7 @@ N_POINTS = (100, 20000)  # the range the data slider and a link accept
 TRAIN_POINTS = (0, 20000)  # training points kept (0: all), the overfitting study's slider (notes 3.2.5)
 MAX_FILE_DIGEST = 32 * 1024 * 1024
 LINK_FILES = os.path.join(tempfile.gettempdir(), "playground-links")  # the points of opened links, by content
+LINK_FILES_AGE = 24 * 3600.0  # seconds a link's points are kept after the link was last opened
 
 
 @dataclass
@@ -269,7 +270,10 @@ def _data_from_link(q: Mapping[str, str], spec: RunSpec, named: set[str], notes:
             pts = decode_points(q["pts"])
             os.makedirs(LINK_FILES, exist_ok=True)
             path = os.path.join(LINK_FILES, hashlib.sha1(q["pts"].encode()).hexdigest()[:20] + ".csv")
-            if not os.path.exists(path):
+            if os.path.exists(path):
+                os.utime(path)  # opened again: kept another LINK_FILES_AGE
+            else:
+                prune_link_files()
                 tmp = f"{path}.{os.getpid()}.tmp"
                 np.savetxt(tmp, pts, delimiter=",", header="x,y", comments="", fmt="%.17g")
                 os.replace(tmp, path)
@@ -282,6 +286,29 @@ def _data_from_link(q: Mapping[str, str], spec: RunSpec, named: set[str], notes:
     except OSError as err:
         notes.append(f"The points in the link could not be kept ({err.strerror or err}): it opens with the tab's "
                      "own data.")
+
+
+def prune_link_files(max_age: float | None = None, now: float | None = None) -> int:
+    """Remove the points of links not opened for `max_age` seconds (LINK_FILES_AGE: a day, longer than a visitor's
+    idle run is kept, so no page still holds one). Called as a link brings new points; returns how many went."""
+    import time
+
+    max_age = LINK_FILES_AGE if max_age is None else max_age
+    now = time.time() if now is None else now
+    gone = 0
+    try:
+        names = os.listdir(LINK_FILES)
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(LINK_FILES, name)
+        try:
+            if now - os.path.getmtime(path) > max_age:
+                os.remove(path)
+                gone += 1
+        except OSError:  # another process removed it first
+            pass
+    return gone
 
 
 def _number(raw, lo, hi, kind, bad: list[str], name: str):

@@ -166,6 +166,28 @@ def test_uploaded_points_travel_in_the_link_quantised(tmp_path):
     assert again.csv == back.csv
 
 
+def test_link_points_not_opened_for_a_day_are_removed(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from playground import runspec
+
+    monkeypatch.setattr(runspec, "LINK_FILES", str(tmp_path / "links"))
+    pts = np.random.default_rng(1).normal(size=(40, 2))
+    up = tmp_path / "up.csv"
+    np.savetxt(up, pts, delimiter=",", header="x,y", comments="")
+    q = RunSpec("mog", source="Upload CSV", csv=str(up)).to_query("latent")
+    kept = _reopen(q, RunSpec("mog"))[0].csv
+    stale = tmp_path / "links" / "old.csv"
+    stale.write_text("x,y\n0,0\n")
+    day_ago = time.time() - runspec.LINK_FILES_AGE - 60
+    os.utime(stale, (day_ago, day_ago))
+    os.utime(kept, (day_ago, day_ago))
+    assert _reopen(q, RunSpec("mog"))[0].csv == kept  # opened again: kept, and its clock restarts
+    assert runspec.prune_link_files() == 1 and not stale.exists() and os.path.exists(kept)
+    assert runspec.prune_link_files(now=time.time() + runspec.LINK_FILES_AGE + 60) == 1 and not os.path.exists(kept)
+
+
 def test_too_many_points_are_left_out_and_the_link_says_so(tmp_path):
     path = tmp_path / "big.csv"
     np.savetxt(path, np.random.default_rng(0).normal(size=(5000, 2)), delimiter=",")
