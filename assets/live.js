@@ -21,6 +21,7 @@
   const NARROW_PX = 420;  // a panel narrower than this (a phone) puts its colour bar under the plot
   const BAR_PX = 52;      // the room that takes: the bar, its ticks and its title
   const MIN_HEIGHT_PX = 220;  // a trimmed square panel keeps at least this height
+  const LEGEND_ROW_PX = 20;   // a row of a horizontal legend
   const COLORBAR_INTERVAL = 400; // ... when a colour bar changed (the canvas has the new colours already)
   const CONFIG = {responsive: true, displaylogo: false, scrollZoom: false,
                   modeBarButtonsToRemove: ["select2d", "lasso2d", "toggleSpikelines", "autoScale2d"]};
@@ -286,38 +287,52 @@
 
     // The figure fitted to the panel's real width (the server lays it out for a half-page panel). On a narrow
     // panel (a phone) a colour bar goes under the plot instead of beside it, where it took a quarter of the
-    // width. Then two measured corrections (refit): room above the plot for a legend that wraps onto more rows
-    // than the server allowed for (it ran into the title), and a square x₁/x₂ box that the width limits gives
-    // back the height it leaves empty above and below it.
+    // width, and so does a legend beside the plot. Then measured corrections (refit): room above the plot for a
+    // legend that wraps onto more rows than the server allowed for (it ran into the title), room under it for a
+    // legend below the plot that ran off the panel, and a square x₁/x₂ box that the width limits gives back the
+    // height it leaves empty above and below it.
     fitFigure() {
       const width = this.div.clientWidth;
-      if (width !== this.fitWidth) { this.fitWidth = width; this.pad = 0; this.trim = 0; }
+      if (width !== this.fitWidth) { this.fitWidth = width; this.pad = 0; this.padBelow = 0; this.trim = 0; }
       let layout = this.fitTitle(this.fig.layout);
       let data = this.fig.data;
+      if (!layout.height) return {data, layout};
       const bars = [];
-      data.forEach((t, i) => {
-        if (!t || t.visible === false) return;
-        if (["heatmap", "contour", "histogram2d"].includes(t.type) && t.showscale !== false) bars.push([i, false]);
-        else if (t.marker && t.marker.showscale) bars.push([i, true]);
+      data.forEach((tr, i) => {
+        if (!tr || tr.visible === false) return;
+        if (["heatmap", "contour", "histogram2d"].includes(tr.type) && tr.showscale !== false) bars.push([i, false]);
+        else if (tr.marker && tr.marker.showscale) bars.push([i, true]);
       });
-      const narrow = width && width < NARROW_PX && bars.length === 1 && layout.height;
+      const narrow = width && width < NARROW_PX;
+      const lg = layout.legend || {};
+      const besideLegend = narrow && layout.showlegend !== false && lg.orientation === "v" && (lg.x ?? 1.02) >= 1;
+      const barBelow = narrow && bars.length === 1;
       const margin = layout.margin || {};
       const below = margin.b || 45;  // the x axis's ticks and title, under the plot
-      const t = (margin.t || 40) + this.pad;
-      const b = below + (narrow ? BAR_PX : 0);
-      if (narrow || this.pad || this.trim) {
-        layout = Object.assign({}, layout, {margin: Object.assign({}, margin, {t, b}),
-                                            height: layout.height + (t - (margin.t || 40)) + (b - below) - this.trim});
+      let legendRoom = 0;
+      if (besideLegend) {  // two entries a row, under the x axis's title
+        const n = data.filter((tr) => tr && tr.showlegend !== false && tr.name).length;
+        legendRoom = Math.ceil(n / 2) * LEGEND_ROW_PX + 6;
       }
-      if (narrow) {  // the bar's top where the x axis's title ends (in the plot's own units: Plotly puts a bar
-        // placed by the page's bottom edge over its own title)
+      const t = (margin.t || 40) + (this.pad || 0);
+      const b = below + (barBelow ? BAR_PX : 0) + legendRoom + (this.padBelow || 0);
+      const r = besideLegend ? 10 : margin.r;
+      layout = Object.assign({}, layout, {margin: Object.assign({}, margin, {t, b, r}),
+                                          height: layout.height + (t - (margin.t || 40)) + (b - below) - this.trim});
+      const plotH = Math.max(60, layout.height - t - b);
+      if (besideLegend) {
+        layout.legend = Object.assign({}, lg, {orientation: "h", x: 0, xanchor: "left", y: -(below + 2) / plotH,
+                                               yanchor: "top"});
+      }
+      if (barBelow) {  // the bar's top where the x axis's title (and a legend moved under it) end, in the plot's
+        // own units: Plotly puts a bar placed by the page's bottom edge over its own title
         const [i, onMarker] = bars[0];
         const tr = data[i];
         const old = (onMarker ? tr.marker.colorbar : tr.colorbar) || {};
-        const plotH = Math.max(60, layout.height - t - b);
         const bar = Object.assign({}, old, {orientation: "h", x: 0.5, xanchor: "center", xref: "paper",
-                                            y: -(below + 16) / plotH, yanchor: "top", yref: "paper", len: 0.9,
-                                            thickness: 10, title: Object.assign({}, old.title || {}, {side: "top"})});
+                                            y: -(below + legendRoom + 16) / plotH, yanchor: "top", yref: "paper",
+                                            len: 0.9, thickness: 10,
+                                            title: Object.assign({}, old.title || {}, {side: "top"})});
         data = data.slice();
         data[i] = onMarker ? Object.assign({}, tr, {marker: Object.assign({}, tr.marker, {colorbar: bar})})
           : Object.assign({}, tr, {colorbar: bar});
@@ -325,19 +340,30 @@
       return {data, layout};
     }
 
-    // Measure what was drawn: true when the pad above the plot or the trimmed height should change.
+    // Measure what was drawn: true when the room above or under the plot or the trimmed height should change.
     refit() {
       const fl = this.div._fullLayout;
       const lay = this.fig.layout || {};
-      if (!fl || !fl._size || !lay.height) return false;
+      if (!fl || !fl._size || !lay.height || !this.div.clientWidth) return false;  // not laid out: nothing to measure
       let changed = false;
       const legend = this.div.querySelector(".legend");
       const title = this.div.querySelector(".g-gtitle .gtitle");
-      if (legend && title && lay.legend && lay.legend.yanchor === "bottom" && lay.showlegend !== false) {
-        const gap = legend.getBoundingClientRect().top - title.getBoundingClientRect().bottom;
-        // 6 px between the title and the legend: more room where they collide, less where a gap was left
-        const want = Math.max(30 - ((lay.margin || {}).t || 40), this.pad + Math.ceil(6 - gap));
-        if (Math.abs(want - this.pad) > 2 && (gap < 2 || gap > 16)) { this.pad = want; changed = true; }
+      const svg = this.div.querySelector(".main-svg");
+      if (legend && lay.showlegend !== false && fl.legend) {
+        const box = legend.getBoundingClientRect();
+        const plotTop = svg.getBoundingClientRect().top + fl._size.t;
+        if (box.bottom <= plotTop + 2 && title) {  // above the plot, under the title
+          const gap = box.top - title.getBoundingClientRect().bottom;
+          // 6 px between the title and the legend: more room where they collide, less where a gap was left
+          const want = Math.max(30 - ((lay.margin || {}).t || 40), this.pad + Math.ceil(6 - gap));
+          if (Math.abs(want - this.pad) > 2 && (gap < 2 || gap > 16)) { this.pad = want; changed = true; }
+        } else if (box.top > plotTop + fl._size.h) {  // under the plot: within the panel
+          const left = svg.getBoundingClientRect().bottom - box.bottom;
+          const want = Math.max(0, this.padBelow + Math.ceil(6 - left));
+          if (Math.abs(want - this.padBelow) > 2 && (left < 2 || this.padBelow > 0)) {
+            this.padBelow = want; changed = true;
+          }
+        }
       }
       if (lay.yaxis && lay.yaxis.scaleanchor === "x" && fl.xaxis && fl.yaxis && fl.xaxis._length) {
         const slackY = fl._size.h - fl.yaxis._length;   // a square box limited by the width: space above and below

@@ -133,3 +133,34 @@ def test_square_panels_fill_a_phone(browser, app_url, artifacts):
         assert got["areaH"] - got["plotH"] <= 8, got        # no empty band above and below the square box
         assert abs(got["box"] - got["svg"]) <= 2, got       # the box is as tall as the figure, no more, no less
         assert got["gap"] is None or got["gap"] >= 2, got   # the legend clears the title
+
+
+@pytest.mark.slow
+def test_a_legend_beside_the_plot_goes_under_it_on_a_phone(browser, app_url, artifacts):
+    """The primer's slice panel keeps its six-entry legend beside the plot on a laptop; on a phone, beside it the
+    legend took 40% of the width: there it goes under the plot, inside the panel."""
+    from live_helpers import click, wait_panel
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.set_default_timeout(SLOW)
+    try:
+        page.goto(f"{app_url}/?tab=primer")
+        page.locator("#primer-plot-slice").scroll_into_view_if_needed()  # a panel out of view is not drawn
+        wait_panel(page, "primer-plot-slice", "p.frames >= 1")  # the "press Fit" placeholder
+        click(page, "#primer-fit")
+        page.locator("#primer-plot-slice").scroll_into_view_if_needed()
+        wait_panel(page, "primer-plot-slice", "p.title.includes('needs x₂')")
+        page.wait_for_timeout(1500)
+        got = page.evaluate("""(id) => {
+          const d = document.querySelector('#' + id + ' .live-plot'), fl = d._fullLayout;
+          const lg = d.querySelector('.legend').getBoundingClientRect();
+          const svg = d.querySelector('.main-svg').getBoundingClientRect();
+          return {width: d.clientWidth, plotW: fl.xaxis._length, plotBottom: svg.top + fl._size.t + fl._size.h,
+                  legendTop: lg.top, legendBottom: lg.bottom, svgBottom: svg.bottom};
+        }""", "primer-plot-slice")
+        page.locator("#primer-plot-slice").screenshot(path=str(artifacts / "primer-slice-phone.png"))
+    finally:
+        ctx.close()
+    assert got["plotW"] >= 0.75 * got["width"], got
+    assert got["legendTop"] > got["plotBottom"] and got["legendBottom"] <= got["svgBottom"] + 1, got
