@@ -178,13 +178,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--json", action="store_true")
 
-    rc = sub.add_parser("record", help="train a model and record a panel as an animation (.html or .gif)")
+    rc = sub.add_parser("record", help="train a model and record a panel as an animation (.html, .gif or .mp4)")
     rc.add_argument("model")
     _data_args(rc)
     rc.add_argument("--steps", type=int, default=1000)
     rc.add_argument("--frames", type=int, default=40, help="frames in the animation (evenly spread over the run)")
     rc.add_argument("--panel", default=None, help="which panel (default: the family view's first, 'main')")
-    rc.add_argument("--out", metavar="FILE.html|FILE.gif", required=True)
+    rc.add_argument("--out", metavar="FILE.html|FILE.gif|FILE.mp4", required=True)
     rc.add_argument("--size", default="480x420", help="GIF size in pixels, WIDTHxHEIGHT")
     rc.add_argument("--seed", type=int, default=0)
     rc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -553,8 +553,13 @@ def cmd_record(args) -> int:
     if args.steps < 1 or not 2 <= args.frames <= 500:
         raise UsageError("--steps must be >= 1 and --frames in [2, 500]")
     ext = os.path.splitext(args.out)[1].lower()
-    if ext not in (".html", ".gif"):
-        raise UsageError("--out: a .html or a .gif file")
+    if ext not in (".html", ".gif", ".mp4"):
+        raise UsageError("--out: a .html, .gif or .mp4 file")
+    if ext == ".mp4":
+        from .recording import VIDEO_EXTRA, video_available
+
+        if not video_available():
+            raise UsageError(f"--out: an .mp4 needs imageio-ffmpeg ({VIDEO_EXTRA}); a .gif or .html needs nothing more")
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
@@ -586,6 +591,8 @@ def cmd_record(args) -> int:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(recording.to_html(rec.frames, f"{args.model} on {data.name}"))
         n = len(rec)
+    elif ext == ".mp4":
+        n = recording.to_mp4(rec.frames, args.out, size=(width, height), fps=6)
     else:
         n = recording.to_gif(rec.frames, args.out, size=(width, height), fps=6)
     print(f"{n} frames of {args.model}'s '{panel}' panel (steps 0–{sess.step_count}) written to {args.out} "

@@ -7,10 +7,13 @@ as built by playground.plots / playground.views, stored as compact JSON). The re
   a Plotly animation with a Play/Pause button and a "step" slider;
 * :func:`to_gif`: an animated GIF drawn with Pillow alone (heatmaps, markers, lines, title, ticks) —
   a rough but faithful rendering, for slides that cannot embed HTML;
+* :func:`to_mp4`: the same drawings as an H.264 video (the optional imageio-ffmpeg package), a tenth of the
+  GIF's size or less;
 
 and :func:`curves_csv` writes a Snapshot's recorded curves as one CSV table.
 
-This module imports numpy, Pillow (for the GIF) and playground.plots only: no torch, no gradio.
+This module imports numpy, Pillow (for the GIF and the MP4's frames) and playground.plots only (and
+imageio-ffmpeg for an MP4, when asked for one): no torch, no gradio.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 from . import plots
 
-__all__ = ["Recorder", "to_html", "to_gif", "curves_csv"]
+__all__ = ["Recorder", "VideoUnavailable", "curves_csv", "to_gif", "to_html", "to_mp4", "video_available"]
 
 
 # --- the record ----------------------------------------------------------------------------------------
@@ -527,6 +530,61 @@ def to_gif(frames, path_or_buffer, size: tuple[int, int] = (560, 480), fps: int 
     pal[0].save(target, format="GIF", save_all=True, append_images=pal[1:], duration=durations, loop=0,
                 disposal=1, optimize=False)
     return len(pal)
+
+
+class VideoUnavailable(RuntimeError):
+    """MP4 export needs the optional imageio-ffmpeg package (it brings its own ffmpeg)."""
+
+
+VIDEO_EXTRA = "pip install imageio-ffmpeg"  # requirements-video.txt
+
+
+def video_available() -> bool:
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def to_mp4(frames, path, size: tuple[int, int] = (560, 480), fps: int = 8) -> int:
+    """Write `frames` ([(step, figure dict)]) as an H.264 MP4 (yuv420p, which slides and phones play), drawn
+    as :func:`to_gif` draws them, through the ffmpeg that the optional imageio-ffmpeg package ships. Each side is
+    rounded up to a multiple of 16 (the codec's block) with white. The last frame is held for a second, so a
+    player that stops at the end shows the trained model. Returns the number of frames written.
+
+    Raises VideoUnavailable without imageio-ffmpeg, ValueError with no frames."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise VideoUnavailable(f"MP4 export needs imageio-ffmpeg ({VIDEO_EXTRA}); the GIF and HTML exports "
+                               "need nothing more") from None
+    from PIL import Image
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to export")
+    w, h = (-(-int(v) // 16) * 16 for v in size)
+    fps = max(1, int(fps))
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=16, ffmpeg_log_level="error",
+                                         output_params=["-movflags", "+faststart"])
+    writer.send(None)  # start ffmpeg
+    n = 0
+    try:
+        for i, (_, fig) in enumerate(frames):
+            im = _render(fig, size).convert("RGB")
+            if im.size != (w, h):
+                canvas = Image.new("RGB", (w, h), "white")
+                canvas.paste(im, (0, 0))
+                im = canvas
+            raw = im.tobytes()
+            for _ in range(fps if i == len(frames) - 1 else 1):
+                writer.send(raw)
+            n += 1
+    finally:
+        writer.close()
+    return n
 
 
 # --- curves ---------------------------------------------------------------------------------------------

@@ -12,9 +12,12 @@ from playground import saving
 pytestmark = pytest.mark.browser
 
 
-def _download(page, button: str, artifacts, name: str):
-    """Click an export button, wait for its file to be offered, and download it."""
+def _download(page, button: str, artifacts, name: str, says: str | None = None):
+    """Click an export button, wait for its file to be offered (and the note to say `says`), and download it."""
     click(page, button)
+    if says:
+        page.wait_for_function("(t) => document.querySelector('#flows-keepmsg').innerText.includes(t)", arg=says,
+                               timeout=SLOW)
     link = page.locator("#flows-keepfile a").first
     link.wait_for(state="visible", timeout=SLOW)
     with page.expect_download(timeout=SLOW) as dl:
@@ -52,6 +55,16 @@ def test_record_export_save_reset_resume(page, app_url, artifacts, tmp_path):
     assert "Plotly.newPlot" in text or "Plotly.react" in text
     assert text.count('"name":') >= 3  # frames
     assert "frames (steps" in page.locator("#flows-keepmsg").inner_text()
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # the optional video extra (requirements-video.txt): the button says what to install
+        click(page, "#flows-animmp4")
+        page.wait_for_function("() => document.querySelector('#flows-keepmsg').innerText.includes('imageio-ffmpeg')",
+                               timeout=SLOW)
+    else:
+        video = _download(page, "#flows-animmp4", artifacts, "flows-animation.mp4", says="MP4 video")
+        reader = imageio_ffmpeg.read_frames(str(video))
+        assert next(reader)["size"][0] > 100 and sum(1 for _ in reader) >= 8
 
     saved = _download(page, "#flows-save", artifacts, "flows-model.pt")
     blob = saving.read(saved)

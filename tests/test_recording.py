@@ -10,6 +10,7 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from playground import plots, recording
@@ -222,3 +223,36 @@ def test_gif_heatmap_respects_zmin_zmax():
     _, (cx, cy) = _plot_area(rgb)
     r, g, b = rgb[int(cy), int(cx)]
     assert r < 80 and 110 < g < 170 and 110 < b < 170, (r, g, b)  # Viridis' middle (#21918c), not an end
+
+
+def test_mp4_plays_the_frames_in_order_and_holds_the_last(tmp_path):
+    """Decoded again, the MP4 has the drawn frames in order (a red marker at the middle, then the heatmap, then a
+    blue marker at the top right), each side padded up to the codec's block, and the last frame held a second."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    frames = [(0, scatter_figure(0)), (1, heatmap_figure(1)), (2, scatter_figure(2, xy=[(3.0, 3.0)], color="blue"))]
+    path = tmp_path / "run.mp4"
+    assert recording.to_mp4(frames, path, size=(400, 360), fps=5) == 3
+    reader = ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    w, h = meta["size"]
+    assert (w, h) == (400, 368)  # 360 rounded up to a multiple of 16
+    got = [np.frombuffer(f, np.uint8).reshape(h, w, 3).astype(int) for f in reader]
+    assert len(got) == 2 + 5  # the last frame held for a second at 5 frames/s
+    for i, (_, fig) in enumerate(frames):  # each frame is its drawing, up to the codec's loss
+        want = np.asarray(recording._render(fig, (400, 360)).convert("RGB")).astype(int)
+        assert np.abs(got[i][:360] - want).mean() < 6, i
+        others = [np.abs(got[i][:360] - np.asarray(recording._render(f, (400, 360)).convert("RGB")).astype(int)).mean()
+                  for j, (_, f) in enumerate(frames) if j != i]
+        assert min(others) > 2 * np.abs(got[i][:360] - want).mean(), i  # and not another frame
+    assert (got[0][360:] > 240).all()  # the padding is white
+    assert all(np.abs(g - got[2]).mean() < 1 for g in got[3:])
+
+
+def test_mp4_without_imageio_ffmpeg_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    assert not recording.video_available()
+    with pytest.raises(recording.VideoUnavailable, match="pip install imageio-ffmpeg"):
+        recording.to_mp4([(0, scatter_figure(0))], tmp_path / "x.mp4")
+    assert not (tmp_path / "x.mp4").exists()

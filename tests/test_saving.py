@@ -235,5 +235,11 @@ def test_the_command_line_records_a_panel_as_an_animation(tmp_path):
     assert r.returncode == 0, r.stderr
     text = page.read_text(encoding="utf-8")
     assert text.count('"name":"') + text.count('"name": "') >= 3
-    r = _cli("record", "mog", "--steps", "5", "--out", tmp_path / "run.mp4")
-    assert r.returncode == 2 and "a .html or a .gif file" in r.stderr
+    r = _cli("record", "mog", "--steps", "5", "--out", tmp_path / "run.avi")
+    assert r.returncode == 2 and "a .html, .gif or .mp4 file" in r.stderr
+    ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    r = _cli("record", "mog", "--dataset", "8gaussians", "--steps", "12", "--frames", "4", "--set", "method=gradient",
+             "--out", tmp_path / "run.mp4", "--size", "240x200")
+    assert r.returncode == 0, r.stderr
+    reader = ffmpeg.read_frames(str(tmp_path / "run.mp4"))
+    assert next(reader)["size"] == (240, 208) and sum(1 for _ in reader) == 4 + 6  # 5 frames, the last held 1 s
