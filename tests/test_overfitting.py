@@ -85,3 +85,22 @@ def test_early_stopping_through_a_worker():
     finally:
         sess.close()
         pool.close()
+
+
+def test_a_parked_run_still_returns_to_its_best_state():
+    """A run left idle gives its worker back (park) and wakes on the next click: ↩ Early stop then still goes
+    back to the held-out minimum seen before it was parked, the same state as without parking."""
+    spec = _spec(train_points=50)
+    pool = WorkerPool(spare=1)
+    sess = RemoteSession(pool, "made", spec.config, spec.build_data(), spec.settings)
+    try:
+        for _ in sess.run(max_steps=400, frame_interval=0.0):
+            pass
+        assert sess.park() and sess.parked
+        snap = sess.return_to_best()  # wakes the run in a worker first
+        assert "early stopping" in sess.message and sess.step_count == snap.step <= 400
+        nll = snap.curves["test_nll"][1]
+        assert snap.latest["test_nll"] == pytest.approx(float(np.min(nll)), abs=1e-5)
+    finally:
+        sess.close()
+        pool.close()

@@ -575,11 +575,15 @@ class Session:
         slot = self.checkpoints.slots[-1]
         hist = copy.deepcopy(self.history)
         hist.truncate(slot["step"])
-        to_cpu = lambda t: t.detach().cpu().clone() if isinstance(t, torch.Tensor) else t
-        return {"slot": {"state": {k: to_cpu(v) for k, v in slot["state"].items()},
-                         "opts": torch.utils._pytree.tree_map(to_cpu, slot["opts"]),
-                         "rng": {k: v.cpu() for k, v in slot["rng"].items()}, "step": slot["step"]},
-                "history": hist, "settings": self.settings.as_dict(), "config": self.model.cfg.as_dict()}
+        return {"slot": _slot_on_cpu(slot), "history": hist, "settings": self.settings.as_dict(),
+                "config": self.model.cfg.as_dict()}
+
+    def export_best(self) -> dict | None:
+        """The early-stopping state (note_evaluation) on the CPU, or None: what a parked run takes along, so that
+        ↩ Early stop still goes back to it once the run has a worker again (import_state)."""
+        if self.best is None:
+            return None
+        return {**self.best, "slot": _slot_on_cpu(self.best["slot"])}
 
     def save_state(self) -> dict:
         """export_state at the current step when the run is not training and its parameters are sound (it is
@@ -598,10 +602,7 @@ class Session:
         for name in ("lr", "batch"):
             if name in state["settings"]:
                 self.set_live(name, state["settings"][name])
-        slot = state["slot"]
-        slot = {**slot, "state": {k: v.to(self.device) for k, v in slot["state"].items()},
-                "opts": torch.utils._pytree.tree_map(
-                    lambda t: t.to(self.device) if isinstance(t, torch.Tensor) and t.dim() else t, slot["opts"])}
+        slot = self._slot_here(state["slot"])
         try:
             self._load(slot)
         except RuntimeError:  # generator states of another device: keep this session's own
@@ -609,6 +610,15 @@ class Session:
         self.history = state["history"]
         self.history.truncate(self.step_count)
         self._checkpoint()
+        best = state.get("best")  # a parked run's early-stopping state (export_best); a saved file has none
+        if best is not None and best["step"] <= self.step_count:
+            self.best = {**best, "slot": self._slot_here(best["slot"])}
+
+    def _slot_here(self, slot: dict) -> dict:
+        """A checkpoint slot from the CPU onto this session's device (generator states stay as they are)."""
+        return {**slot, "state": {k: v.to(self.device) for k, v in slot["state"].items()},
+                "opts": torch.utils._pytree.tree_map(
+                    lambda t: t.to(self.device) if isinstance(t, torch.Tensor) and t.dim() else t, slot["opts"])}
 
     def frozen_model(self, device: str = "cpu"):
         """A copy of the model at the run's newest good checkpoint (consistent while the run trains on: it is
@@ -627,3 +637,11 @@ class Session:
     def snapshot(self, evaluate: bool | None = None) -> Snapshot:
         """A frame of the run now (FrameMaker.snapshot): held-out metrics every EVAL_INTERVAL while running."""
         return self.frames.snapshot(self, evaluate)
+
+
+def _slot_on_cpu(slot: dict) -> dict:
+    """A checkpoint slot (parameters, optimiser states, generators, step) copied onto the CPU."""
+    to_cpu = lambda t: t.detach().cpu().clone() if isinstance(t, torch.Tensor) else t
+    return {"state": {k: to_cpu(v) for k, v in slot["state"].items()},
+            "opts": torch.utils._pytree.tree_map(to_cpu, slot["opts"]),
+            "rng": {k: v.cpu() for k, v in slot["rng"].items()}, "step": slot["step"]}

@@ -159,7 +159,8 @@ class WorkerCore:
             raise RuntimeError("the run is training: it cannot be saved now")
         if s.status != "diverged" and s._params_finite():
             s._checkpoint()
-        return s.export_state()
+        best = s.export_best()  # ↩ Early stop goes on working after the run wakes
+        return s.export_state() if best is None else {**s.export_state(), "best": best}
 
     def op_sample_points(self, n: int):
         return self._need().sample_points(n)
