@@ -2,6 +2,8 @@
 up while the training NLL keeps falling, and early stopping goes back to the held-out minimum — in the session
 and through a worker, as the tabs' "↩ Early stop" button does."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -73,34 +75,33 @@ def test_without_an_evaluation_there_is_nothing_to_return_to():
         sess.return_to_best()
 
 
-def test_early_stopping_through_a_worker():
+@contextlib.contextmanager
+def _overfit_in_a_worker():
+    """MADE on 50 points, 400 steps in a worker process: the RemoteSession."""
     spec = _spec(train_points=50)
     pool = WorkerPool(spare=1)
     sess = RemoteSession(pool, "made", spec.config, spec.build_data(), spec.settings)
     try:
         for _ in sess.run(max_steps=400, frame_interval=0.0):
             pass
-        snap = sess.return_to_best()
-        assert "early stopping" in sess.message and sess.step_count == snap.step <= 400
+        yield sess
     finally:
         sess.close()
         pool.close()
+
+
+def test_early_stopping_through_a_worker():
+    with _overfit_in_a_worker() as sess:
+        snap = sess.return_to_best()
+        assert "early stopping" in sess.message and sess.step_count == snap.step <= 400
 
 
 def test_a_parked_run_still_returns_to_its_best_state():
     """A run left idle gives its worker back (park) and wakes on the next click: ↩ Early stop then still goes
     back to the held-out minimum seen before it was parked, the same state as without parking."""
-    spec = _spec(train_points=50)
-    pool = WorkerPool(spare=1)
-    sess = RemoteSession(pool, "made", spec.config, spec.build_data(), spec.settings)
-    try:
-        for _ in sess.run(max_steps=400, frame_interval=0.0):
-            pass
+    with _overfit_in_a_worker() as sess:
         assert sess.park() and sess.parked
         snap = sess.return_to_best()  # wakes the run in a worker first
         assert "early stopping" in sess.message and sess.step_count == snap.step <= 400
         nll = snap.curves["test_nll"][1]
         assert snap.latest["test_nll"] == pytest.approx(float(np.min(nll)), abs=1e-5)
-    finally:
-        sess.close()
-        pool.close()

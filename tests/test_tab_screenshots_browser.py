@@ -56,23 +56,29 @@ def test_every_tab_fits_its_screen(browser, app_url, artifacts, size):
     assert not problems, "; ".join(problems)
 
 
-@pytest.mark.slow  # trains for a moment
-def test_long_live_titles_wrap_on_a_phone(browser, app_url, artifacts):
-    """A training panel's title ("Model density p(x) — step 1,234 — ∫p dx on the grid ≈ 1.000") is wrapped by the
-    server for a half-page panel; on a phone the page wraps it again rather than cut it off."""
+def _trained_on_a_phone(browser, app_url, tab: str):
+    """A 390 px page of `tab` whose model trained for a moment and stopped: (context, page); close the context."""
     from live_helpers import click, wait_panel, wait_status
 
     ctx = browser.new_context(viewport={"width": 390, "height": 844})
     page = ctx.new_page()
     page.set_default_timeout(SLOW)
+    page.goto(f"{app_url}/?tab={tab}")
+    page.locator(f"#{tab}-plot-main").scroll_into_view_if_needed()
+    wait_panel(page, f"{tab}-plot-main", "p.frames >= 1")
+    click(page, f"#{tab}-train")
+    wait_panel(page, f"{tab}-plot-main", "p.title.includes('step')")
+    click(page, f"#{tab}-stop")
+    wait_status(page, tab, "stopped")
+    return ctx, page
+
+
+@pytest.mark.slow  # trains for a moment
+def test_long_live_titles_wrap_on_a_phone(browser, app_url, artifacts):
+    """A training panel's title ("Model density p(x) — step 1,234 — ∫p dx on the grid ≈ 1.000") is wrapped by the
+    server for a half-page panel; on a phone the page wraps it again rather than cut it off."""
+    ctx, page = _trained_on_a_phone(browser, app_url, "flows")
     try:
-        page.goto(f"{app_url}/?tab=flows")
-        page.locator("#flows-plot-main").scroll_into_view_if_needed()
-        wait_panel(page, "flows-plot-main", "p.frames >= 1")
-        click(page, "#flows-train")
-        wait_panel(page, "flows-plot-main", "p.title.includes('step')")
-        click(page, "#flows-stop")
-        wait_status(page, "flows", "stopped")
         for name in ("main", "samples", "layers", "latent"):
             page.locator(f"#flows-plot-{name}").scroll_into_view_if_needed()
             page.wait_for_timeout(600)
@@ -105,19 +111,8 @@ def test_square_panels_fill_a_phone(browser, app_url, artifacts):
     square x₁/x₂ box gives back the height it would leave empty above and below it, the panel's box follows the
     figure's height, and a legend that wraps onto more rows moves the plot down instead of running into the
     title."""
-    from live_helpers import click, wait_panel, wait_status
-
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
-    page = ctx.new_page()
-    page.set_default_timeout(SLOW)
+    ctx, page = _trained_on_a_phone(browser, app_url, "latent")
     try:
-        page.goto(f"{app_url}/?tab=latent")
-        page.locator("#latent-plot-main").scroll_into_view_if_needed()
-        wait_panel(page, "latent-plot-main", "p.frames >= 1")
-        click(page, "#latent-train")
-        wait_panel(page, "latent-plot-main", "p.title.includes('step')")
-        click(page, "#latent-stop")
-        wait_status(page, "latent", "stopped")
         page.locator("#latent-plot-main").scroll_into_view_if_needed()
         page.wait_for_timeout(1500)
         main = page.evaluate(FIT_JS, "latent-plot-main")
