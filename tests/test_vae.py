@@ -356,8 +356,12 @@ def test_frames_at_rest_draw_the_heatmap_on_a_finer_global_grid_where_the_config
     assert live_q["factor"] == 1 and live_q["check"] > Q.TOL_MEAN and live_q["finer_at_rest"]
     assert rest_q["factor"] > 1 and rest_q["check"] <= Q.TOL_MEAN and not rest_q["finer_at_rest"]
     seen = ref > ref.max() - 12  # what a log-scale heatmap shows
-    assert float((rest - ref)[seen].abs().max()) < 0.02
-    assert float((live - ref)[seen].abs().max()) > 0.1
+    # the grid at rest passed the check (its 2x coarser neighbour agrees within TOL_MEAN on average), so its own
+    # error is far smaller: measured 0.002-0.004 nats on average and 0.02-0.07 at most, on two machines whose
+    # training runs differ in the last bits; the live grid is off by 0.5 on average and by several nats at most
+    err, live_err = (rest - ref)[seen].abs(), (live - ref)[seen].abs()
+    assert float(err.mean()) < Q.TOL_MEAN / 5 and float(err.max()) < Q.TOL_MAX / 3
+    assert float(live_err.mean()) > 0.1 and float(live_err.max()) > 1.0
     sess.status = "running"
     note = json.dumps(views.render(sess.snapshot())["main"]["layout"]["annotations"]).replace("<br>", " ")
     assert "live heatmap" in note and "finer latent grids when training stops" in note
