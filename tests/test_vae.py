@@ -421,8 +421,11 @@ def test_estimators_are_unbiased_for_the_grid_likelihood(trained):
     assert np.std(is_[:, 4]) < 0.2 * np.std(naive[:, 4])  # k = 20
     means = is_.mean(0)
     assert np.all(np.diff(means) > -0.01) and means[-1] <= log_px + 1e-3
+    # the probe's nodes give the model's own log p(x), up to float32 rounding in the model (with a narrow decoder σ
+    # its terms (x - μ)²/σ² run into the thousands: 1e-3 nats here, 1e-4 on another CPU's run); another grid, the
+    # next coarser one, is off by the check's 0.01-0.05 nats
     with torch.no_grad():
-        assert abs(log_px - float(trained.model.log_prob(torch.as_tensor(x[None]).float()))) < 1e-3
+        assert abs(log_px - float(trained.model.log_prob(torch.as_tensor(x[None]).float()))) < 4e-3
 
 
 @pytest.mark.parametrize("which", ["trained", "trained_1d"])
