@@ -98,6 +98,9 @@ class TabState(LiveState):
         self.last_active = time.monotonic()  # when its run last trained or was used (release_idle)
         self.freed_note = ""  # said once when an idle run was freed and the next Train starts a new one
         self.lock = threading.Lock()  # publishing a frame: the run's own and Stop's quick one
+        # moved on by what replaces a run's state (Step, ↩ Early stop, Reset): a frame of the run from before it
+        # is stale and not shown (a stopping run's last frame must not land after the action's own)
+        self.epoch = 0
         self.recording = False  # the keep row's "record": frames of the first panel go to recorder (keep.py)
         self.recorder = None
         self.recorded_step: int | None = None
@@ -345,10 +348,19 @@ class FamilyTab:
         rest = self.extra_values(st, snap) if extras and snap is not None else [gr.skip()] * len(self.extra_outputs)
         return [info] + rest
 
-    def publish(self, st: TabState, snap: Snapshot, note: str = "") -> None:
+    def publish(self, st: TabState, snap: Snapshot, note: str = "", epoch: int | None = None) -> None:
+        """Show `snap` with `note`; a run's frame carries the `epoch` it started in and is dropped once an action
+        has moved st.epoch on."""
         with st.lock:
+            if epoch is not None and epoch != st.epoch:
+                return
             st.last, st.note = snap, note
             st.channel.publish(SnapshotSource(self, st, snap, note))
+
+    def supersede(self, st: TabState) -> None:
+        """What follows replaces the run's state: frames of the run from before are stale (publish)."""
+        with st.lock:
+            st.epoch += 1
 
     def stop_now(self, st: TabState, sess: Session | None) -> None:
         """Stop, straight from the page: the loop leaves after the step it is in; the page is told at once
@@ -416,6 +428,7 @@ class FamilyTab:
             yield self.show_error(st, err)
             return
         note = "new run" if fresh else "resumed"
+        epoch = st.epoch
         if fresh and st.freed_note:
             note, st.freed_note = st.freed_note, ""
         ch = st.channel
@@ -434,13 +447,14 @@ class FamilyTab:
                 continue
             if snap.event == "restarted":  # its worker died: the message says what happened and what to press
                 note = ""
-            self.publish(st, snap, STOPPED if snap.status == "stopped" and note else note)
+            self.publish(st, snap, STOPPED if snap.status == "stopped" and note else note, epoch=epoch)
             if first:
                 yield self.values(st, extras=True)
                 first = False
         ch.on_wait = None
         if sess.status == "done":
-            self.publish(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on")
+            self.publish(st, sess.snapshot(), f"paused after {MAX_RUN_SECONDS:.0f} s: press Train to go on",
+                         epoch=epoch)
         yield self.values(st, extras=True)
 
     def action(self, fn: Callable[[Session], Snapshot | None]):
@@ -450,6 +464,7 @@ class FamilyTab:
             try:
                 run = self.run_from(v)
                 sess, fresh = self.ensure_session(st, run)
+                self.supersede(st)
                 snap = fn(sess)
             except RUN_ERRORS as err:
                 return self.show_error(st, err)
@@ -480,6 +495,7 @@ class FamilyTab:
     def reset(self, v: dict):
         st = v[self.state]
         SLOTS.leave_queue(st)
+        self.supersede(st)
         st.free_session()
         st.last = None
         return self.preview(v, note="reset: press Train to start a new run")

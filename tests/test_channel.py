@@ -174,3 +174,21 @@ def test_a_waiting_visitor_is_told_when_they_start_at_the_latest():
     assert [round(slots.latest_start(k, 900, now)) for k in range(4)] == [100, 800, 1000, 1700]
     slots.end(a)
     assert round(slots.latest_start(0, 900, now)) == 800 and slots.active == 1
+
+
+def test_a_run_frame_from_before_an_action_is_not_shown():
+    """↩ Early stop (or Step, or Reset) replaces what a run shows; the stopping run's own last frame, which can
+    arrive after the action's under load, is stale and dropped (it showed 'stopped' at the step before early
+    stopping went back)."""
+    from playground.tabkit import FamilyTab, TabState
+
+    st, tab = TabState(), object.__new__(FamilyTab)
+    run_epoch = st.epoch  # what a run takes as it starts
+    FamilyTab.publish(tab, st, "run frame", "", epoch=run_epoch)
+    assert st.last == "run frame"
+    FamilyTab.supersede(tab, st)
+    FamilyTab.publish(tab, st, "back at the best step", "early stopping")
+    FamilyTab.publish(tab, st, "the run's last frame", "stopped: press Train to resume", epoch=run_epoch)
+    assert (st.last, st.note) == ("back at the best step", "early stopping")
+    FamilyTab.publish(tab, st, "a new run's frame", "", epoch=st.epoch)  # a run started after it is shown
+    assert st.last == "a new run's frame"
