@@ -28,9 +28,16 @@ def test_stop_mid_run_stops_training_and_the_page_says_so(page, app_url, artifac
     wait_moves(page, f"{key}-plot-main", 3)  # mid-run: the step moved a few times
     click(page, f"#{key}-stop")
     wait_status(page, key, "stopped")
-    time.sleep(0.5)  # a last frame in flight may still land
+    # the page is told at once; the final frame (full grid, fresh held-out metrics) follows as soon as it is
+    # built, which on a loaded machine can take seconds: wait until the panel has settled
+    frames, deadline = -1, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = panel(page, f"{key}-plot-main")["frames"]
+        if now == frames:
+            break
+        frames = now
+        time.sleep(1.0)
     first = step_of(status(page, key))
-    frames = panel(page, f"{key}-plot-main")["frames"]
     time.sleep(2.0)
     assert first > 0 and step_of(status(page, key)) == first, status(page, key)  # training really stopped
     assert panel(page, f"{key}-plot-main")["frames"] == frames  # and nothing more is drawn
